@@ -6,15 +6,17 @@
     run.tokens, run.attentions.shape   # [layers, heads, n, n]
 """
 from models.loading import DEFAULT_MODEL, PRESETS, LoadedModel, ModelLoadError, load_model
-from models.run import AttentionRun, RunError, run_attention
+from models.run import AttentionRun, AttentionStack, RunError, attention_stacks, run_attention
 
 __all__ = [
     "DEFAULT_MODEL",
     "PRESETS",
     "AttentionRun",
+    "AttentionStack",
     "LoadedModel",
     "ModelLoadError",
     "RunError",
+    "attention_stacks",
     "load_model",
     "run_attention",
 ]

@@ -47,6 +47,28 @@ class AttentionRun:
         return self.n_input_tokens > self.n
 
 
+@dataclass(frozen=True, eq=False)
+class AttentionStack:
+    """One family of attention matrices of a run: queries from one token list, keys from another."""
+
+    name: str  # "self-attention", "encoder", "decoder" or "cross"
+    attentions: np.ndarray  # [layers, heads, q, k] float32
+    query_tokens: list[str]  # q
+    key_tokens: list[str]  # k
+    causal: bool
+
+
+def attention_stacks(run: AttentionRun) -> dict[str, AttentionStack]:
+    """The run's stacks by name: one for encoders and decoders, three for encoder-decoders."""
+    if run.decoder_tokens is None:
+        return {"self-attention": AttentionStack("self-attention", run.attentions, run.tokens, run.tokens, run.causal)}
+    return {
+        "encoder": AttentionStack("encoder", run.attentions, run.tokens, run.tokens, False),
+        "decoder": AttentionStack("decoder", run.decoder_attentions, run.decoder_tokens, run.decoder_tokens, True),
+        "cross": AttentionStack("cross", run.cross_attentions, run.decoder_tokens, run.tokens, False),
+    }
+
+
 def _stack(attentions: tuple[torch.Tensor, ...]) -> np.ndarray:
     # tuple of layers x [batch=1, heads, q, k] -> [layers, heads, q, k]
     return torch.stack([a[0] for a in attentions]).float().numpy()

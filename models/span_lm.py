@@ -1,0 +1,234 @@
+"""A small character-level causal transformer whose every head learns its attention span.
+
+    from models.span_lm import SpanLMConfig, TrainConfig, train
+    from models.span_corpus import generate_corpus
+    run = train(generate_corpus(), SpanLMConfig(), TrainConfig(steps=200))
+    run.spans()            # [layers, heads] learned spans in characters
+    run.history.lm_loss    # language-model loss at each logged step
+
+Each head has a learned bias per query-key distance (so a head can find "the character
+k back" quickly) and an AdaptiveSpanMask after its softmax. The training loss is the
+language-model loss plus, for every layer, lambda * S * mean(z).
+"""
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from models.adaptive_span import AdaptiveSpanMask
+
+MAX_VOCAB = 512  # distinct characters a training text may have
+
+
+class TrainingTextError(ValueError):
+    """The training text can't be used; str(error) is a message for the user."""
+
+
+@dataclass(frozen=True)
+class SpanLMConfig:
+    vocab_size: int = 0  # set from the training text
+    n_layers: int = 2
+    n_heads: int = 4
+    d_model: int = 64
+    max_span: int = 64  # S, also the context length the model is trained on
+    ramp: int = 16  # R in characters
+    init_fraction: float = 0.0  # z / S at the start, as in the reference code
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 500
+    batch_size: int = 24
+    learning_rate: float = 3e-3
+    span_loss: float = 2e-3  # lambda; 0 switches the span loss off
+    seed: int = 0
+    log_every: int = 10  # record loss and spans, and call the progress callback
+
+
+@dataclass
+class TrainingHistory:
+    steps: list[int] = field(default_factory=list)
+    lm_loss: list[float] = field(default_factory=list)  # mean over the steps since the last log
+    # the last entry is after the final update, measured on a fresh batch
+    spans: list[np.ndarray] = field(default_factory=list)  # each [layers, heads] in characters
+
+    def spans_array(self) -> np.ndarray:
+        """[logged steps, layers, heads]."""
+        return np.stack(self.spans)
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    step: int
+    total_steps: int
+    lm_loss: float
+    spans: np.ndarray  # [layers, heads] in characters
+
+
+class SpanAttention(nn.Module):
+    """Causal self-attention with a learned distance bias and an adaptive span per head."""
+
+    def __init__(self, config: SpanLMConfig):
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
+        self.out = nn.Linear(config.d_model, config.d_model)
+        self.distance_bias = nn.Parameter(torch.zeros(config.n_heads, config.max_span))
+        self.span = AdaptiveSpanMask(config.n_heads, config.max_span, config.ramp, config.init_fraction)
+
+    def weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked attention [batch, heads, T, T] and values [batch, heads, T, head_dim]."""
+        batch, length, width = x.shape
+        q, k, v = (
+            t.view(batch, length, self.n_heads, -1).transpose(1, 2)
+            for t in self.qkv(x).split(width, dim=-1)
+        )
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        positions = torch.arange(length, device=x.device)
+        distance = positions[:, None] - positions[None, :]  # [T, T]
+        scores = scores + self.distance_bias[:, distance.clamp(min=0)]
+        scores = scores.masked_fill(distance < 0, float("-inf"))
+        return self.span(scores.softmax(-1)), v
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        attention, v = self.weights(x)
+        mixed = (attention @ v).transpose(1, 2).reshape(x.shape)
+        return self.out(mixed)
+
+
+class Block(nn.Module):
+    def __init__(self, config: SpanLMConfig):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.d_model)
+        self.attention = SpanAttention(config)
+        self.norm2 = nn.LayerNorm(config.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.d_model, 4 * config.d_model),
+            nn.GELU(),
+            nn.Linear(4 * config.d_model, config.d_model),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class SpanLM(nn.Module):
+    def __init__(self, config: SpanLMConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = nn.LayerNorm(config.d_model)
+        self.head = nn.Linear(config.d_model, config.vocab_size)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Logits [batch, T, vocab] for ids [batch, T], T <= max_span."""
+        x = self.embed(ids)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x))
+
+    def span_masks(self) -> list[AdaptiveSpanMask]:
+        return [block.attention.span for block in self.blocks]
+
+    def span_loss(self, coefficient: float) -> torch.Tensor:
+        return sum(mask.span_loss(coefficient) for mask in self.span_masks())
+
+    def spans(self) -> np.ndarray:
+        """[layers, heads] learned spans z in characters."""
+        return np.stack([mask.spans() for mask in self.span_masks()])
+
+
+@dataclass
+class TrainedRun:
+    """A trained model with what it was trained on and how its loss and spans went."""
+
+    model_config: SpanLMConfig
+    train_config: TrainConfig
+    vocab: str  # the characters, in id order
+    source: str  # what the text was, for people ("generated corpus", a file name)
+    model: SpanLM
+    history: TrainingHistory
+
+    def spans(self) -> np.ndarray:
+        """[layers, heads] learned spans in characters."""
+        return self.model.spans()
+
+
+def encode_text(text: str, max_span: int) -> tuple[str, torch.Tensor]:
+    """The text's characters (sorted) and the text as ids; raises TrainingTextError."""
+    if len(text) < 2 * (max_span + 1):
+        raise TrainingTextError(
+            f"The training text has {len(text)} characters; it needs at least "
+            f"{2 * (max_span + 1)} for a maximum span of {max_span}."
+        )
+    vocab = "".join(sorted(set(text)))
+    if len(vocab) > MAX_VOCAB:
+        raise TrainingTextError(
+            f"The training text uses {len(vocab)} different characters; at most {MAX_VOCAB} are supported."
+        )
+    index = {char: i for i, char in enumerate(vocab)}
+    return vocab, torch.tensor([index[char] for char in text], dtype=torch.long)
+
+
+def _batch(ids: torch.Tensor, length: int, size: int, generator: torch.Generator):
+    starts = torch.randint(0, len(ids) - length - 1, (size,), generator=generator)
+    windows = torch.stack([ids[s : s + length + 1] for s in starts.tolist()])
+    return windows[:, :-1], windows[:, 1:]
+
+
+def train(
+    text: str,
+    model_config: SpanLMConfig,
+    train_config: TrainConfig,
+    on_progress: Callable[[TrainProgress], None] | None = None,
+    source: str = "text",
+) -> TrainedRun:
+    """Train a SpanLM on random windows of S characters of `text`."""
+    vocab, ids = encode_text(text, model_config.max_span)
+    model_config = SpanLMConfig(**{**model_config.__dict__, "vocab_size": len(vocab)})
+    torch.manual_seed(train_config.seed)
+    generator = torch.Generator().manual_seed(train_config.seed)
+    model = SpanLM(model_config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
+    history = TrainingHistory()
+    losses = []
+    for step in range(train_config.steps):
+        inputs, targets = _batch(ids, model_config.max_span, train_config.batch_size, generator)
+        lm_loss = F.cross_entropy(model(inputs).flatten(0, 1), targets.flatten())
+        losses.append(lm_loss.item())
+        if step % train_config.log_every == 0:
+            _log(history, step, losses, model, train_config, on_progress)
+            losses = []
+        loss = lm_loss + model.span_loss(train_config.span_loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for mask in model.span_masks():
+            mask.clamp_()
+    model.eval()
+    with torch.no_grad():
+        inputs, targets = _batch(ids, model_config.max_span, train_config.batch_size, generator)
+        final_loss = F.cross_entropy(model(inputs).flatten(0, 1), targets.flatten()).item()
+    _log(history, train_config.steps, [final_loss], model, train_config, on_progress)
+    model.eval()
+    return TrainedRun(model_config, train_config, vocab, source, model, history)
+
+
+def _log(history: TrainingHistory, step: int, losses: list[float], model: SpanLM,
+         train_config: TrainConfig, on_progress: Callable[[TrainProgress], None] | None) -> None:
+    """Record the mean loss since the last log and the spans the model has at `step` updates."""
+    history.steps.append(step)
+    history.lm_loss.append(float(np.mean(losses)))
+    history.spans.append(model.spans())
+    if on_progress is not None:
+        on_progress(TrainProgress(step, train_config.steps, history.lm_loss[-1], history.spans[-1]))

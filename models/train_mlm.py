@@ -1,0 +1,285 @@
+"""Train a small BERT masked LM from scratch and keep checkpoints at chosen steps.
+
+    python -m models.train_mlm --text corpus.txt --out runs/mine --save-at 100,1000,10000
+    python -m models.train_mlm --dataset wikitext:wikitext-2-raw-v1 --out runs/wiki --pack
+    python -m models.train_mlm --demo            # the offline demo series, cached
+    torchrun --nproc-per-node 4 -m models.train_mlm ...   # same flags, several GPUs
+
+The output folder gets the tokenizer and `checkpoint-N/` folders (config.json, weights,
+trainer_state.json), the layout `models.mlm.find_checkpoints` reads.
+"""
+import argparse
+import os
+import shutil
+import string
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertForMaskedLM,
+    BertTokenizer,
+    DataCollatorForLanguageModeling,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from models.loading import bundled_model_path
+
+CORPUS_TOKENIZER = "corpus"  # --tokenizer value: build a word-level WordPiece vocab from the text
+STAGING = ".incomplete"  # checkpoints are written here, then renamed into place
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+Progress = Callable[[int, int], None]  # (step done, total steps)
+
+
+@dataclass
+class TrainConfig:
+    output_dir: Path
+    save_at: list[int]  # steps after which a checkpoint is written
+    text_file: Path | None = None  # one example per line
+    dataset: str | None = None  # "name:config" of a Hugging Face dataset with a "text" column
+    tokenizer: str = CORPUS_TOKENIZER  # CORPUS_TOKENIZER, a folder or a hub id
+    vocab_size: int = 8000  # most frequent words kept by the corpus tokenizer
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    max_length: int = 64  # tokens per example
+    pack: bool = False  # concatenate the text and cut it into max_length blocks
+    batch_size: int = 32  # per device
+    learning_rate: float = 1e-3
+    warmup_steps: int = 100
+    mlm_probability: float = 0.15
+    logging_steps: int = 10
+    seed: int = 0
+    quiet: bool = False  # no progress bar or log lines on the console
+    extra_args: dict = field(default_factory=dict)  # more TrainingArguments
+
+    @property
+    def max_steps(self) -> int:
+        return max(self.save_at)
+
+
+def read_lines(config: TrainConfig) -> list[str]:
+    """Non-empty lines of the text file or of the dataset's train split."""
+    if config.text_file is not None:
+        lines = config.text_file.read_text(encoding="utf-8").splitlines()
+    elif config.dataset:
+        lines = _dataset_lines(config.dataset)
+    else:
+        raise SystemExit("Give --text FILE or --dataset NAME:CONFIG.")
+    lines = [line.strip() for line in lines if line.strip()]
+    if not lines:
+        raise SystemExit("The training text is empty.")
+    return lines
+
+
+def _dataset_lines(name: str) -> list[str]:
+    try:
+        import datasets  # optional: only needed for hub datasets
+    except ImportError:
+        raise SystemExit("--dataset needs the 'datasets' package: pip install datasets") from None
+    path, _, subset = name.partition(":")
+    return list(datasets.load_dataset(path, subset or None, split="train")["text"])
+
+
+def word_tokenizer(lines: list[str], vocab_size: int) -> BertTokenizer:
+    """An uncased WordPiece tokenizer whose vocab is the corpus' most frequent words.
+
+    Single characters and their ##-continuations are in the vocab too, so any other word
+    still splits into pieces instead of becoming [UNK].
+    """
+    split = BertTokenizer(vocab={t: i for i, t in enumerate(SPECIAL_TOKENS)}).backend_tokenizer.pre_tokenizer
+    counts: dict[str, int] = {}
+    for line in lines:
+        for word, _ in split.pre_tokenize_str(line.lower()):
+            counts[word] = counts.get(word, 0) + 1
+    chars = sorted(set(string.ascii_lowercase + string.digits + string.punctuation) | {c for w in counts for c in w})
+    pieces = SPECIAL_TOKENS + chars + ["##" + c for c in chars]
+    words = sorted((w for w in counts if w not in pieces), key=lambda w: (-counts[w], w))[:vocab_size]
+    return BertTokenizer(vocab={token: i for i, token in enumerate(pieces + words)}, do_lower_case=True)
+
+
+def load_tokenizer(config: TrainConfig, lines: list[str]) -> PreTrainedTokenizerBase:
+    if config.tokenizer == CORPUS_TOKENIZER:
+        return word_tokenizer(lines, config.vocab_size)
+    return AutoTokenizer.from_pretrained(config.tokenizer)
+
+
+def tokenize(lines: list[str], tokenizer: PreTrainedTokenizerBase, max_length: int, pack: bool) -> list[dict]:
+    """Training examples {"input_ids": [...]}: one per line, or packed blocks of max_length."""
+    if not pack:
+        ids = tokenizer(lines, truncation=True, max_length=max_length)["input_ids"]
+        return [{"input_ids": row} for row in ids]
+    stream = [i for row in tokenizer(lines, add_special_tokens=False)["input_ids"] for i in row]
+    body = max_length - tokenizer.num_special_tokens_to_add()
+    blocks = [stream[start:start + body] for start in range(0, len(stream), body)]
+    return [{"input_ids": tokenizer.build_inputs_with_special_tokens(block)} for block in blocks]
+
+
+def small_bert(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> BertForMaskedLM:
+    bert_config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        intermediate_size=4 * config.hidden_size,
+        max_position_embeddings=max(config.max_length, 64),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    set_seed(config.seed)  # the initial weights depend on the seed only
+    return BertForMaskedLM(bert_config)
+
+
+class SaveAtSteps(TrainerCallback):
+    """Ask the Trainer for a checkpoint after each of the chosen steps."""
+
+    def __init__(self, steps: list[int]):
+        self.steps = set(steps)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step in self.steps:
+            control.should_save = True
+
+
+class ReportProgress(TrainerCallback):
+    def __init__(self, progress: Progress):
+        self.progress = progress
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.progress(state.global_step, state.max_steps)
+
+
+class AtomicCheckpointTrainer(Trainer):
+    """A Trainer whose `checkpoint-N` folders are always complete.
+
+    Each checkpoint is written under `<output_dir>/.incomplete/` and renamed into place once
+    every file is there, so an interrupted write never looks like a checkpoint.
+    """
+
+    _staging = False
+
+    def _get_output_dir(self, trial):
+        run_dir = super()._get_output_dir(trial)
+        return os.path.join(run_dir, STAGING) if self._staging else run_dir
+
+    def _save_checkpoint(self, model, trial):
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = False
+        self.accelerator.wait_for_everyone()  # every rank has written its RNG state
+        if self.args.should_save:
+            name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            run_dir = self._get_output_dir(trial)
+            target = os.path.join(run_dir, name)
+            if os.path.exists(target):  # left by an earlier run into the same folder
+                shutil.rmtree(target)
+            os.replace(os.path.join(run_dir, STAGING, name), target)
+        self.accelerator.wait_for_everyone()
+
+
+def training_arguments(config: TrainConfig) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(config.output_dir),
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_steps,
+        weight_decay=0.01,
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        save_strategy="no",  # SaveAtSteps decides
+        save_only_model=True,  # no optimizer state: checkpoints are for looking at, not resuming
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        disable_tqdm=config.quiet,
+        log_level="error" if config.quiet else "passive",
+        dataloader_num_workers=0,
+        **config.extra_args,
+    )
+
+
+def train(config: TrainConfig, progress: Progress | None = None) -> Path:
+    """Train and write the checkpoints; returns the output folder."""
+    lines = read_lines(config)
+    tokenizer = load_tokenizer(config, lines)
+    trainer = AtomicCheckpointTrainer(
+        model=small_bert(config, tokenizer),
+        args=training_arguments(config),
+        train_dataset=tokenize(lines, tokenizer, config.max_length, config.pack),
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm_probability=config.mlm_probability),
+        callbacks=[SaveAtSteps(config.save_at)] + ([ReportProgress(progress)] if progress else []),
+    )
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(config.output_dir)  # checkpoints find it in their parent folder
+    if config.quiet:
+        trainer.remove_callback(PrinterCallback)  # prints every log line when tqdm is off
+    trainer.train()
+    return config.output_dir
+
+
+def parse_steps(text: str) -> list[int]:
+    steps = sorted({int(s) for s in text.replace(" ", "").split(",") if s})
+    if not steps or steps[0] < 1:
+        raise argparse.ArgumentTypeError("--save-at takes positive steps, e.g. 100,1000,10000")
+    return steps
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m models.train_mlm", description=__doc__.split("\n")[0])
+    parser.add_argument("--demo", action="store_true", help="build the offline demo series (cached)")
+    parser.add_argument("--text", type=Path, help="training text, one example per line")
+    parser.add_argument("--dataset", help="a Hugging Face dataset with a text column, e.g. wikitext:wikitext-2-raw-v1")
+    parser.add_argument("--out", type=Path, help="output folder for the tokenizer and checkpoint-N folders")
+    parser.add_argument("--save-at", type=parse_steps, default=[100, 1000], help="comma-separated steps")
+    parser.add_argument("--tokenizer", default=CORPUS_TOKENIZER,
+                        help=f"'{CORPUS_TOKENIZER}' (word vocab of the text), 'bundled' (bert-base-uncased), a folder or hub id")
+    defaults = TrainConfig(output_dir=Path("."), save_at=[1])
+    for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "max_length", "batch_size",
+                 "warmup_steps", "logging_steps", "seed"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
+    for name in ("learning_rate", "mlm_probability"):
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
+    parser.add_argument("--pack", action="store_true", help="pack the text into blocks of --max-length tokens")
+    parser.add_argument("--quiet", action="store_true")
+    return parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    if args.out is None:
+        raise SystemExit("Give --out FOLDER (or --demo).")
+    tokenizer = str(bundled_model_path()) if args.tokenizer == "bundled" else args.tokenizer
+    return TrainConfig(
+        output_dir=args.out, save_at=args.save_at, text_file=args.text, dataset=args.dataset,
+        tokenizer=tokenizer, vocab_size=args.vocab_size, hidden_size=args.hidden_size,
+        num_layers=args.num_layers, num_heads=args.num_heads, max_length=args.max_length, pack=args.pack,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
+        mlm_probability=args.mlm_probability, logging_steps=args.logging_steps, seed=args.seed, quiet=args.quiet,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.demo:
+        from models.demo_series import ensure_demo_series
+
+        print(ensure_demo_series(seed=args.seed))
+        return
+    print(train(config_from_args(args)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,98 @@
+"""What every page shares: the cached model and run, URL-bound widget state, figure display.
+
+Pages call `current_run()` (or `current_model()`) and get None after a message has been
+shown when there is nothing to draw, so a page never has to handle load errors itself.
+"""
+import os
+
+import streamlit as st
+
+from models import AttentionRun, LoadedModel, ModelLoadError, RunError, load_model, run_attention
+from viz.theme import plotly_config
+
+MODEL_KEY, TEXT_KEY, TEXT_B_KEY = "model", "text", "text_b"
+MAX_MODELS = int(os.environ.get("EXPLORER_MAX_MODELS", "2"))  # each BERT-base is ~0.5 GB
+MAX_RUNS = int(os.environ.get("EXPLORER_MAX_RUNS", "16"))  # a 512-token run of MiniLM is ~75 MB
+
+
+@st.cache_resource(max_entries=MAX_MODELS, show_spinner=False)
+def cached_model(spec: str) -> LoadedModel:
+    """One copy per process, shared by all sessions. A failed load is not cached."""
+    return load_model(spec)
+
+
+@st.cache_data(max_entries=MAX_RUNS, show_spinner=False)
+def cached_run(spec: str, text: str, text_pair: str) -> AttentionRun:
+    """Keyed by (model, text): changing layer or head never re-runs the model."""
+    return run_attention(cached_model(spec), text, text_pair or None)
+
+
+def bound(key: str) -> dict:
+    """Widget keyword arguments that mirror the widget's value in the URL (shareable links)."""
+    return dict(key=key, bind="query-params")
+
+
+def int_control_state(key: str, lo: int, hi: int, what: str) -> dict:
+    """`bound(key)` for an integer control whose range depends on the model (layer, head).
+
+    An out-of-range value from a link gets a message instead of silently vanishing, and a
+    value left over from a larger model is clamped into the new range.
+    """
+    raw = st.query_params.get(key)
+    if raw is not None and key not in st.session_state:
+        try:
+            valid = lo <= int(raw) <= hi
+        except ValueError:
+            valid = False
+        if not valid:
+            st.warning(f"The link asks for {what} '{raw}', but this model has {what}s {lo} to {hi}: showing {lo}.")
+    if key in st.session_state and not lo <= st.session_state[key] <= hi:
+        st.session_state[key] = min(max(st.session_state[key], lo), hi)
+    return bound(key)
+
+
+def current_spec() -> str:
+    return (st.session_state.get(MODEL_KEY) or "").strip()
+
+
+def current_texts() -> tuple[str, str]:
+    return st.session_state.get(TEXT_KEY) or "", st.session_state.get(TEXT_B_KEY) or ""
+
+
+def current_model() -> LoadedModel | None:
+    """The sidebar's model, or None after showing why it can't be loaded."""
+    spec = current_spec()
+    try:
+        with st.spinner(f"Loading {spec}…"):
+            return cached_model(spec)
+    except ModelLoadError as error:
+        st.error(str(error))
+        return None
+
+
+def current_run() -> tuple[LoadedModel, AttentionRun] | None:
+    """The sidebar's model run on the sidebar's text, or None after showing why not."""
+    loaded = current_model()
+    if loaded is None:
+        return None
+    text, text_b = current_texts()
+    if not text.strip():
+        st.info("Type a text in the sidebar to see its attention.")
+        return None
+    try:
+        with st.spinner("Running the model…"):
+            run = cached_run(loaded.spec, text, text_b)
+    except RunError as error:
+        st.error(str(error))
+        return None
+    if run.truncated:
+        st.warning(
+            f"The text has {run.n_input_tokens} tokens; the app runs at most {loaded.max_tokens} "
+            f"for this model, so only the first {run.n} are shown."
+        )
+    return loaded, run
+
+
+def show_figure(fig, name: str, **kwargs):
+    """st.plotly_chart with the shared export settings (PNG named after `name`)."""
+    return st.plotly_chart(fig, config=plotly_config(name), width="stretch", **kwargs)

@@ -1,0 +1,54 @@
+"""One attention matrix as a token x token heatmap."""
+import numpy as np
+import plotly.graph_objects as go
+
+from viz.labels import axis_labels
+from viz.theme import ATTENTION_SCALE, MASKED_COLOR, style
+
+MAX_TICK_LABELS = 64  # beyond this, tick labels would overlap: show every k-th
+
+
+def _tick_step(n: int) -> int:
+    return max(1, -(-n // MAX_TICK_LABELS))
+
+
+def masked_future(matrix: np.ndarray) -> np.ndarray:
+    """matrix [q, k] with the causal future (j > i) set to NaN, drawn as 'masked'."""
+    shown = matrix.astype(np.float32, copy=True)
+    shown[np.triu_indices(shown.shape[0], k=1, m=shown.shape[1])] = np.nan
+    return shown
+
+
+def attention_heatmap(
+    matrix: np.ndarray,  # [q, k], rows are queries
+    query_tokens: list[str],
+    key_tokens: list[str],
+    title: str,
+    causal: bool = False,
+    zmax: float | None = None,
+) -> go.Figure:
+    """Heatmap of one head (or an aggregate); hover names query, key and weight."""
+    z = masked_future(matrix) if causal else matrix.astype(np.float32, copy=False)
+    x, y = axis_labels(key_tokens), axis_labels(query_tokens)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=x,
+            y=y,
+            zmin=0,
+            zmax=zmax if zmax is not None else float(np.nanmax(z)) if z.size else 1.0,
+            colorscale=ATTENTION_SCALE,
+            colorbar=dict(title=dict(text="weight"), thickness=14),
+            hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>",
+            hoverongaps=False,
+        )
+    )
+    step_x, step_y = _tick_step(len(x)), _tick_step(len(y))
+    fig.update_xaxes(title="key (attended to)", tickangle=-60,
+                     tickvals=x[::step_x], showgrid=False)
+    fig.update_yaxes(title="query (attending)", autorange="reversed",
+                     tickvals=y[::step_y], showgrid=False)
+    style(fig, title, height=int(min(900, max(420, 260 + 14 * min(len(y), 48)))))
+    if causal:
+        fig.update_layout(plot_bgcolor=MASKED_COLOR)  # NaN cells show the background
+    return fig

@@ -1,0 +1,33 @@
+"""Token text made safe and readable for plotly labels and hover text.
+
+Plotly renders a subset of HTML in labels, so every token is escaped: a token can never
+become markup or a link, whatever the user typed.
+"""
+import html
+import unicodedata
+
+# byte-level BPE (GPT-2, RoBERTa) marks a leading space with "Ġ" and a newline with "Ċ";
+# SentencePiece (T5) marks a leading space with "▁"
+_MARKERS = {"Ġ": " ", "Ċ": "\\n", "▁": " "}
+
+
+def _visible(char: str) -> str:
+    if unicodedata.category(char) in ("Cc", "Cf") and char not in "\t":
+        return f"\\x{ord(char):02x}"
+    return char
+
+
+def display_token(token: str) -> str:
+    """A token as a reader should see it: markers decoded, control characters made visible."""
+    text = "".join(_MARKERS.get(c, c) for c in token).strip() or token
+    return "".join(_visible(c) for c in text)
+
+
+def escape(text: str) -> str:
+    """Escape for plotly's HTML-like text: shows the characters, never renders them."""
+    return html.escape(text, quote=True)
+
+
+def axis_labels(tokens: list[str]) -> list[str]:
+    """One unique, escaped label per position ("3 cat"), so repeated tokens keep their own row."""
+    return [escape(f"{i} {display_token(t)}") for i, t in enumerate(tokens)]
