@@ -5,12 +5,15 @@ import streamlit as st
 
 from models import DEFAULT_MODEL, PRESETS
 from pages._shared import MODEL_KEY, TEXT_B_KEY, TEXT_KEY, bound
+from viz.theme import LECTURE_CSS, LECTURE_KEY
 
 DEFAULT_TEXT = "The animal didn't cross the street because it was too tired."
 PRESET_NOTES = {DEFAULT_MODEL: "bundled, works offline"}
 
 PAGES = [
     st.Page("pages/heads.py", title="Attention heads", icon=":material/grid_view:", default=True),
+    st.Page("pages/scaling.py", title="Dot-product scaling", icon=":material/functions:"),
+    st.Page("pages/sparse.py", title="Sparse attention", icon=":material/blur_on:"),
 ]
 
 
@@ -36,9 +39,23 @@ def sidebar_ui() -> None:
         )
 
 
-st.set_page_config(page_title="Attention Explorer", page_icon=":material/visibility:", layout="wide")
+def lecture_mode_ui() -> bool:
+    """The presentation switch (in the URL, so a lecturer can prepare links): larger type and
+    figures, the sidebar folded away; pages read st.session_state[LECTURE_KEY] to show the essentials."""
+    with st.sidebar:
+        lecture = st.toggle("Lecture mode", help="For a projector: larger type and figures, sidebar folded, "
+                            "details tucked into expanders.", **bound(LECTURE_KEY))
+    if lecture:
+        st.html(LECTURE_CSS)
+        st.set_page_config(initial_sidebar_state="collapsed")
+    return lecture
+
+
+# an emoji favicon is drawn locally; a page's material icon as favicon would be fetched online
+st.set_page_config(page_title="Attention Explorer", page_icon="🔎", layout="wide")
 page = st.navigation(PAGES)
 sidebar_ui()
+lecture_mode_ui()
 try:
     page.run()
 except Exception as error:  # a page bug must not cost the user their text or show a traceback

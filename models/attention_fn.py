@@ -36,12 +36,6 @@ class AttentionCall:
     mask: torch.Tensor | None  # additive mask actually used [batch, 1|heads, q_len, k_len]
     weights: torch.Tensor  # [batch, heads, q_len, k_len], the softmax output
 
-    @property
-    def is_cross(self) -> bool:
-        return bool(getattr(self.module, "is_cross_attention", False)) or (
-            self.query.shape[-2] != self.key.shape[-2]
-        )
-
 
 @dataclass
 class _Hooks:

@@ -1,10 +1,13 @@
 """Run a loaded model on a text and keep its attention as numpy arrays."""
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from models.attention_fn import recording
 from models.loading import LoadedModel
+from models.scores import ScoreStack, capture_scores
 
 
 class RunError(ValueError):
@@ -29,6 +32,12 @@ class AttentionRun:
     decoder_tokens: list[str] | None = None  # m tokens fed to the decoder
     decoder_attentions: np.ndarray | None = None  # [layers, heads, m, m] float32, causal
     cross_attentions: np.ndarray | None = None  # [layers, heads, m, n] float32
+    score_stacks: dict[str, ScoreStack] | None = None  # with_scores=True: q, k, raw scores per stack
+
+    @property
+    def scores(self) -> np.ndarray | None:
+        """[layers, heads, n, n] raw q.k before the scale (with_scores=True), of `attentions`' stack."""
+        return None if self.score_stacks is None else next(iter(self.score_stacks.values())).scores
 
     @property
     def n(self) -> int:
@@ -108,11 +117,13 @@ def _decoder_inputs(loaded: LoadedModel, target: str) -> torch.Tensor:
     return loaded.model.prepare_decoder_input_ids_from_labels(labels=labels)
 
 
-def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None) -> AttentionRun:
+def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None,
+                  with_scores: bool = False) -> AttentionRun:
     """Attention of every layer and head for `text` (and sentence B `text_pair`).
 
     For encoder-decoder models `text_pair` is the decoder's text (teacher-forced); without it
-    the decoder reads `text` itself.
+    the decoder reads `text` itself. with_scores=True also keeps the pre-softmax scores
+    (models.scores; raises models.scores.ScoresUnavailable where a model can't give them).
     """
     encoding, full_length = encode(loaded, text, text_pair)
     inputs = {"input_ids": encoding["input_ids"], "attention_mask": encoding["attention_mask"]}
@@ -124,9 +135,11 @@ def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None) 
         target = text_pair if text_pair and text_pair.strip() else text
         inputs["decoder_input_ids"] = _decoder_inputs(loaded, target)
         decoder_tokens = tokenizer.convert_ids_to_tokens(inputs["decoder_input_ids"][0].tolist())
-    with torch.inference_mode():
+    with torch.inference_mode(), recording() if with_scores else contextlib.nullcontext() as calls:
         outputs = loaded.model(**inputs, output_attentions=True, use_cache=False)
     seq2seq = loaded.kind == "encoder-decoder"
+    named = ({"encoder": outputs.encoder_attentions, "decoder": outputs.decoder_attentions,
+              "cross": outputs.cross_attentions} if seq2seq else {"self-attention": outputs.attentions})
     return AttentionRun(
         model_spec=loaded.spec,
         tokens=tokenizer.convert_ids_to_tokens(encoding["input_ids"][0].tolist()),
@@ -138,4 +151,5 @@ def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None) 
         decoder_tokens=decoder_tokens,
         decoder_attentions=_stack(outputs.decoder_attentions) if seq2seq else None,
         cross_attentions=_stack(outputs.cross_attentions) if seq2seq else None,
+        score_stacks=capture_scores(calls, named) if with_scores else None,
     )

@@ -53,6 +53,7 @@ class TrainConfig:
     hidden_size: int = 128
     num_layers: int = 2
     num_heads: int = 4
+    dropout: float = 0.1
     max_length: int = 64  # tokens per example
     pack: bool = False  # concatenate the text and cut it into max_length blocks
     batch_size: int = 32  # per device
@@ -135,6 +136,8 @@ def small_bert(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> BertF
         intermediate_size=4 * config.hidden_size,
         max_position_embeddings=max(config.max_length, 64),
         pad_token_id=tokenizer.pad_token_id,
+        hidden_dropout_prob=config.dropout,
+        attention_probs_dropout_prob=config.dropout,
     )
     set_seed(config.seed)  # the initial weights depend on the seed only
     return BertForMaskedLM(bert_config)

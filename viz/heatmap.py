@@ -8,7 +8,7 @@ from viz.theme import ATTENTION_SCALE, MASKED_COLOR, style
 MAX_TICK_LABELS = 64  # beyond this, tick labels would overlap: show every k-th
 
 
-def _tick_step(n: int) -> int:
+def tick_step(n: int) -> int:
     return max(1, -(-n // MAX_TICK_LABELS))
 
 
@@ -43,7 +43,7 @@ def attention_heatmap(
             hoverongaps=False,
         )
     )
-    step_x, step_y = _tick_step(len(x)), _tick_step(len(y))
+    step_x, step_y = tick_step(len(x)), tick_step(len(y))
     fig.update_xaxes(title="key (attended to)", tickangle=-60,
                      tickvals=x[::step_x], showgrid=False)
     fig.update_yaxes(title="query (attending)", autorange="reversed",

@@ -69,7 +69,8 @@ def heads_overview(grid: ThumbnailGrid, focused: tuple[int, int], title: str) ->
         go.Scatter(
             x=head_ids * step + grid.cell / 2,
             y=layer_ids * step + grid.cell / 2,
-            customdata=np.stack([layer_ids, head_ids], axis=1),
+            # plain lists: a typed array would reach Streamlit's selection as a dict
+            customdata=np.stack([layer_ids, head_ids], axis=1).tolist(),
             mode="markers",
             marker=dict(size=grid.cell, symbol="square", opacity=0),
             hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<br>click to focus<extra></extra>",

@@ -17,11 +17,16 @@ def file_stem(*parts: object) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:120] or "figure"
 
 
-def plotly_config(name: str) -> dict:
-    """Modebar config: the camera button saves a 3x-resolution PNG named after the view."""
+IMAGE_FORMATS = ("png", "svg")  # what plotly.js can save in the browser, without a server or network
+
+
+def plotly_config(name: str, image_format: str = "png") -> dict:
+    """Modebar config: the camera button saves the view as a 3x-resolution PNG (or an SVG) named after it."""
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(f"image format {image_format!r} is not one of {IMAGE_FORMATS}")
     return {
         "displaylogo": False,
-        "toImageButtonOptions": {"format": "png", "filename": file_stem(name), "scale": 3},
+        "toImageButtonOptions": {"format": image_format, "filename": file_stem(name), "scale": 3},
         "modeBarButtonsToRemove": ["lasso2d", "select2d"],
     }
 
@@ -35,4 +40,36 @@ def style(fig: go.Figure, title: str, height: int) -> go.Figure:
         margin=dict(l=10, r=10, t=50, b=10),
         plot_bgcolor="white",
     )
+    return fig
+
+
+# --- lecture mode: a projector at the back of a hall ---
+LECTURE_KEY = "lecture"  # URL / session key of the presentation switch, read by every page
+LECTURE_SCALE = 1.5  # fonts and figure heights grow by this much
+LECTURE_CSS = """
+<style>
+  .stMainBlockContainer { font-size: 1.35rem; max-width: 100%; padding-top: 2.5rem; }
+  .stMainBlockContainer h1 { font-size: 3.2rem; }
+  .stMainBlockContainer h2, .stMainBlockContainer h3 { font-size: 2.2rem; }
+  .stMainBlockContainer p, .stMainBlockContainer label, .stMainBlockContainer li { font-size: 1.35rem !important; }
+  .stMainBlockContainer [data-testid="stCaptionContainer"] { font-size: 1.15rem; }
+  .stMainBlockContainer [data-testid="stWidgetLabel"] p { font-size: 1.35rem !important; }
+  [data-testid="stToolbar"], [data-testid="stDecoration"] { display: none; }
+</style>
+"""
+
+
+def for_projector(fig: go.Figure) -> go.Figure:
+    """Larger text, thicker colour bars and a taller figure, readable from the back of a lecture hall."""
+    size = FONT["size"] * LECTURE_SCALE
+    fig.update_layout(
+        font=dict(size=size),
+        title=dict(font=dict(size=size * 1.3)),
+        height=int((fig.layout.height or 450) * LECTURE_SCALE * 0.9),
+        margin=dict(t=int(50 * LECTURE_SCALE)),
+    )
+    # axis fonts are set explicitly: Streamlit's plotly theme would keep its own small ones
+    fig.update_xaxes(tickfont=dict(size=size * 0.85), title_font=dict(size=size))
+    fig.update_yaxes(tickfont=dict(size=size * 0.85), title_font=dict(size=size))
+    fig.update_traces(selector=dict(type="heatmap"), colorbar=dict(thickness=24))
     return fig

@@ -20,6 +20,7 @@ SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM = os.environ.get("EXPLORER_CHROMIUM", "/usr/bin/chromium")
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1")
 RUN_TIMEOUT_MS = 120_000  # first model load on a busy 2-core machine
+expect.set_options(timeout=RUN_TIMEOUT_MS)
 
 
 def _free_port() -> int:

@@ -1,0 +1,269 @@
+"""Sparse attention patterns: the masks, their cost, how information still flows, and the
+patterns applied to the live model."""
+import streamlit as st
+
+from models.reachability import Reachability, path, reachability
+from models.sparse import (DESCRIPTIONS, KINDS, SPLIT, AnyPattern, HeadPatterns, Pattern, PatternError, head_patterns,
+                           parse_positions)
+from models.sparse_cost import (ROWWISE_MAX_N, CostPoint, Growth, active_cells, counted_in_closed_form, growth,
+                                measure_cost)
+from models.sparse_run import EnforcedRun, coverage, enforced_run
+from pages._shared import bound, cached_model, current_run, current_spec, current_texts, int_control_state, show_figure
+from viz.sparse import (cost_figure, cost_frame, cost_summary, cosine_figure, coverage_figure, distance_figure,
+                        growth_figure, mark_path, mask_figure, overlay_figure, path_figure, predictions_frame,
+                        reach_figure)
+
+VIEWS = ("Pattern", "Growth", "Reachability", "Live model", "Cost")
+KIND_NAMES = {"full": "full", "causal": "causal", "sliding_window": "sliding window (Longformer)",
+              "dilated": "dilated window (Longformer)", "strided": "strided (Sparse Transformer)",
+              "fixed": "fixed (Sparse Transformer)", "longformer": "Longformer: window + global tokens",
+              "bigbird": "BigBird: blocks, window, global, random", "blockwise": "blockwise local"}
+PART_NAMES = {"union": "A1 ∪ A2", "A1": "A1 only", "A2": "A2 only", SPLIT: "A1 and A2 on alternating heads"}
+ARRANGEMENTS = {"none": "one pattern", "union": "∪ a second pattern", "intersection": "∩ a second pattern",
+                "alternate": "alternate heads with a second pattern"}
+MAX_N, MAX_REACH_N = 4096, 512  # reachability is all-pairs shortest paths: kept to the live model's size
+
+
+# ---- cached computations: keyed by the patterns' values, so moving a slider elsewhere recomputes nothing ----
+
+@st.cache_data(max_entries=24, show_spinner=False)
+def cached_mask_figure(pattern: AnyPattern, n: int, title: str):
+    return mask_figure(pattern.build(n), title)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_cells(pattern: AnyPattern, n: int) -> int:
+    return active_cells(pattern, n)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_growth(pattern: AnyPattern, scale_stride: bool) -> Growth:
+    return growth(pattern, scale_stride=scale_stride)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_reachability(pattern: AnyPattern, n: int) -> Reachability:
+    return reachability(pattern.build(n))
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def cached_cost(pattern: AnyPattern) -> list[CostPoint]:
+    return measure_cost(pattern)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_enforced(spec: str, text: str, text_b: str, patterns: HeadPatterns, n: int, heads: int) -> EnforcedRun:
+    return enforced_run(cached_model(spec), text, text_b or None, patterns.masks(n, heads))
+
+
+# ---- controls: each returns what it read; every value lives in the URL ----
+
+def view_ui() -> str:
+    return st.radio("View", VIEWS, horizontal=True, label_visibility="collapsed", **bound("view"))
+
+
+def params_ui(kind: str, suffix: str, allow_split: bool) -> dict:
+    """The parameters of `kind` as controls in a row; keys end with `suffix` (second pattern: '2')."""
+    columns = iter(st.columns(4))
+
+    def number(name, label, lo, hi, default, **kwargs):
+        return int(next(columns).number_input(label, lo, hi, default, **kwargs, **bound(name + suffix)))
+
+    params = {}
+    if kind in ("sliding_window", "dilated", "longformer"):
+        params["w"] = number("w", "w: keys on each side", 0, MAX_N, 2)
+    if kind == "dilated":
+        params["d"] = number("d", "d: dilation (gap)", 1, MAX_N, 2)
+    if kind in ("strided", "fixed"):
+        params["l"] = number("l", "l: stride" if kind == "strided" else "l: block length", 1, MAX_N, 8)
+    if kind == "fixed":
+        params["c"] = number("c", "c: summary cells per block", 1, MAX_N, 2)
+    if kind in ("strided", "fixed"):
+        parts = [p for p in PART_NAMES if allow_split or p != SPLIT]
+        params["part"] = next(columns).selectbox("Component", parts, format_func=PART_NAMES.get, **bound("part" + suffix))
+        params["causal"] = next(columns).checkbox("causal, as in the paper", True, **bound("causal" + suffix))
+    if kind in ("sliding_window", "dilated"):
+        params["causal"] = next(columns).checkbox("causal (keys j ≤ i only)", False, **bound("window_causal" + suffix))
+    if kind == "longformer":
+        text = next(columns).text_input("Global tokens (positions)", "0", help="e.g. 0 for [CLS], or 0, 7",
+                                        **bound("global" + suffix))
+        params["global_tokens"] = parse_positions(text)
+    if kind in ("bigbird", "blockwise"):
+        params["b"] = number("b", "b: block size", 1, MAX_N, 8)
+    if kind == "bigbird":
+        params["window_blocks"] = number("window_blocks", "window blocks (odd)", 1, 63, 3, step=2)
+        params["random_blocks"] = number("random_blocks", "r: random blocks per row", 0, 256, 2)
+        params["seed"] = number("seed", "seed", 0, 2**31 - 1, 0)
+    return params
+
+
+def pattern_ui(suffix: str = "", allow_split: bool = True, default: str = "strided") -> Pattern:
+    kind = st.selectbox("Pattern" if not suffix else "Second pattern", KINDS, index=KINDS.index(default),
+                        format_func=KIND_NAMES.get, **bound("pattern" + suffix))
+    return Pattern(kind, params_ui(kind, suffix, allow_split))
+
+
+def heads_ui() -> HeadPatterns:
+    """The pattern each head uses: one pattern, or two combined cell by cell or head by head."""
+    left, right = st.columns([2, 1])
+    with left:
+        first = pattern_ui()
+    how = right.selectbox("Combine", list(ARRANGEMENTS), format_func=ARRANGEMENTS.get, **bound("combine"))
+    second = pattern_ui("2", allow_split=False, default="longformer") if how != "none" else None
+    return head_patterns(first, how, second)
+
+
+def size_ui(hi: int = MAX_N) -> int:
+    return int(st.number_input("n: positions", 2, hi, 64, help=f"up to {hi}", **bound("n")))
+
+
+def focus_ui(layers: int, heads: int) -> tuple[int, int]:
+    left, right = st.columns(2)
+    layer = left.slider("Layer", 0, layers - 1, 0, **int_control_state("layer", 0, layers - 1, "layer"))
+    head = right.slider("Head", 0, heads - 1, 0, **int_control_state("head", 0, heads - 1, "head"))
+    return layer, head
+
+
+def path_ui(n: int) -> tuple[int, int]:
+    left, right = st.columns(2)
+    query = left.number_input("Query position i (receives)", 0, n - 1, n - 1, **bound("query"))
+    key = right.number_input("Key position j (is received)", 0, n - 1, 0, **bound("key"))
+    return int(query), int(key)
+
+
+# ---- views ----
+
+def pattern_view(patterns: HeadPatterns) -> None:
+    n = size_ui()
+    union = patterns.union()
+    shown = [(patterns.group(k), p) for k, p in enumerate(patterns.patterns)]
+    if len(shown) > 1:
+        shown.append(("one layer (union of the heads)", union))
+    for column, (heads, pattern) in zip(st.columns(len(shown)), shown):
+        with column:
+            show_figure(cached_mask_figure(pattern, n, f"{heads.capitalize()}: {pattern.label}, n = {n}"),
+                        f"sparse_mask_{pattern.label}_{n}")
+    cells = cached_cells(union, n)
+    left, middle, right = st.columns(3)
+    left.metric("Active cells (query-key pairs)", f"{cells:,}")
+    middle.metric("Density", f"{cells / n**2:.2%}")
+    right.metric("Full attention", f"{n * n:,}")
+    if len(shown) > 1:
+        st.caption("With several patterns over the heads, one layer connects the union of the heads' cells; "
+                   "the counts are those of the union.")
+    st.caption(" ".join(f"**{KIND_NAMES[k]}**: {DESCRIPTIONS[k]}" for k in patterns.kinds))
+
+
+def growth_view(patterns: HeadPatterns) -> None:
+    union = patterns.union()
+    scale = False
+    if {"strided", "fixed"} & set(union.kinds):
+        scale = st.checkbox("l = √n at each n (the Sparse Transformer's choice)", True, **bound("sqrt_l"))
+    result = cached_growth(union, scale)
+    show_figure(growth_figure(result, union.label), "sparse_growth")
+    st.caption(f"Fitted exponent {result.exponent:.2f}: about 1 for windows and blocks (linear in n), about 1.5 for "
+               "strided or fixed with l ≈ √n, 2 for full or causal attention. Counts come from closed forms, "
+               "never from an n × n matrix.")
+    if not counted_in_closed_form(union):
+        st.info(f"Combinations of patterns are counted row by row from the mask, so the chart stops at n = {ROWWISE_MAX_N}.")
+
+
+def reach_view(patterns: HeadPatterns) -> None:
+    n = size_ui()
+    if n > MAX_REACH_N:
+        st.info(f"Reachability compares all pairs of positions: shown for the first {MAX_REACH_N} positions (n = {MAX_REACH_N}).")
+        n = MAX_REACH_N
+    union = patterns.union()
+    found = cached_reachability(union, n)
+    left, middle, right = st.columns(3)
+    left.metric("Longest shortest path (diameter)", "never" if found.diameter is None else f"{found.diameter} layers")
+    middle.metric("Layers until every pair connects", "never" if found.layers_needed is None else found.layers_needed)
+    right.metric("Pairs that never connect", f"{found.unreachable:,}")
+    if found.past_only:
+        st.caption("The pattern is causal: a query never reaches a later key, so only pairs j ≤ i count.")
+    show_figure(reach_figure(found.reach_by_layer, found.past_only), "sparse_reach")
+    st.subheader("How does position i reach position j?")
+    query, key = path_ui(n)
+    route = path(union.build(n), query, key)
+    if route is None:
+        reason = "a causal pattern never reaches the future" if found.past_only and key > query else \
+            "no chain of attention links joins them, however many layers are stacked"
+        st.warning(f"Query {query} never receives key {key}: {reason}.")
+    else:
+        st.markdown(f"**{' → '.join(map(str, route))}**: " + (
+            "the same position." if len(route) == 1 else
+            f"{len(route) - 1} layer(s); each arrow is a query attending to a key allowed by the pattern."))
+        left, right = st.columns(2)
+        with left:
+            show_figure(path_figure(route, n), "sparse_path")
+        with right:
+            show_figure(mark_path(mask_figure(union.build(n), f"The path's cells on the mask, n = {n}"), route),
+                        "sparse_path_mask")
+    show_figure(distance_figure(found.distance), "sparse_distances")
+
+
+def live_view(patterns: HeadPatterns) -> None:
+    result = current_run()
+    if result is None:
+        return
+    loaded, run = result
+    spec, (text, text_b) = current_spec(), current_texts()
+    masks = patterns.masks(run.n, run.num_heads)  # [heads, n, n]
+    st.caption(f"{loaded.spec}: {run.num_layers} layers × {run.num_heads} heads, n = {run.n} tokens, special tokens "
+               "included (position 0 is the first token, e.g. [CLS]). Pattern: " + patterns.label)
+    layer, head = focus_ui(run.num_layers, run.num_heads)
+    show_figure(coverage_figure(coverage(run.attentions, masks), (layer, head)), f"sparse_coverage_{spec}")
+    with st.spinner("Re-running the model with the pattern enforced…"):
+        enforced = cached_enforced(spec, text, text_b, patterns, run.n, run.num_heads)
+    left, right = st.columns(2)
+    with left:
+        show_figure(overlay_figure(run.attentions[layer, head], masks[head], run.tokens,
+                                   f"Dense: layer {layer}, head {head}, outside the pattern greyed", run.causal),
+                    f"sparse_dense_L{layer}_H{head}")
+    with right:
+        show_figure(overlay_figure(enforced.attentions[layer, head], masks[head], run.tokens,
+                                   f"Enforced: layer {layer}, head {head}", run.causal), f"sparse_enforced_L{layer}_H{head}")
+    st.caption("Enforced: the pattern is added to the scores before softmax (−∞ outside), in every self-attention "
+               "call of this size" + (" of the encoder" if loaded.kind == "encoder-decoder" else "") + ".")
+    if enforced.rows_given_self:
+        st.info(f"{enforced.rows_given_self} (head, query) rows had no key in the pattern; they attend to themselves "
+                "(a softmax over no key is undefined).")
+    show_figure(cosine_figure(enforced.cosine), f"sparse_cosine_{spec}")
+    predictions_section(loaded, enforced)
+
+
+def predictions_section(loaded, enforced: EnforcedRun) -> None:
+    st.subheader("Masked-word predictions, dense vs sparse")
+    if not loaded.has_mlm_head:
+        st.info(f"{loaded.spec} has no masked-LM head, so it makes no word predictions to compare. Load a "
+                "…ForMaskedLM model (e.g. bert-base-uncased, or a folder) and put [MASK] in the text.")
+    elif not enforced.predictions:
+        st.info(f"Put {loaded.tokenizer.mask_token} in the text to see what the model predicts there, dense vs sparse.")
+    for found in enforced.predictions:
+        st.markdown(f"Position {found.position}:")
+        st.dataframe(predictions_frame(found.dense, found.sparse), hide_index=True)
+
+
+def cost_view(patterns: HeadPatterns) -> None:
+    union = patterns.union()
+    with st.spinner("Timing dense and masked attention on this machine (a few seconds)…"):
+        points = cached_cost(union)
+    show_figure(cost_figure(points), "sparse_cost")
+    st.markdown(cost_summary(points))
+    st.dataframe(cost_frame(points), hide_index=True)
+    st.caption("4 heads × 64 dimensions, median of 3 calls, float32 on the CPU; memory is the peak of torch's "
+               "allocations during a call (torch.profiler), plus the mask. The block-sparse estimate scales the dense "
+               "numbers by the share of 32 × 32 blocks holding an active cell. Other users of this machine slow "
+               "every number alike.")
+
+
+st.title("Sparse attention patterns")
+st.caption("A pattern says which keys each query may attend to (rows: queries, columns: keys). "
+           "Long-context models use them to avoid computing all n² pairs.")
+view = view_ui()
+try:
+    head_set = heads_ui()
+    {"Pattern": pattern_view, "Growth": growth_view, "Reachability": reach_view, "Live model": live_view,
+     "Cost": cost_view}[view](head_set)
+except PatternError as error:
+    st.error(str(error))

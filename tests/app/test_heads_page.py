@@ -1,0 +1,72 @@
+"""The Heads page through AppTest, starting from app.py as the browser does."""
+import numpy as np
+
+from tests.app.conftest import array, figure, messages, open_app
+
+PAGE = None  # the default page: app.py opens on it
+
+
+def _focused(at):
+    return figure(at, "Layer ")
+
+
+def test_renders_the_default_model_offline():
+    at = open_app(PAGE)
+    assert not at.exception and not at.error
+    assert _focused(at)["layout"]["title"]["text"] == "Layer 0, head 0 (self-attention)"
+    assert figure(at, "All heads")["data"][0]["type"] == "image"
+
+
+def test_changing_the_text_changes_the_figure():
+    at = open_app(PAGE)
+    before = _focused(at)
+    at.text_area(key="text").set_value("Birds fly south in winter.").run()
+    after = _focused(at)
+    assert after["data"][0]["y"] == ["0 [CLS]", "1 birds", "2 fly", "3 south", "4 in", "5 winter", "6 .", "7 [SEP]"]
+    assert array(after["data"][0]["z"]).size != array(before["data"][0]["z"]).size
+
+
+def test_layer_and_head_controls_focus_another_head():
+    at = open_app(PAGE)
+    z00 = array(_focused(at)["data"][0]["z"])
+    at.slider(key="layer").set_value(3).run()
+    at.slider(key="head").set_value(7).run()
+    assert _focused(at)["layout"]["title"]["text"] == "Layer 3, head 7 (self-attention)"
+    assert not np.allclose(array(_focused(at)["data"][0]["z"]), z00)
+
+
+def test_link_state_is_read_and_out_of_range_values_are_explained():
+    at = open_app(PAGE, text="Links carry state.", head="4", layer="99")
+    assert at.text_area(key="text").value == "Links carry state."
+    assert "asks for layer '99'" in messages(at)
+    assert _focused(at)["layout"]["title"]["text"] == "Layer 0, head 4 (self-attention)"
+
+
+def test_a_model_that_cannot_load_keeps_the_text():
+    at = open_app(PAGE, model="/no/such/model", text="My carefully typed text.")
+    assert "does not exist" in messages(at)
+    assert at.text_area(key="text").value == "My carefully typed text."
+    assert not at.exception
+
+
+def test_empty_text_gets_a_prompt_not_an_error():
+    at = open_app(PAGE)
+    at.text_area(key="text").set_value("   ").run()
+    assert "Type a text" in messages(at) and not at.error and not at.exception
+
+
+def test_decoder_shows_the_masked_future(tiny_models):
+    at = open_app(PAGE, model=str(tiny_models["gpt2"]))
+    assert not at.error
+    z = array(_focused(at)["data"][0]["z"])
+    assert np.isnan(z[0, 1]) and not np.isnan(z[1, 0])
+    assert any("masked future" in c.value for c in at.caption)
+
+
+def test_encoder_decoder_offers_cross_attention(tiny_models):
+    # through the link: AppTest can't re-submit a selectbox holding a typed-in option
+    at = open_app(PAGE, model=str(tiny_models["t5"]), text_b="Short target.", stack="cross")
+    assert at.radio(key="stack").options == ["encoder", "decoder", "cross"]
+    focused = _focused(at)
+    assert focused["layout"]["title"]["text"].endswith("(cross)")
+    assert focused["data"][0]["y"][:3] == ["0 [PAD]", "1 [CLS]", "2 short"]  # decoder queries

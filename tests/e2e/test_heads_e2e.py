@@ -1,0 +1,52 @@
+"""The Heads page in Chromium, offline: draw, retype, click a head, share the link."""
+import re
+
+from playwright.sync_api import expect
+
+CHART = '[data-testid="stPlotlyChart"]'
+
+
+def _focused_title(page):
+    return page.locator(f"{CHART} .gtitle").filter(has_text=re.compile(r"^Layer \d"))
+
+
+def test_heads_page_draws_offline_and_follows_text_and_clicks(browser_page):
+    bp = browser_page
+    bp.open("/")
+    page = bp.page
+    expect(page.locator(f"{CHART} .hm").first).to_be_visible()  # heatmaps are drawn
+    expect(page.locator(f"{CHART} image")).not_to_have_count(0)  # overview thumbnails
+    expect(_focused_title(page)).to_have_text("Layer 0, head 0 (self-attention)")
+    bp.assert_healthy()
+    bp.screenshot("heads_default")
+
+    bp.set_text("Text", "Birds fly south in winter.")
+    expect(page.locator(f"{CHART} .ytick text").filter(has_text="winter").first).to_be_visible()
+
+    point = page.locator(f"{CHART} .scatterlayer path.point").nth(2 * 12 + 5)  # layer 2, head 5
+    box = point.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    bp.wait_idle()
+    expect(_focused_title(page)).to_have_text("Layer 2, head 5 (self-attention)")
+    assert "layer=2" in page.url and "head=5" in page.url and "text=Birds" in page.url
+    bp.assert_healthy()
+    assert not bp.blocked, f"the page tried to reach outside: {bp.blocked}"
+    bp.screenshot("heads_clicked")
+
+    shared = page.url
+    page.goto("about:blank")
+    page.goto(shared)
+    bp.wait_idle()
+    expect(_focused_title(page)).to_have_text("Layer 2, head 5 (self-attention)")
+    expect(page.get_by_label("Text", exact=True)).to_have_value("Birds fly south in winter.")
+
+
+def test_hostile_text_is_shown_not_run(browser_page):
+    bp = browser_page
+    payload = '<img src=x onerror="document.title=\'pwned\'"><script>document.title="pwned"</script>'
+    bp.open("/?text=" + payload.replace("#", "%23").replace("&", "%26"))
+    page = bp.page
+    expect(page.locator(f"{CHART} .hm").first).to_be_visible()
+    assert page.title() != "pwned"
+    assert page.locator(f"{CHART} .ytick text").filter(has_text="<").count() > 0  # shown as text
+    bp.assert_healthy()

@@ -1,0 +1,126 @@
+"""load_model: the bundled default, local folders, checkpoints, hub ids, and every way to fail."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from models import DEFAULT_MODEL, ModelLoadError, load_model
+from models import loading
+from tests.conftest import ROOT
+
+
+def test_default_alias_is_the_bundled_minilm(default_model):
+    assert default_model.spec == DEFAULT_MODEL
+    assert default_model.source == str(loading.bundled_model_path())
+    assert (default_model.kind, default_model.num_layers, default_model.num_heads) == ("encoder", 6, 12)
+    assert default_model.model.config._attn_implementation == "attention_explorer"
+    assert not default_model.model.training
+    assert default_model.max_tokens == 512
+
+
+@pytest.mark.parametrize("kind, expected, model_class, mlm", [
+    ("bert", "encoder", "BertForMaskedLM", True),
+    ("distilbert", "encoder", "DistilBertModel", False),
+    ("roberta", "encoder", "RobertaModel", False),
+    ("gpt2", "decoder", "GPT2LMHeadModel", False),
+    ("t5", "encoder-decoder", "T5ForConditionalGeneration", False),
+    ("bart", "encoder-decoder", "BartForConditionalGeneration", False),
+])
+def test_local_folders_load_with_the_right_kind(tiny_models, kind, expected, model_class, mlm):
+    loaded = load_model(str(tiny_models[kind]))
+    assert loaded.kind == expected
+    assert type(loaded.model).__name__ == model_class
+    assert loaded.has_mlm_head is mlm
+
+
+def test_trainer_checkpoint_takes_the_tokenizer_of_its_series_folder(tiny_models, tmp_path):
+    series = tmp_path / "series"
+    shutil.copytree(tiny_models["bert"], series)
+    checkpoint = series / "checkpoint-10"
+    checkpoint.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(series / name, checkpoint / name)
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 10, "log_history": []}))
+    loaded = load_model(str(checkpoint))
+    assert loaded.has_mlm_head and loaded.tokenizer.mask_token == "[MASK]"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("", "No model given"),
+    ("   ", "No model given"),
+    ("/no/such/folder", "does not exist"),
+    ("not a model!", "neither a hub model id"),
+])
+def test_bad_specs_say_what_is_wrong(spec, message):
+    with pytest.raises(ModelLoadError, match=message):
+        load_model(spec)
+
+
+def test_a_file_is_not_a_model_folder(tmp_path):
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"x")
+    with pytest.raises(ModelLoadError, match="is a file"):
+        load_model(str(path))
+
+
+def test_a_folder_without_config_is_not_a_model(tmp_path):
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        load_model(str(tmp_path))
+
+
+def test_a_series_folder_points_to_its_checkpoints(tiny_models, tmp_path):
+    shutil.copytree(tiny_models["bert"], tmp_path / "checkpoint-5")
+    with pytest.raises(ModelLoadError, match="checkpoint-5"):
+        load_model(str(tmp_path))
+
+
+def test_half_written_weights_fail_cleanly(tiny_models, tmp_path):
+    folder = shutil.copytree(tiny_models["bert"], tmp_path / "broken")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ModelLoadError, match="Couldn't load the model"):
+        load_model(str(folder))
+
+
+def test_models_that_need_remote_code_are_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"model_type": "my-custom-arch", "auto_map": {"AutoModel": "modeling_custom.CustomModel"}}))
+    (tmp_path / "modeling_custom.py").write_text("raise SystemExit('remote code ran')\n")
+    with pytest.raises(ModelLoadError, match="never runs remote code"):
+        load_model(str(tmp_path))
+
+
+def test_unreachable_hub_answers_within_seconds(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(loading.hub_constants, "ENDPOINT", "https://192.0.2.1")  # TEST-NET: never routes
+    start = time.monotonic()
+    with pytest.raises(ModelLoadError, match="hub can't be reached"):
+        load_model("some-org/some-model-not-cached")
+    assert time.monotonic() - start < loading.HUB_TIMEOUT_S + 5
+
+
+def test_offline_setting_means_no_hub():
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert not loading.hub_reachable()
+
+
+def _hub_cache(tmp_path, repo_id, folder):
+    """Lay out `folder` as the Hugging Face cache would after downloading `repo_id`."""
+    repo = tmp_path / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / ("0" * 40)
+    shutil.copytree(folder, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    return tmp_path
+
+
+def test_hub_ids_load_from_the_hub_cache(tiny_models, tmp_path):
+    cache = _hub_cache(tmp_path, "tiny-org/tiny-gpt2", tiny_models["gpt2"])
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    script = "from models import load_model; m = load_model('tiny-org/tiny-gpt2'); print(m.kind, m.source)"
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["decoder", "tiny-org/tiny-gpt2"], out.stderr

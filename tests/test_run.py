@@ -1,0 +1,119 @@
+"""run_attention against references: a plain eager model, the tokenizer, hand-made cases."""
+import threading
+
+import numpy as np
+import pytest
+import torch
+import transformers as tf
+
+from models import RunError, attention_stacks, load_model, run_attention
+from models.attention_fn import extra_mask, recording
+
+TEXT, PAIR = "The animal didn't cross the street because it was too tired.", "It was late."
+
+
+def _eager_reference(loaded, run_inputs):
+    """The same weights loaded with transformers' own eager attention, run on the same ids."""
+    cls = type(loaded.model)
+    reference = cls.from_pretrained(loaded.source, attn_implementation="eager").eval()
+    with torch.no_grad():
+        return reference(**run_inputs, output_attentions=True)
+
+
+@pytest.mark.parametrize("kind", ["bert", "distilbert", "roberta", "gpt2"])
+def test_attentions_equal_eager_outputs_exactly(tiny_models, kind):
+    loaded = load_model(str(tiny_models[kind]))
+    run = run_attention(loaded, TEXT)
+    encoded = loaded.tokenizer(TEXT, return_tensors="pt")
+    expected = _eager_reference(loaded, {"input_ids": encoded["input_ids"]}).attentions
+    np.testing.assert_array_equal(run.attentions, torch.stack(expected)[:, 0].numpy())
+    assert run.tokens == loaded.tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
+
+
+@pytest.mark.parametrize("kind", ["t5", "bart"])
+def test_encoder_decoder_runs_carry_three_stacks(tiny_models, kind):
+    loaded = load_model(str(tiny_models[kind]))
+    run = run_attention(loaded, TEXT, PAIR)
+    n, m = len(run.tokens), len(run.decoder_tokens)
+    assert run.attentions.shape == (2, 4, n, n)
+    assert run.decoder_attentions.shape == (2, 4, m, m)
+    assert run.cross_attentions.shape == (2, 4, m, n)
+    decoder_ids = loaded.tokenizer.convert_tokens_to_ids(run.decoder_tokens)
+    expected = _eager_reference(loaded, {
+        "input_ids": loaded.tokenizer(TEXT, return_tensors="pt")["input_ids"],
+        "decoder_input_ids": torch.tensor([decoder_ids]),
+    })
+    np.testing.assert_array_equal(run.attentions, torch.stack(expected.encoder_attentions)[:, 0].numpy())
+    np.testing.assert_array_equal(run.decoder_attentions, torch.stack(expected.decoder_attentions)[:, 0].numpy())
+    np.testing.assert_array_equal(run.cross_attentions, torch.stack(expected.cross_attentions)[:, 0].numpy())
+    assert np.allclose(np.triu(run.decoder_attentions, k=1), 0)
+    assert list(attention_stacks(run)) == ["encoder", "decoder", "cross"]
+    assert attention_stacks(run)["cross"].key_tokens == run.tokens
+
+
+def test_bundled_model_matches_its_own_eager_outputs(default_model):
+    run = run_attention(default_model, TEXT)
+    encoded = default_model.tokenizer(TEXT, return_tensors="pt")
+    expected = _eager_reference(default_model, dict(encoded)).attentions
+    np.testing.assert_array_equal(run.attentions, torch.stack(expected)[:, 0].numpy())
+    assert run.attentions.dtype == np.float32
+    assert run.attentions.shape == (6, 12, run.n, run.n)
+    np.testing.assert_allclose(run.attentions.sum(-1), 1, atol=1e-5)
+    assert run.tokens[0] == "[CLS]" and run.tokens[-1] == "[SEP]"
+    assert run.special_mask.tolist() == [True] + [False] * (run.n - 2) + [True]
+
+
+def test_decoder_attention_is_causal(tiny_models):
+    run = run_attention(load_model(str(tiny_models["gpt2"])), TEXT)
+    assert run.causal
+    assert np.all(np.triu(run.attentions, k=1) == 0)
+    np.testing.assert_allclose(run.attentions.sum(-1), 1, atol=1e-5)
+
+
+def test_sentence_pairs_mark_segments(default_model):
+    run = run_attention(default_model, "A cat.", "A dog.")
+    assert run.tokens == ["[CLS]", "a", "cat", ".", "[SEP]", "a", "dog", ".", "[SEP]"]
+    assert run.segment_ids.tolist() == [-1, 0, 0, 0, -1, 1, 1, 1, -1]
+
+
+def test_long_text_is_truncated_and_says_so(default_model):
+    run = run_attention(default_model, "word " * 700)
+    assert run.n == default_model.max_tokens == 512
+    assert run.n_input_tokens == 702 and run.truncated
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t "])
+def test_empty_text_is_a_run_error(default_model, text):
+    with pytest.raises(RunError, match="empty"):
+        run_attention(default_model, text)
+
+
+def test_recording_sees_every_call_with_the_weights_returned(tiny_models):
+    loaded = load_model(str(tiny_models["bart"]))
+    with recording() as calls:
+        run = run_attention(loaded, TEXT)
+    assert len(calls) == 2 + 2 * 2  # encoder self; decoder self and cross per layer
+    np.testing.assert_array_equal(calls[0].weights[0].numpy(), run.attentions[0])
+    names = {id(module): name for name, module in loaded.model.named_modules()}
+    assert [names[id(c.module)].rsplit(".", 1)[-1] for c in calls] == [
+        "self_attn", "self_attn", "self_attn", "encoder_attn", "self_attn", "encoder_attn"]
+    assert calls[0].query.shape == calls[0].key.shape == (1, 4, run.n, 8)
+
+
+def test_extra_mask_removes_keys_and_leaves_other_threads_alone(default_model):
+    n = run_attention(default_model, TEXT).n
+    blocked = torch.zeros(n, n)
+    blocked[:, 1] = torch.finfo(torch.float32).min  # nobody may look at token 1
+
+    def masked_run(out):
+        with extra_mask(lambda module, q, k: blocked if q == k == n else None):
+            out.append(run_attention(default_model, TEXT + " "))  # " " keeps it out of any cache
+
+    masked = []
+    worker = threading.Thread(target=masked_run, args=(masked,))
+    worker.start()
+    plain = run_attention(default_model, TEXT)
+    worker.join()
+    assert np.all(masked[0].attentions[..., 1] == 0)
+    assert np.all(plain.attentions[..., 1] > 0)
+    np.testing.assert_allclose(masked[0].attentions.sum(-1), 1, atol=1e-5)

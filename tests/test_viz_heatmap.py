@@ -1,0 +1,65 @@
+"""viz: token labels, the focused-head heatmap, the all-heads overview, export settings."""
+import base64
+import io
+import json
+
+import numpy as np
+from PIL import Image
+
+from viz.heatmap import attention_heatmap
+from viz.labels import axis_labels, display_token, escape
+from viz.overview import heads_overview, pool, thumbnail_grid
+from viz.theme import file_stem, plotly_config
+
+PAYLOAD = '<img src=x onerror="alert(1)">'
+
+
+def test_tokens_are_escaped_and_readable():
+    assert escape(PAYLOAD) == "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;"
+    assert display_token("Ġthe") == "the" and display_token("▁the") == "the" and display_token("##ing") == "##ing"
+    assert display_token("a\x00b") == "a\\x00b"
+    assert axis_labels(["the", "the", PAYLOAD]) == ["0 the", "1 the", "2 " + escape(PAYLOAD)]
+
+
+def test_heatmap_carries_the_matrix_and_safe_labels():
+    matrix = np.array([[0.5, 0.5], [0.25, 0.75]], dtype=np.float32)
+    fig = attention_heatmap(matrix, ["[CLS]", PAYLOAD], ["[CLS]", PAYLOAD], title=PAYLOAD)
+    trace = fig.data[0]
+    np.testing.assert_array_equal(trace.z, matrix)
+    assert "<img" not in fig.to_json()
+    assert list(trace.y) == ["0 [CLS]", "1 " + escape(PAYLOAD)]
+    assert fig.layout.yaxis.autorange == "reversed"  # first query on top, as text is read
+
+
+def test_causal_heatmap_hides_the_future():
+    matrix = np.tril(np.full((3, 3), 1 / 3, dtype=np.float32))
+    z = np.asarray(attention_heatmap(matrix, list("abc"), list("abc"), "t", causal=True).data[0].z)
+    assert np.isnan(z[0, 1]) and np.isnan(z[0, 2]) and np.isnan(z[1, 2])
+    assert z[2, 0] == np.float32(1 / 3)
+
+
+def test_pool_averages_blocks_by_hand():
+    matrix = np.arange(16, dtype=np.float32).reshape(4, 4)
+    np.testing.assert_array_equal(pool(matrix, 2), [[2.5, 4.5], [10.5, 12.5]])
+    np.testing.assert_array_equal(pool(matrix, 8), matrix)  # never upsamples
+
+
+def test_overview_image_has_one_thumbnail_per_head():
+    attentions = np.random.default_rng(0).dirichlet(np.ones(20), size=(3, 5, 20)).astype(np.float32)
+    grid = thumbnail_grid(attentions)
+    image = Image.open(io.BytesIO(grid.png))
+    assert image.size == (5 * (grid.cell + 4) - 4, 3 * (grid.cell + 4) - 4)
+    fig = heads_overview(grid, focused=(2, 3), title="all heads")
+    points = fig.data[1]
+    assert list(points.customdata[2 * 5 + 3]) == [2, 3]  # clicking that point focuses layer 2, head 3
+    rect = fig.layout.shapes[0]
+    assert rect.x0 < points.x[13] < rect.x1 and rect.y0 < points.y[13] < rect.y1
+    assert fig.data[0].source.startswith("data:image/png;base64,")
+    assert base64.b64decode(fig.data[0].source.split(",", 1)[1]) == grid.png
+
+
+def test_export_names_are_file_safe():
+    assert file_stem("attention", "org/model <x>", "L2", "H5") == "attention_org-model-x-_L2_H5"
+    config = plotly_config("heads minilm")
+    assert config["toImageButtonOptions"] == {"format": "png", "filename": "heads-minilm", "scale": 3}
+    json.dumps(config)

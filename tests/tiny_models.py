@@ -1,0 +1,82 @@
+"""Tiny random-init models of each architecture, saved as plain Hugging Face folders.
+
+They stand in for hub models (bert, roberta, distilbert, gpt2, t5, bart) in tests: same code
+paths, a few hundred kilobytes each, no network.
+"""
+from pathlib import Path
+
+import torch
+import transformers as tf
+from tokenizers import Tokenizer, models, pre_tokenizers, processors, decoders, trainers
+
+from models.loading import bundled_model_path
+
+SMALL = dict(hidden=32, layers=2, heads=4, ffn=37)
+CORPUS = ["The animal didn't cross the street because it was too tired.",
+          "The capital of Italy is Rome. Paris is in France.", "Hello world, hello tokens!"] * 20
+
+
+def _byte_level_tokenizer(special: list[str]) -> Tokenizer:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=special,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(CORPUS, trainer)
+    return tokenizer
+
+
+def gpt2_tokenizer() -> tf.PreTrainedTokenizerFast:
+    return tf.GPT2TokenizerFast(tokenizer_object=_byte_level_tokenizer(["<|endoftext|>"]))
+
+
+def roberta_tokenizer() -> tf.PreTrainedTokenizerFast:
+    tokenizer = _byte_level_tokenizer(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    tokenizer.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    return tf.RobertaTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>",
+                                   sep_token="</s>", cls_token="<s>", pad_token="<pad>",
+                                   unk_token="<unk>", mask_token="<mask>")
+
+
+def bert_tokenizer() -> tf.PreTrainedTokenizerFast:
+    return tf.AutoTokenizer.from_pretrained(bundled_model_path())
+
+
+def tiny_config(kind: str) -> tf.PretrainedConfig:
+    h, n_layers, n_heads, ffn = SMALL["hidden"], SMALL["layers"], SMALL["heads"], SMALL["ffn"]
+    bert_vocab, bpe_vocab = 30522, 400
+    return {
+        "bert": lambda: tf.BertConfig(vocab_size=bert_vocab, hidden_size=h, num_hidden_layers=n_layers,
+                                      num_attention_heads=n_heads, intermediate_size=ffn,
+                                      architectures=["BertForMaskedLM"]),
+        "distilbert": lambda: tf.DistilBertConfig(vocab_size=bert_vocab, dim=h, n_layers=n_layers, n_heads=n_heads,
+                                                  hidden_dim=ffn, architectures=["DistilBertModel"]),
+        "roberta": lambda: tf.RobertaConfig(vocab_size=bpe_vocab, hidden_size=h, num_hidden_layers=n_layers,
+                                            num_attention_heads=n_heads, intermediate_size=ffn, pad_token_id=1,
+                                            bos_token_id=0, eos_token_id=2, architectures=["RobertaModel"]),
+        "gpt2": lambda: tf.GPT2Config(vocab_size=bpe_vocab, n_embd=h, n_layer=n_layers, n_head=n_heads,
+                                      bos_token_id=0, eos_token_id=0, architectures=["GPT2LMHeadModel"]),
+        "t5": lambda: tf.T5Config(vocab_size=bert_vocab, d_model=h, d_kv=h // n_heads, d_ff=ffn, num_layers=n_layers,
+                                  num_heads=n_heads, decoder_start_token_id=0, pad_token_id=0,
+                                  architectures=["T5ForConditionalGeneration"]),
+        "bart": lambda: tf.BartConfig(vocab_size=bpe_vocab, d_model=h, encoder_layers=n_layers,
+                                      decoder_layers=n_layers, encoder_attention_heads=n_heads,
+                                      decoder_attention_heads=n_heads, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
+                                      pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2,
+                                      forced_eos_token_id=2, architectures=["BartForConditionalGeneration"]),
+    }[kind]()
+
+
+TOKENIZERS = {"bert": bert_tokenizer, "distilbert": bert_tokenizer, "t5": bert_tokenizer,
+              "roberta": roberta_tokenizer, "bart": roberta_tokenizer, "gpt2": gpt2_tokenizer}
+MODEL_CLASSES = {"bert": tf.BertForMaskedLM, "distilbert": tf.DistilBertModel, "roberta": tf.RobertaModel,
+                 "gpt2": tf.GPT2LMHeadModel, "t5": tf.T5ForConditionalGeneration,
+                 "bart": tf.BartForConditionalGeneration}
+
+
+def save_tiny(kind: str, folder: Path, seed: int = 0) -> Path:
+    """Save a random-init model of `kind` with its tokenizer to `folder`; returns the folder."""
+    torch.manual_seed(seed)
+    MODEL_CLASSES[kind](tiny_config(kind)).save_pretrained(folder)
+    TOKENIZERS[kind]().save_pretrained(folder)
+    return folder

@@ -1,0 +1,221 @@
+"""Figures of the Sparse attention page: masks, growth, reachability, coverage, cost."""
+import base64
+import io
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from PIL import Image
+from plotly.subplots import make_subplots
+
+from viz.heatmap import attention_heatmap
+from viz.labels import axis_labels, display_token, escape
+from viz.overview import pool
+from viz.theme import ATTENTION_SCALE, HIGHLIGHT_COLOR, MASKED_COLOR, style
+
+MASK_PIXELS = 1024  # a mask is pooled to at most this many pixels a side (4096 -> 4x4 cells a pixel)
+ACTIVE_RGB = np.array([8, 48, 107])  # the darkest blue of ATTENTION_SCALE
+INACTIVE_RGB = np.array([int(MASKED_COLOR[k:k + 2], 16) for k in (1, 3, 5)])
+FIELDS = (("dense", "dense"), ("masked", "masked"), ("block-sparse (estimate)", "block_sparse"))
+SERIES = {"dense": "#4c72b0", "masked": HIGHLIGHT_COLOR, "block-sparse (estimate)": "#55a868", "n²": "#8c8c8c"}
+
+
+def _png_uri(rgb: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb.astype(np.uint8)).save(buffer, format="PNG", compress_level=6)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def mask_image(mask: np.ndarray) -> tuple[str, int]:
+    """(PNG data URI, positions per pixel): pooled share of active cells, grey (none) to dark blue (all)."""
+    n = len(mask)
+    per_pixel = -(-n // MASK_PIXELS)
+    share = pool(mask.astype(np.float32), -(-n // per_pixel))[..., None]  # [p, p, 1]
+    return _png_uri(INACTIVE_RGB + share * (ACTIVE_RGB - INACTIVE_RGB)), per_pixel
+
+
+def mask_figure(mask: np.ndarray, title: str, height: int = 560) -> go.Figure:
+    """The mask [n, n] as one image, usable at n = 4096; hover names query and key positions."""
+    source, per_pixel = mask_image(mask)
+    center = (per_pixel - 1) / 2  # pixel k covers positions k p .. k p + p - 1
+    fig = go.Figure(go.Image(
+        source=source, x0=center, y0=center, dx=per_pixel, dy=per_pixel,
+        hovertemplate=("query %{y}, key %{x}" if per_pixel == 1 else
+                       f"around query %{{y}}, key %{{x}} ({per_pixel}×{per_pixel} cells a pixel)") + "<extra></extra>",
+    ))
+    fig.update_xaxes(title="key position j (attended to)", side="bottom", showgrid=False, zeroline=False)
+    fig.update_yaxes(title="query position i (attending)", showgrid=False, zeroline=False, scaleanchor="x")
+    fig.update_layout(dragmode="zoom")
+    return style(fig, title, height=height)
+
+
+def mark_path(fig: go.Figure, steps: list[int]) -> go.Figure:
+    """Outline the cells a path uses: (steps[0], steps[1]), (steps[1], steps[2]), ..."""
+    queries, keys = steps[:-1], steps[1:]
+    fig.add_trace(go.Scatter(
+        x=keys, y=queries, mode="markers+lines",
+        marker=dict(symbol="square-open", size=14, color=HIGHLIGHT_COLOR, line=dict(width=3)),
+        line=dict(color=HIGHLIGHT_COLOR, dash="dot"), name="path cells",
+        hovertemplate="query %{y:.0f} attends to key %{x:.0f}<extra>path</extra>",
+    ))
+    return fig
+
+
+def growth_figure(growth, label: str) -> go.Figure:
+    """growth (models.sparse_cost.Growth): active cells against n on log-log axes, with n²."""
+    sizes, exponent = growth.sizes, growth.exponent
+    fig = go.Figure([
+        go.Scatter(x=sizes, y=sizes.astype(float) ** 2, name="full attention: n²", mode="lines",
+                   line=dict(color=SERIES["n²"], dash="dash")),
+        go.Scatter(x=sizes, y=growth.cells, name=f"{escape(label)}: ~n^{exponent:.2f}", mode="lines+markers",
+                   line=dict(color=SERIES["dense"], width=3),
+                   hovertemplate="n = %{x}<br>%{y:,} active cells<extra></extra>"),
+    ])
+    fig.update_xaxes(type="log", title="sequence length n (tokens)", tickvals=list(sizes), ticktext=[str(s) for s in sizes])
+    fig.update_yaxes(type="log", title="active cells (query-key pairs computed)", exponentformat="power")
+    fig.update_layout(legend=dict(x=0.01, y=0.99, bgcolor="rgba(255,255,255,0.8)"))
+    return style(fig, f"Active cells grow like n^{exponent:.2f} (fitted slope in log-log)", height=460)
+
+
+def reach_figure(reach_by_layer: np.ndarray, past_only: bool) -> go.Figure:
+    """Share of (query, key) pairs connected after L stacked layers."""
+    layers = np.arange(len(reach_by_layer))
+    scope = "(query, earlier-or-same key) pairs" if past_only else "(query, key) pairs"
+    fig = go.Figure(go.Scatter(x=layers, y=100 * reach_by_layer, mode="lines+markers", line=dict(shape="hv", width=3),
+                               hovertemplate="after %{x} layers: %{y:.1f}% connected<extra></extra>"))
+    fig.update_xaxes(title="layers stacked", rangemode="tozero")
+    fig.update_yaxes(title=f"% of {scope} connected", range=[0, 105])
+    return style(fig, "How far information travels as layers stack", height=380)
+
+
+def distance_figure(distance: np.ndarray) -> go.Figure:
+    """Shortest path length per (query, key); pairs that never connect are grey."""
+    n = len(distance)
+    shown = np.where(distance < 0, np.nan, distance).astype(np.float32)
+    fig = go.Figure(go.Heatmap(
+        z=shown, x0=0, dx=1, y0=0, dy=1, colorscale="Viridis", zmin=0, hoverongaps=False,
+        colorbar=dict(title=dict(text="layers"), thickness=14),
+        hovertemplate="query %{y} receives key %{x}<br>after %{z} layers<extra></extra>",
+    ))
+    fig.update_xaxes(title="key position j", showgrid=False, range=[-0.5, n - 0.5])
+    fig.update_yaxes(title="query position i", autorange="reversed", showgrid=False, scaleanchor="x")
+    fig.update_layout(plot_bgcolor=MASKED_COLOR)
+    return style(fig, "Layers needed for query i to receive key j (grey: never)", height=520)
+
+
+def path_figure(steps: list[int], n: int) -> go.Figure:
+    """The path drawn through the layers: the key at layer 0 at the bottom, the query on top."""
+    hops = len(steps) - 1
+    upward = steps[::-1]  # key first: it is the information that travels
+    layers = np.arange(hops + 1)
+    fig = go.Figure([
+        go.Scatter(x=[0, n - 1, None] * (hops + 1), y=[y for l in layers for y in (l, l, None)], mode="lines",
+                   hoverinfo="skip", line=dict(color=MASKED_COLOR, width=6), showlegend=False),
+        go.Scatter(x=upward, y=layers, mode="lines+markers+text", text=[str(p) for p in upward],
+                   textposition="middle right", textfont=dict(size=16), showlegend=False,
+                   marker=dict(size=16, color=HIGHLIGHT_COLOR), line=dict(color=HIGHLIGHT_COLOR, width=3),
+                   hovertemplate="after layer %{y}: position %{x} holds the key's information<extra></extra>"),
+    ])
+    fig.update_xaxes(title="position", range=[-0.5, n - 0.5], zeroline=False)
+    fig.update_yaxes(title="layer", tickvals=list(layers), range=[-0.5, hops + 0.5], zeroline=False)
+    route = " → ".join(map(str, steps))
+    return style(fig, f"Query {steps[0]} receives key {steps[-1]} after {hops} layer(s): {route}", height=300 + 40 * hops)
+
+
+def coverage_figure(coverage: np.ndarray, focused: tuple[int, int]) -> go.Figure:
+    """coverage [layers, heads] in percent, the focused head outlined."""
+    layers, heads = coverage.shape
+    fig = go.Figure(go.Heatmap(
+        z=100 * coverage, x=[f"h{h}" for h in range(heads)], y=[f"layer {l}" for l in range(layers)],
+        zmin=0, zmax=100, colorscale=ATTENTION_SCALE, text=np.round(100 * coverage).astype(int),
+        texttemplate="%{text}", colorbar=dict(title=dict(text="% inside"), thickness=14),
+        hovertemplate="%{y}, %{x}<br>%{z:.1f}% of the attention inside the pattern<extra></extra>",
+    ))
+    layer, head = focused
+    fig.add_shape(type="rect", x0=head - 0.5, x1=head + 0.5, y0=layer - 0.5, y1=layer + 0.5,
+                  line=dict(color=HIGHLIGHT_COLOR, width=3))
+    fig.update_xaxes(title="head", side="top")
+    fig.update_yaxes(title="layer", autorange="reversed")
+    return style(fig, "Share of each head's attention that falls inside the pattern (%)", height=150 + 45 * layers)
+
+
+def overlay_figure(attention: np.ndarray, mask: np.ndarray, tokens: list[str], title: str,
+                   causal: bool) -> go.Figure:
+    """One head's attention with the cells outside the pattern hatched over in grey."""
+    fig = attention_heatmap(attention, tokens, tokens, title=title, causal=causal)
+    labels = axis_labels(tokens)
+    outside = np.where(mask, np.nan, 1.0)
+    fig.add_trace(go.Heatmap(
+        z=outside, x=labels, y=labels, colorscale=[[0, "#7f7f7f"], [1, "#7f7f7f"]], opacity=0.55,
+        showscale=False, hoverinfo="skip", hoverongaps=False, name="outside the pattern",
+    ))
+    return fig
+
+
+def cosine_figure(cosine: np.ndarray) -> go.Figure:
+    """Per-layer cosine similarity of the sparse run's hidden states to the dense run's."""
+    names = ["embeddings"] + [f"layer {l}" for l in range(1, len(cosine))]
+    fig = go.Figure(go.Bar(x=names, y=cosine, marker_color=SERIES["dense"], text=[f"{c:.3f}" for c in cosine],
+                           textposition="outside", hovertemplate="%{x}: cosine %{y:.4f}<extra></extra>"))
+    fig.update_xaxes(title="hidden states after")
+    fig.update_yaxes(title="mean cosine similarity to dense", range=[min(0.0, float(cosine.min())), 1.08])
+    return style(fig, "How close the sparse run stays to the dense run, layer by layer", height=400)
+
+
+def cost_figure(points) -> go.Figure:
+    """points (models.sparse_cost.CostPoint list): measured time and memory, dense vs masked,
+    and the block-sparse estimate."""
+    sizes = [p.n for p in points]
+    columns = {
+        "time per call (ms)": {name: [1e3 * getattr(p, f"{field}_seconds") for p in points] for name, field in FIELDS},
+        "peak memory (MB)": {name: [getattr(p, f"{field}_bytes") / 2**20 for p in points] for name, field in FIELDS},
+    }
+    fig = make_subplots(rows=1, cols=2, subplot_titles=list(columns))
+    for col, series in enumerate(columns.values(), start=1):
+        for name, values in series.items():
+            fig.add_trace(go.Scatter(x=sizes, y=values, name=name, legendgroup=name, showlegend=col == 1,
+                                     mode="lines+markers",
+                                     line=dict(color=SERIES[name], width=3, dash="dot" if "estimate" in name else "solid")),
+                          row=1, col=col)
+    fig.update_xaxes(type="log", title="sequence length n", tickvals=sizes, ticktext=[str(s) for s in sizes])
+    fig.update_yaxes(type="log")
+    fig = style(fig, "Dense vs masked attention, measured on this machine", height=440)
+    fig.update_layout(legend=dict(orientation="h", y=-0.25), margin=dict(b=90))
+    return fig
+
+
+def cost_summary(points) -> str:
+    """The honest reading of the largest measured n, as markdown."""
+    p = points[-1]
+    return (
+        f"At n = {p.n} the masked call took **{1e3 * p.masked_seconds:.0f} ms** against "
+        f"**{1e3 * p.dense_seconds:.0f} ms** dense ({p.masked_seconds / p.dense_seconds:.2f}×) and needed "
+        f"**{p.masked_bytes / 2**20:.0f} MB** against **{p.dense_bytes / 2**20:.0f} MB**: a boolean mask on a dense "
+        "kernel still computes every cell, then adds the mask, so it saves nothing. Only a kernel that skips "
+        f"inactive blocks saves: this pattern keeps {p.block_share:.0%} of its blocks, so such a kernel would need "
+        f"about {1e3 * p.block_sparse_seconds:.0f} ms and {p.block_sparse_bytes / 2**20:.0f} MB (an estimate)."
+    )
+
+
+def cost_frame(points) -> pd.DataFrame:
+    return pd.DataFrame({
+        "n": [p.n for p in points],
+        "dense ms": [round(1e3 * p.dense_seconds, 1) for p in points],
+        "masked ms": [round(1e3 * p.masked_seconds, 1) for p in points],
+        "dense MB": [round(p.dense_bytes / 2**20, 1) for p in points],
+        "masked MB": [round(p.masked_bytes / 2**20, 1) for p in points],
+        "active blocks": [f"{p.block_share:.1%}" for p in points],
+        "block-sparse ms (est.)": [round(1e3 * p.block_sparse_seconds, 1) for p in points],
+        "block-sparse MB (est.)": [round(p.block_sparse_bytes / 2**20, 1) for p in points],
+    })
+
+
+def predictions_frame(dense, sparse) -> pd.DataFrame:
+    """Top predictions for one mask token, dense and sparse side by side (plain text, not HTML)."""
+    return pd.DataFrame({
+        "rank": range(1, len(dense) + 1),
+        "dense": [display_token(p.token) for p in dense],
+        "dense p": [round(p.probability, 4) for p in dense],
+        "sparse": [display_token(p.token) for p in sparse],
+        "sparse p": [round(p.probability, 4) for p in sparse],
+    })
