@@ -27,7 +27,8 @@ from viz.scaling import (
 
 D_KEY, SAMPLES_KEY, SEED_KEY, KEYS_KEY, TEMPERATURE_KEY = "d", "samples", "seed", "keys", "temperature"
 STACK_KEY, LAYER_KEY, HEAD_KEY, QUERY_KEY = "stack", "layer", "head", "query"
-DIMS = sorted(set(log_grid(1, 16384)) | {10, 100, 1000, 10_000})  # log steps, plus the classic 10 and 10000
+CURVE_DIMS = log_grid(1, 16384)  # the x values of the curves against d
+DIMS = sorted(set(CURVE_DIMS) | {10, 100, 1000, 10_000})  # the d slider: log steps, plus the classic 10 and 10000
 SAMPLE_COUNTS = [100, 200, 500, 1000, 2000]  # 2000 pairs at d = 16384 already take seconds
 KEY_COUNTS = [2, 4, 8, 16, 32, 64, 128, 256]
 TEMPERATURES = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
@@ -41,7 +42,7 @@ def cached_sample(d: int, n_samples: int, seed: int) -> DotProductSample:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def cached_curve(n_samples: int, seed: int) -> MeanAbsCurve:
-    return mean_abs_curve(log_grid(1, 16384), n_samples, seed)
+    return mean_abs_curve(CURVE_DIMS, n_samples, seed)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -51,7 +52,7 @@ def cached_classic(seed: int) -> MeanAbsCurve:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def cached_sweep(n_keys: int, seed: int) -> SoftmaxSweep:
-    return softmax_sweep(log_grid(1, 16384), n_keys, TRIALS, seed)
+    return softmax_sweep(CURVE_DIMS, n_keys, TRIALS, seed)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)

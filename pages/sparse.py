@@ -14,13 +14,12 @@ from viz.sparse import (cost_figure, cost_frame, cost_summary, cosine_figure, co
                         reach_figure)
 
 VIEWS = ("Pattern", "Growth", "Reachability", "Live model", "Cost")
-KIND_NAMES = {"full": "full", "causal": "causal", "sliding_window": "sliding window (Longformer)",
-              "dilated": "dilated window (Longformer)", "strided": "strided (Sparse Transformer)",
-              "fixed": "fixed (Sparse Transformer)", "longformer": "Longformer: window + global tokens",
-              "bigbird": "BigBird: blocks, window, global, random", "blockwise": "blockwise local"}
-PART_NAMES = {"union": "A1 ∪ A2", "A1": "A1 only", "A2": "A2 only", SPLIT: "A1 and A2 on alternating heads"}
-ARRANGEMENTS = {"none": "one pattern", "union": "∪ a second pattern", "intersection": "∩ a second pattern",
-                "alternate": "alternate heads with a second pattern"}
+# the selectboxes' labels are what the URL holds: short plain words
+KIND_NAMES = {"full": "full", "causal": "causal", "sliding_window": "sliding window", "dilated": "dilated window",
+              "strided": "strided", "fixed": "fixed", "longformer": "Longformer", "bigbird": "BigBird",
+              "blockwise": "blockwise"}
+PARTS = ("union", "A1", "A2", SPLIT)
+ARRANGEMENTS = ("none", "union", "intersection", "alternate")
 MAX_N, MAX_REACH_N = 4096, 512  # reachability is all-pairs shortest paths: kept to the live model's size
 
 
@@ -79,8 +78,10 @@ def params_ui(kind: str, suffix: str, allow_split: bool) -> dict:
     if kind == "fixed":
         params["c"] = number("c", "c: summary cells per block", 1, MAX_N, 2)
     if kind in ("strided", "fixed"):
-        parts = [p for p in PART_NAMES if allow_split or p != SPLIT]
-        params["part"] = next(columns).selectbox("Component", parts, format_func=PART_NAMES.get, **bound("part" + suffix))
+        parts = [p for p in PARTS if allow_split or p != SPLIT]
+        params["part"] = next(columns).selectbox(
+            "Component", parts, help="union: A1 ∪ A2 on every head; split: A1 on even heads, A2 on odd heads",
+            **bound("part" + suffix))
         params["causal"] = next(columns).checkbox("causal, as in the paper", True, **bound("causal" + suffix))
     if kind in ("sliding_window", "dilated"):
         params["causal"] = next(columns).checkbox("causal (keys j ≤ i only)", False, **bound("window_causal" + suffix))
@@ -108,7 +109,9 @@ def heads_ui() -> HeadPatterns:
     left, right = st.columns([2, 1])
     with left:
         first = pattern_ui()
-    how = right.selectbox("Combine", list(ARRANGEMENTS), format_func=ARRANGEMENTS.get, **bound("combine"))
+    how = right.selectbox("Combine with a second pattern", ARRANGEMENTS, **bound("combine"),
+                          help="union / intersection: cell by cell on every head; "
+                               "alternate: the second pattern on every other head")
     second = pattern_ui("2", allow_split=False, default="longformer") if how != "none" else None
     return head_patterns(first, how, second)
 
@@ -151,7 +154,8 @@ def pattern_view(patterns: HeadPatterns) -> None:
     if len(shown) > 1:
         st.caption("With several patterns over the heads, one layer connects the union of the heads' cells; "
                    "the counts are those of the union.")
-    st.caption(" ".join(f"**{KIND_NAMES[k]}**: {DESCRIPTIONS[k]}" for k in patterns.kinds))
+    for kind in patterns.kinds:
+        st.caption(f"**{KIND_NAMES[kind]}**: {DESCRIPTIONS[kind]}")
 
 
 def growth_view(patterns: HeadPatterns) -> None:

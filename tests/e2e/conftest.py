@@ -105,9 +105,16 @@ class BrowserPage:
         assert not self.errors, self.errors
 
     def screenshot(self, name: str) -> Path:
+        """The whole page: Streamlit scrolls inside its main block, so grow the viewport to fit."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
-        self.page.screenshot(path=path, full_page=True)
+        size = self.page.viewport_size
+        height = self.page.evaluate(
+            "() => document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight || 0")
+        self.page.set_viewport_size({"width": size["width"], "height": min(max(height, size["height"]), 8000)})
+        self.page.wait_for_timeout(500)  # plotly redraws on resize
+        self.page.screenshot(path=path)
+        self.page.set_viewport_size(size)
         return path
 
 
