@@ -14,6 +14,7 @@ PAGES = [
     st.Page("pages/heads.py", title="Attention heads", icon=":material/grid_view:", default=True),
     st.Page("pages/scaling.py", title="Dot-product scaling", icon=":material/functions:"),
     st.Page("pages/sparse.py", title="Sparse attention", icon=":material/blur_on:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
 ]
 
 

@@ -24,6 +24,29 @@ def soft_mask(distance, z: float, ramp: float) -> np.ndarray:
     return np.clip((ramp + z - distance) / ramp, 0.0, 1.0)
 
 
+def mask_curve(z: float, ramp: float, max_span: float) -> tuple[np.ndarray, np.ndarray]:
+    """(distances, m_z values) at the curve's corners 0, z, z + R and S, cut at S.
+
+    m_z is linear between its corners, so a line through these points is the exact curve.
+    """
+    corners = np.clip([0.0, z, z + ramp, max_span], 0.0, max_span)
+    return corners, soft_mask(corners, z, ramp)
+
+
+def parse_spans(text: str) -> list[float]:
+    """Spans typed as "4, 40, 200" (tokens); raises ValueError naming the entry that isn't one."""
+    spans = []
+    for entry in filter(None, (part.strip() for part in text.replace(";", ",").split(","))):
+        try:
+            span = float(entry)
+        except ValueError:
+            raise ValueError(f"'{entry}' is not a number of tokens.") from None
+        if not 0 <= span < float("inf"):
+            raise ValueError(f"'{entry}' is not a span: spans are 0 or more tokens.")
+        spans.append(span)
+    return spans
+
+
 def soft_mask_torch(distance: torch.Tensor, z: torch.Tensor, ramp: float) -> torch.Tensor:
     """The same function on tensors, differentiable in z (broadcasts distance against z)."""
     return ((ramp + z - distance) / ramp).clamp(0.0, 1.0)

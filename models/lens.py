@@ -28,7 +28,11 @@ class Lens:
         """[..., q, k] (token level) -> [..., len(rows), len(cols)]."""
         if self.query_spans is not None:
             matrix = merge_words(matrix, self.query_spans, self.key_spans)
-        return matrix[..., self.rows, :][..., self.cols]
+        if len(self.rows) < matrix.shape[-2]:  # gathers copy the whole stack: only when a block is picked
+            matrix = matrix[..., self.rows, :]
+        if len(self.cols) < matrix.shape[-1]:
+            matrix = matrix[..., self.cols]
+        return matrix
 
 
 def make_lens(query_tokens: list[str], key_tokens: list[str], query_spans: WordSpans | None,

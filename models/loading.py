@@ -31,6 +31,7 @@ from transformers.models.auto.modeling_auto import (
 )
 
 from models import attention_fn
+from models.settings import Settings
 
 transformers.logging.set_verbosity_error()
 transformers.logging.disable_progress_bar()
@@ -136,16 +137,22 @@ def _load_config(source: str, local_only: bool) -> PretrainedConfig:
         raise ModelLoadError(f"'{source}' has a config this version of transformers can't read: {error}") from error
 
 
-def _resolve(spec: str) -> tuple[str, PretrainedConfig]:
+def _resolve(spec: str, settings: Settings | None) -> tuple[str, PretrainedConfig]:
     """The source to load from and its config, or a ModelLoadError saying why not."""
     if spec in ALIASES:
         source = str(ALIASES[spec]())
         return source, _load_config(source, local_only=True)
     if _looks_like_path(spec):
-        source = str(_checked_folder(spec))
-        return source, _load_config(source, local_only=True)
+        folder = _checked_folder(spec)
+        if settings is not None and not settings.folder_allowed(folder):
+            raise ModelLoadError(f"This server doesn't load models from '{spec}'; ask its host to allow the "
+                                 "folder (EXPLORER_ALLOWED_FOLDERS).")
+        return str(folder), _load_config(str(folder), local_only=True)
     if not HUB_ID.match(spec):
         raise ModelLoadError(f"'{spec}' is neither a hub model id (like 'gpt2' or 'org/name') nor a folder.")
+    if settings is not None and not settings.allow_hub:
+        raise ModelLoadError(f"This server doesn't load hub models like '{spec}': use '{DEFAULT_MODEL}' "
+                             "or an allowed local folder.")
     try:
         return spec, _load_config(spec, local_only=True)  # already in the local cache
     except (OSError, ModelLoadError):
@@ -197,13 +204,24 @@ def _max_tokens(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) ->
     return int(min(limits))
 
 
-def load_model(spec: str) -> LoadedModel:
-    """Load `spec` (alias, folder or hub id) for attention extraction. Never runs remote code."""
+def _parameter_count(auto_class: type, config: PretrainedConfig) -> int:
+    with torch.device("meta"):  # shapes only: no memory, no weights read
+        return sum(p.numel() for p in auto_class.from_config(config).parameters())
+
+
+def load_model(spec: str, settings: Settings | None = None) -> LoadedModel:
+    """Load `spec` (alias, folder or hub id) for attention extraction. Never runs remote code.
+
+    `settings` (a server's deployment settings) restricts folders, hub ids and model size.
+    """
     spec = (spec or "").strip()
     if not spec:
         raise ModelLoadError("No model given: pick one in the sidebar.")
-    source, config = _resolve(spec)
+    source, config = _resolve(spec, settings)
     kind, auto_class, has_mlm_head = _kind_and_class(config)
+    if settings is not None and (count := _parameter_count(auto_class, config)) > settings.max_parameters:
+        raise ModelLoadError(f"'{spec}' has {count / 1e6:,.0f}M parameters; this server loads at most "
+                             f"{settings.max_parameters / 1e6:,.0f}M.")
     local_only = Path(source).is_dir()
     try:
         tokenizer = AutoTokenizer.from_pretrained(

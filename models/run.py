@@ -83,10 +83,14 @@ def _stack(attentions: tuple[torch.Tensor, ...]) -> np.ndarray:
     return torch.stack([a[0] for a in attentions]).float().numpy()
 
 
-def encode(loaded: LoadedModel, text: str, text_pair: str | None = None):
+def encode(loaded: LoadedModel, text: str, text_pair: str | None = None, max_chars: int | None = None):
     """Tokenize for the model, truncated to loaded.max_tokens. Returns (encoding, untruncated count)."""
     if not text or not text.strip():
         raise RunError("The text is empty: type something to look at.")
+    length = len(text) + len(text_pair or "")
+    if max_chars is not None and length > max_chars:
+        raise RunError(f"The text has {length:,} characters; this server runs at most {max_chars:,}. "
+                       "Shorten it: it stays in the box.")
     pair = text_pair if text_pair and text_pair.strip() and loaded.kind != "encoder-decoder" else None
     tokenizer = loaded.tokenizer
     full_length = len(tokenizer(text, pair, add_special_tokens=True)["input_ids"])
@@ -118,14 +122,15 @@ def _decoder_inputs(loaded: LoadedModel, target: str) -> torch.Tensor:
 
 
 def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None,
-                  with_scores: bool = False) -> AttentionRun:
+                  with_scores: bool = False, max_chars: int | None = None) -> AttentionRun:
     """Attention of every layer and head for `text` (and sentence B `text_pair`).
 
     For encoder-decoder models `text_pair` is the decoder's text (teacher-forced); without it
     the decoder reads `text` itself. with_scores=True also keeps the pre-softmax scores
     (models.scores; raises models.scores.ScoresUnavailable where a model can't give them).
+    `max_chars` refuses longer texts with a RunError (a server's cap).
     """
-    encoding, full_length = encode(loaded, text, text_pair)
+    encoding, full_length = encode(loaded, text, text_pair, max_chars)
     inputs = {"input_ids": encoding["input_ids"], "attention_mask": encoding["attention_mask"]}
     if "token_type_ids" in encoding and loaded.kind == "encoder":
         inputs["token_type_ids"] = encoding["token_type_ids"]

@@ -130,7 +130,7 @@ def capture_scores(calls: list[AttentionCall], attentions: dict[str, tuple[torch
         matched = [by_tensor.get(_tensor_id(weights)) for weights in layers]
         if not layers or any(call is None for call in matched):
             raise ScoresUnavailable(
-                f"This model's {name} attention does not go through the explorer's attention function, "
+                f"This model's attention ({name}) does not go through the explorer's attention function, "
                 "so its queries and keys can't be captured. The attention weights on other pages are unaffected."
             )
         stacks[name] = score_stack(name, matched)

@@ -11,6 +11,7 @@ k back" quickly) and an AdaptiveSpanMask after its softmax. The training loss is
 language-model loss plus, for every layer, lambda * S * mean(z).
 """
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -35,8 +36,14 @@ class SpanLMConfig:
     n_heads: int = 4
     d_model: int = 64
     max_span: int = 64  # S, also the context length the model is trained on
-    ramp: int = 16  # R in characters
-    init_fraction: float = 0.0  # z / S at the start, as in the reference code
+    ramp: int = 8  # R in characters
+    init_fraction: float = 1.0  # z / S at the start: every head starts seeing all S characters
+
+    def __post_init__(self):
+        if self.d_model % self.n_heads:
+            raise ValueError(f"{self.n_heads} heads don't divide the model width {self.d_model}.")
+        if self.n_layers < 1 or self.max_span < 2 or self.ramp < 1 or not 0 <= self.init_fraction <= 1:
+            raise ValueError("Need at least 1 layer, a maximum span of 2+, a ramp of 1+ and a start span in [0, 1].")
 
     @property
     def head_dim(self) -> int:
@@ -45,12 +52,17 @@ class SpanLMConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 500
+    steps: int = 1200
     batch_size: int = 24
     learning_rate: float = 3e-3
+    span_learning_rate: float = 1e-3  # z moves about this much (as a fraction of S) per step
     span_loss: float = 2e-3  # lambda; 0 switches the span loss off
     seed: int = 0
     log_every: int = 10  # record loss and spans, and call the progress callback
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1 or self.log_every < 1 or self.span_loss < 0:
+            raise ValueError("Steps, batch size and log interval must be 1+, the span loss 0+.")
 
 
 @dataclass
@@ -158,6 +170,7 @@ class TrainedRun:
     source: str  # what the text was, for people ("generated corpus", a file name)
     model: SpanLM
     history: TrainingHistory
+    train_seconds: float
 
     def spans(self) -> np.ndarray:
         """[layers, heads] learned spans in characters."""
@@ -194,12 +207,13 @@ def train(
     source: str = "text",
 ) -> TrainedRun:
     """Train a SpanLM on random windows of S characters of `text`."""
+    started = time.perf_counter()
     vocab, ids = encode_text(text, model_config.max_span)
     model_config = SpanLMConfig(**{**model_config.__dict__, "vocab_size": len(vocab)})
     torch.manual_seed(train_config.seed)
     generator = torch.Generator().manual_seed(train_config.seed)
     model = SpanLM(model_config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
+    optimizer = _optimizer(model, train_config)
     history = TrainingHistory()
     losses = []
     for step in range(train_config.steps):
@@ -221,7 +235,18 @@ def train(
         final_loss = F.cross_entropy(model(inputs).flatten(0, 1), targets.flatten()).item()
     _log(history, train_config.steps, [final_loss], model, train_config, on_progress)
     model.eval()
-    return TrainedRun(model_config, train_config, vocab, source, model, history)
+    seconds = time.perf_counter() - started
+    return TrainedRun(model_config, train_config, vocab, source, model, history, seconds)
+
+
+def _optimizer(model: SpanLM, train_config: TrainConfig) -> torch.optim.Optimizer:
+    spans = [mask.fraction for mask in model.span_masks()]
+    span_ids = {id(p) for p in spans}
+    weights = [p for p in model.parameters() if id(p) not in span_ids]
+    return torch.optim.Adam([
+        {"params": weights, "lr": train_config.learning_rate},
+        {"params": spans, "lr": train_config.span_learning_rate},
+    ])
 
 
 def _log(history: TrainingHistory, step: int, losses: list[float], model: SpanLM,

@@ -122,6 +122,9 @@ def stack_word_spans(loaded: LoadedModel, run: AttentionRun, stack_name: str, te
 
 def merge_words(matrix: np.ndarray, query_spans: WordSpans, key_spans: WordSpans) -> np.ndarray:
     """[..., q, k] -> [..., wq, wk]: sum over a word's key pieces, mean over its query pieces."""
-    summed = np.add.reduceat(matrix, key_spans.starts, axis=-1)
-    merged = np.add.reduceat(summed, query_spans.starts, axis=-2)
-    return (merged / query_spans.sizes[:, None]).astype(matrix.dtype, copy=False)
+    if len(key_spans.starts) < key_spans.n:
+        matrix = np.add.reduceat(matrix, key_spans.starts, axis=-1)
+    if len(query_spans.starts) < query_spans.n:
+        matrix = np.add.reduceat(matrix, query_spans.starts, axis=-2)
+        matrix /= query_spans.sizes.astype(matrix.dtype)[:, None]
+    return matrix

@@ -3,28 +3,26 @@
 Pages call `current_run()` (or `current_model()`) and get None after a message has been
 shown when there is nothing to draw, so a page never has to handle load errors itself.
 """
-import os
-
 import streamlit as st
 
 from models import AttentionRun, LoadedModel, ModelLoadError, RunError, load_model, run_attention
+from models.settings import settings_from_env
 from viz.theme import plotly_config
 
 MODEL_KEY, TEXT_KEY, TEXT_B_KEY = "model", "text", "text_b"
-MAX_MODELS = int(os.environ.get("EXPLORER_MAX_MODELS", "2"))  # each BERT-base is ~0.5 GB
-MAX_RUNS = int(os.environ.get("EXPLORER_MAX_RUNS", "16"))  # a 512-token run of MiniLM is ~75 MB
+CACHE_LIMITS = settings_from_env()  # cache sizes are fixed when the server starts
 
 
-@st.cache_resource(max_entries=MAX_MODELS, show_spinner=False)
+@st.cache_resource(max_entries=CACHE_LIMITS.max_models, show_spinner=False)
 def cached_model(spec: str) -> LoadedModel:
     """One copy per process, shared by all sessions. A failed load is not cached."""
-    return load_model(spec)
+    return load_model(spec, settings_from_env())
 
 
-@st.cache_data(max_entries=MAX_RUNS, show_spinner=False)
+@st.cache_data(max_entries=CACHE_LIMITS.max_runs, show_spinner=False)
 def cached_run(spec: str, text: str, text_pair: str) -> AttentionRun:
     """Keyed by (model, text): changing layer or head never re-runs the model."""
-    return run_attention(cached_model(spec), text, text_pair or None)
+    return run_attention(cached_model(spec), text, text_pair or None, max_chars=settings_from_env().max_text_chars)
 
 
 def bound(key: str) -> dict:

@@ -26,7 +26,8 @@ from viz.scaling import (
 )
 
 D_KEY, SAMPLES_KEY, SEED_KEY, KEYS_KEY, TEMPERATURE_KEY = "d", "samples", "seed", "keys", "temperature"
-STACK_KEY, LAYER_KEY, HEAD_KEY, QUERY_KEY = "stack", "layer", "head", "query"
+# the live-model controls have keys of their own: a link to this page never moves the Heads page's focus
+STACK_KEY, LAYER_KEY, HEAD_KEY, QUERY_KEY = "scores_stack", "scores_layer", "scores_head", "neuron_query"
 CURVE_DIMS = log_grid(1, 16384)  # the x values of the curves against d
 DIMS = sorted(set(CURVE_DIMS) | {10, 100, 1000, 10_000})  # the d slider: log steps, plus the classic 10 and 10000
 SAMPLE_COUNTS = [100, 200, 500, 1000, 2000]  # 2000 pairs at d = 16384 already take seconds
@@ -188,8 +189,8 @@ def live_section() -> None:
     st.caption("The black curves are the random-vector baseline for this d_head: what q·k would be if q and k "
                "had independent N(0, 1) components.")
     view = neuron_view(stack, layer, head, query)
-    neuron_title = f"Neuron view: query {query} '{names.query_tokens[query]}', layer {layer}, head {head} ({name})"
-    show_figure(neuron_figure(view, names.key_tokens, names.query_tokens[query], neuron_title),
+    where = f"layer {layer}, head {head} ({name})"
+    show_figure(neuron_figure(view, names.key_tokens, names.query_tokens[query], query, where),
                 f"neuron_{loaded.spec}_{name}_L{layer}_H{head}_q{query}")
     st.caption("Red components are positive, blue negative; grey bars are keys the mask hides from this query.")
 

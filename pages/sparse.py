@@ -201,7 +201,7 @@ def reach_view(patterns: HeadPatterns) -> None:
         with left:
             show_figure(path_figure(route, n), "sparse_path")
         with right:
-            show_figure(mark_path(mask_figure(union.build(n), f"The path's cells on the mask, n = {n}"), route),
+            show_figure(mark_path(mask_figure(union.build(n), f"Cells the path uses on the mask, n = {n}"), route),
                         "sparse_path_mask")
     show_figure(distance_figure(found.distance), "sparse_distances")
 

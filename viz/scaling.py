@@ -186,8 +186,11 @@ def _components(z: np.ndarray, y: list[str], zmax: float, name: str) -> go.Heatm
                       hovertemplate="%{y}<br>component %{x}<br>" + name + " %{z:.3g}<extra></extra>")
 
 
-def neuron_figure(view: NeuronView, key_tokens: list[str], query_token: str, title: str) -> go.Figure:
-    """One query in one head: q, the keys, q * k element by element, q.k, scaled, (+ bias), softmax."""
+def neuron_figure(view: NeuronView, key_tokens: list[str], query_token: str, query_index: int, where: str) -> go.Figure:
+    """One query in one head: q, the keys, q * k element by element, q.k, scaled, (+ bias), softmax.
+
+    `where` names the head, e.g. "layer 2, head 5 (self-attention)".
+    """
     labels = axis_labels(key_tokens)
     steps = ["key vectors k_j", "q × k_j (each row sums to q·k_j)", "q·k_j", f"× {view.scaling:.4g}"]
     steps += ["+ position bias"] if view.bias is not None else []
@@ -218,6 +221,6 @@ def neuron_figure(view: NeuronView, key_tokens: list[str], query_token: str, tit
     fig.update_xaxes(title_text="component of d_head", row=2, col=1)
     fig.update_xaxes(title_text="component of d_head", row=2, col=2)
     fig.update_xaxes(range=[0, 1], row=2, col=len(steps))
-    style(fig, title, height=height)
+    style(fig, f"Neuron view: query {query_index} {display_token(query_token)}, {where}", height=height)
     fig.update_layout(bargap=0.15, margin=dict(t=80))
     return fig

@@ -46,6 +46,7 @@ def style(fig: go.Figure, title: str, height: int) -> go.Figure:
 # --- lecture mode: a projector at the back of a hall ---
 LECTURE_KEY = "lecture"  # URL / session key of the presentation switch, read by every page
 LECTURE_SCALE = 1.5  # fonts and figure heights grow by this much
+PROJECTOR_INK = "#1a1a1a"  # Streamlit's light grey axis text washes out on a projector
 LECTURE_CSS = """
 <style>
   .stMainBlockContainer { font-size: 1.35rem; max-width: 100%; padding-top: 2.5rem; }
@@ -69,7 +70,8 @@ def for_projector(fig: go.Figure) -> go.Figure:
         margin=dict(t=int(50 * LECTURE_SCALE)),
     )
     # axis fonts are set explicitly: Streamlit's plotly theme would keep its own small ones
-    fig.update_xaxes(tickfont=dict(size=size * 0.85), title_font=dict(size=size))
-    fig.update_yaxes(tickfont=dict(size=size * 0.85), title_font=dict(size=size))
+    ticks, titles = dict(size=size * 0.85, color=PROJECTOR_INK), dict(size=size, color=PROJECTOR_INK)
+    fig.update_xaxes(tickfont=ticks, title_font=titles)
+    fig.update_yaxes(tickfont=ticks, title_font=titles)
     fig.update_traces(selector=dict(type="heatmap"), colorbar=dict(thickness=24))
     return fig

@@ -1,6 +1,7 @@
 """AppTest helpers: start from app.py as the browser does, and read figures back as data."""
 import base64
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ APP = str(Path(__file__).resolve().parents[2] / "app.py")
 @pytest.fixture(autouse=True)
 def _own_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("EXPLORER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("EXPLORER_ALLOWED_FOLDERS", tempfile.gettempdir())  # where tests save tiny models
 
 
 def open_app(page: str | None = None, **query: str) -> AppTest:

@@ -70,3 +70,17 @@ def test_encoder_decoder_offers_cross_attention(tiny_models):
     focused = _focused(at)
     assert focused["layout"]["title"]["text"].endswith("(cross)")
     assert focused["data"][0]["y"][:3] == ["0 [PAD]", "1 [CLS]", "2 short"]  # decoder queries
+
+
+def test_a_huge_text_gets_a_message_and_stays_in_the_box():
+    at = open_app(PAGE)
+    huge = "word " * 20_000
+    at.text_area(key="text").set_value(huge).run()
+    assert "100,000 characters; this server runs at most 20,000" in messages(at)
+    assert at.text_area(key="text").value == huge and not at.exception
+
+
+def test_folders_outside_the_allowed_ones_are_refused(tiny_models, monkeypatch):
+    monkeypatch.setenv("EXPLORER_ALLOWED_FOLDERS", "/srv/nothing-here")
+    at = open_app(PAGE, model=str(tiny_models["roberta"]))
+    assert "doesn't load models from" in messages(at)

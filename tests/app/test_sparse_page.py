@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from models.sparse import build_pattern
-from tests.app.conftest import array, figure, figures, messages, open_app
+from tests.app.conftest import array, figure, figures, messages, open_app, set_state
 
 PAGE = "pages/sparse.py"
 
@@ -97,11 +97,11 @@ def test_growth_fits_the_exponent():
 
 
 def test_reachability_draws_the_path():
-    at = open_app(PAGE, view="Reachability", pattern="sliding_window", w="2", n="10", query="7", key="3")
+    at = open_app(PAGE, view="Reachability", pattern="sliding window", w="2", n="10", query="7", key="3")
     _healthy(at)
     assert figure(at, "Query 7 receives key 3 after 2 layer(s): 7 → 5 → 3")
     assert _metrics(at)["Longest shortest path (diameter)"] == "5 layers"
-    path_cells = figure(at, "The path's cells")["data"][1]
+    path_cells = figure(at, "Cells the path uses")["data"][1]
     assert path_cells["x"] == [5, 3] and path_cells["y"] == [7, 5]
 
 
@@ -133,11 +133,11 @@ def test_live_model_with_full_pattern_stays_dense():
 
 
 def test_masked_lm_predictions_dense_vs_sparse(tiny_models):
-    at = open_app(PAGE, view="Live model", model=str(tiny_models["bert"]), pattern="sliding window", w="1")
+    # the model is set after switching pages: AppTest can't re-submit the sidebar's typed-in model
+    at = open_app(PAGE, view="Live model", pattern="sliding window", w="1")
+    set_state(at, model=str(tiny_models["bert"]))
     assert "Put [MASK] in the text" in messages(at) and not at.dataframe
-    # the text through the link: AppTest can't re-submit a selectbox holding a typed-in option
-    at = open_app(PAGE, view="Live model", model=str(tiny_models["bert"]), pattern="sliding window", w="1",
-                  text="The capital of Italy is [MASK].")
+    set_state(at, text="The capital of Italy is [MASK].")
     _healthy(at)
     [table] = at.dataframe
     assert list(table.value.columns) == ["rank", "dense", "dense p", "sparse", "sparse p"]

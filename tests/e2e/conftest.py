@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -37,7 +38,8 @@ def data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def app_url(data_dir) -> str:
     port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "EXPLORER_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "EXPLORER_DATA_DIR": str(data_dir),
+           "EXPLORER_ALLOWED_FOLDERS": tempfile.gettempdir()}  # where tests save tiny models
     log = open(data_dir / "streamlit.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),

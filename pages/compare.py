@@ -1,0 +1,281 @@
+"""Compare: two models or checkpoints on the same text, head by head, and how every head of a
+checkpoint series changes over training."""
+from pathlib import Path
+
+import streamlit as st
+
+from models import DEFAULT_MODEL, PRESETS, LoadedModel, ModelLoadError, RunError
+from models.analysis import METRIC_BY_KEY
+from models.compare import AlignedRuns, AlignmentError, HeadMatching, align_runs, head_divergence, match_heads
+from models.paths import data_dir
+from models.series_stats import SeriesError, SeriesStatistics, run_series, series_checkpoints, series_statistics
+from pages._shared import bound, cached_model, cached_run, current_spec, current_texts, int_control_state, show_figure
+from viz.compare import (difference_heatmap, divergence_from_final_figure, divergence_heatmap, matching_heatmap,
+                         matching_table, series_panels, shared_zmax)
+from viz.heatmap import attention_heatmap
+from viz.theme import LECTURE_KEY, file_stem, for_projector
+
+VIEW_KEY, SERIES_KEY, A_KEY, B_KEY = "compare_view", "series", "model_a", "model_b"
+# controls of their own: a link to this page never moves the Heads page's focus
+LAYER_KEY, HEAD_KEY, B_HEAD_KEY = "compare_layer", "compare_head", "b_head"
+MATRIX_KEY, METRIC_KEY = "divergence_matrix", "series_metric"
+TWO_MODELS, SERIES = "Two models", "Checkpoint series"
+SIDEBAR_MODEL = "the sidebar's model"
+SAME_HEAD, CLOSEST_HEAD = "same layer and head", "closest to A's head"
+DEMO_SERIES = "demo_series"  # models.paths.data_dir() / DEMO_SERIES, built by `python -m models.train_mlm --demo`
+
+
+# --- cached computations, keyed by (model A, model B, text, sentence B) ---
+
+def _loaded_run(spec: str, text: str, text_b: str):
+    return cached_model(spec), cached_run(spec, text, text_b)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_alignment(spec_a: str, spec_b: str, text: str, text_b: str) -> AlignedRuns:
+    return align_runs(*_loaded_run(spec_a, text, text_b), *_loaded_run(spec_b, text, text_b), text, text_b or None)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_matching(spec_a: str, spec_b: str, text: str, text_b: str) -> HeadMatching:
+    aligned = cached_alignment(spec_a, spec_b, text, text_b)
+    return match_heads(aligned.a, aligned.b)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def cached_series(folder: str, signature: tuple, text: str, text_b: str) -> SeriesStatistics:
+    """`signature` (the checkpoints' steps and times) makes a retrained series recompute."""
+    checkpoints = series_checkpoints(folder)
+    return series_statistics(run_series(checkpoints, text, text_b or None), [step for step, _ in checkpoints])
+
+
+def _signature(checkpoints: list[tuple[int, Path]]) -> tuple:
+    return tuple((step, (path / "config.json").stat().st_mtime) for step, path in checkpoints)
+
+
+# --- widgets: each returns what it read ---
+
+def lecture_mode() -> bool:
+    return bool(st.session_state.get(LECTURE_KEY, False))
+
+
+def show(fig, name: str, **kwargs):
+    return show_figure(for_projector(fig) if lecture_mode() else fig, name, **kwargs)
+
+
+def short_name(spec: str) -> str:
+    """A model's name for titles: the last folder of a path, the spec otherwise."""
+    return Path(spec).name if "/" in spec and Path(spec).expanduser().exists() else spec
+
+
+def series_ui() -> tuple[str, list[tuple[int, Path]]]:
+    """(folder, its checkpoints by step; empty after a message when there are none)."""
+    default = str(data_dir() / DEMO_SERIES)
+    folder = st.text_input("Checkpoint series: a folder of checkpoint-N folders", default, **bound(SERIES_KEY),
+                           help="a Hugging Face Trainer output folder; its checkpoints can also be picked as A or B")
+    try:
+        checkpoints = series_checkpoints(folder)
+    except SeriesError as error:
+        demo = " Build the offline demo series with `python -m models.train_mlm --demo`." if folder == default else ""
+        st.info(f"{error}{demo}")
+        return folder, []
+    st.caption(f"{len(checkpoints)} checkpoints, steps {', '.join(f'{s:,}' for s, _ in checkpoints)}.")
+    return folder, checkpoints
+
+
+def models_ui(checkpoints: list[tuple[int, Path]]) -> tuple[str, str | None]:
+    """(spec of A, spec of B or None): A defaults to the sidebar's model, B to the series' last checkpoint."""
+    members = [str(path) for _, path in checkpoints]
+    others = members + [p for p in PRESETS if p not in members]
+    left, right = st.columns(2)
+    a = left.selectbox("Model A", [SIDEBAR_MODEL] + others, accept_new_options=True, **bound(A_KEY),
+                       help="a preset, a hub id, a model or checkpoint folder; by default the sidebar's model")
+    b = right.selectbox("Model B", others, index=len(members) - 1 if members else None, accept_new_options=True,
+                        placeholder="pick or type a model or checkpoint folder", **bound(B_KEY),
+                        help="a preset, a hub id, a model or checkpoint folder (e.g. a checkpoint of the series)")
+    spec_a = current_spec() if a in (None, SIDEBAR_MODEL) else a.strip()
+    return spec_a or DEFAULT_MODEL, (b or "").strip() or None
+
+
+def focus_ui(layers: int, heads: int, can_match_same: bool) -> tuple[int, int, str]:
+    """(layer and head of A, which head of B to show)."""
+    columns = st.columns([1, 1, 1.2])
+    layer = columns[0].slider("Layer of A", 0, layers - 1, 0, **int_control_state(LAYER_KEY, 0, layers - 1, "layer"))
+    head = columns[1].slider("Head of A", 0, heads - 1, 0, **int_control_state(HEAD_KEY, 0, heads - 1, "head"))
+    options = (SAME_HEAD, CLOSEST_HEAD) if can_match_same else (CLOSEST_HEAD,)
+    if st.session_state.get(B_HEAD_KEY) not in options:
+        st.session_state.pop(B_HEAD_KEY, None)  # "same" left over from models of one shape
+    which = columns[2].radio("Head of B", options, horizontal=True, **bound(B_HEAD_KEY),
+                             help="B's head at the same position, or the head of B whose attention is closest to "
+                                  "A's (least Jensen-Shannon divergence)")
+    return layer, head, which
+
+
+def metric_ui(series: SeriesStatistics) -> str:
+    available = [m.key for m in series.available()]
+    if st.session_state.get(METRIC_KEY) not in available:
+        st.session_state.pop(METRIC_KEY, None)
+    return st.selectbox("Head statistic", available, **bound(METRIC_KEY),
+                        help="; ".join(f"{k}: {METRIC_BY_KEY[k].help}" for k in available))
+
+
+def _focus_clicked_cell() -> None:
+    points = st.session_state[MATRIX_KEY]["selection"]["points"]
+    if points:
+        st.session_state[LAYER_KEY], st.session_state[HEAD_KEY] = (int(v) for v in points[0]["customdata"][:2])
+
+
+# --- page sections ---
+
+def load_pair(spec_a: str, spec_b: str, text: str, text_b: str) -> tuple[LoadedModel, LoadedModel, AlignedRuns] | None:
+    """Both models and their runs on common positions, or None after saying why not."""
+    loaded = []
+    for name, spec in (("A", spec_a), ("B", spec_b)):
+        try:
+            with st.spinner(f"Loading {spec}…"):
+                loaded.append(cached_model(spec))
+        except ModelLoadError as error:
+            st.error(f"Model {name}: {error}")
+            return None
+    try:
+        with st.spinner("Running both models…"):
+            aligned = cached_alignment(spec_a, spec_b, text, text_b)
+    except RunError as error:
+        st.error(str(error))
+        return None
+    except AlignmentError as refusal:
+        st.warning(f"A and B can't be compared on this text. {refusal}")
+        return None
+    return loaded[0], loaded[1], aligned
+
+
+def describe(name: str, loaded: LoadedModel) -> str:
+    return f"{name}: {loaded.spec}, {loaded.kind} ({loaded.config.model_type}), {loaded.num_layers} layers × " \
+           f"{loaded.num_heads} heads"
+
+
+def side_by_side_section(aligned: AlignedRuns, names: tuple[str, str], causal: tuple[bool, bool],
+                         matching: HeadMatching) -> tuple[int, int]:
+    """A's focused head, B's same or closest head, and B − A, on one colour range; returns A's (layer, head)."""
+    layers, heads = aligned.a.shape[:2]
+    b_has_every_head = aligned.b.shape[0] >= layers and aligned.b.shape[1] >= heads
+    layer, head, which = focus_ui(layers, heads, can_match_same=b_has_every_head)
+    if which == SAME_HEAD:
+        layer_b, head_b = layer, head
+    else:
+        layer_b, head_b = int(matching.best_layer[layer, head]), int(matching.best_head[layer, head])
+    a, b = aligned.a[layer, head], aligned.b[layer_b, head_b]
+    zmax, labels = shared_zmax(a, b), aligned.labels
+    heads_shown = ((names[0], layer, head, a, causal[0]), (names[1], layer_b, head_b, b, causal[1]))
+    columns = st.columns(3)
+    for column, tag, (name, at_layer, at_head, matrix, is_causal) in zip(columns, "AB", heads_shown):
+        with column:
+            show(attention_heatmap(matrix, labels, labels, f"{tag} ({name}): layer {at_layer}, head {at_head}",
+                                   causal=is_causal, zmax=zmax),
+                 file_stem("compare", tag, name, f"L{at_layer}", f"H{at_head}"))
+    with columns[2]:
+        show(difference_heatmap(b - a, labels, labels, "B − A", causal=all(causal)),
+             file_stem("compare", "difference", *names, f"L{layer}", f"H{head}"))
+    divergence = float(head_divergence(a[None, None], b[None, None])[0, 0])
+    st.caption(f"Same axes ({aligned.level}s) and colour range (0 to {zmax:.2f}) for A and B; the difference is "
+               "red where B attends more, blue where A does. Jensen-Shannon divergence of these two heads, "
+               f"averaged over queries: {divergence:.3f} nats (0 = identical, at most ln 2 = 0.693).")
+    return layer, head
+
+
+def divergence_section(aligned: AlignedRuns, names: tuple[str, str], focused: tuple[int, int]) -> None:
+    st.subheader("Every head: how far B is from A")
+    if aligned.a.shape != aligned.b.shape:
+        st.info(f"A has {aligned.a.shape[0]} layers × {aligned.a.shape[1]} heads and B {aligned.b.shape[0]} × "
+                f"{aligned.b.shape[1]}: a head-by-head matrix needs the same shape. Head matching below pairs "
+                "each head of A with B's closest one.")
+        return
+    divergence = head_divergence(aligned.a, aligned.b)
+    fig = divergence_heatmap(divergence, focused, "JS divergence of A's and B's same head (nats): a row per layer, "
+                                                  "a column per head; click one to focus it")
+    show(fig, file_stem("divergence", *names), key=MATRIX_KEY, on_select=_focus_clicked_cell, selection_mode="points")
+    if not lecture_mode():
+        st.caption("Jensen-Shannon divergence between A's and B's attention row of each query, averaged over "
+                   "queries: 0 for identical heads, at most ln 2 = 0.693 nats for rows with no key in common.")
+
+
+def matching_section(aligned: AlignedRuns, names: tuple[str, str], matching: HeadMatching) -> None:
+    st.subheader("Head matching: B's closest head for each head of A")
+    fig = matching_heatmap(matching.divergences, matching.best_layer, matching.best_head,
+                           "JS divergence of every head of A (rows) with every head of B (columns)")
+    show(fig, file_stem("matching", *names))
+    same = head_divergence(aligned.a, aligned.b) if aligned.a.shape == aligned.b.shape else None
+    st.dataframe(matching_table(matching.best_layer, matching.best_head, matching.best_divergence, same),
+                 hide_index=True, height=300)
+    n = aligned.a.shape[-1]
+    st.caption("A ring marks each row's closest head of B. Several heads of A may share one closest head."
+               + (f" On this {n}-position text matching reads every {n // 64 + 1}th query or so (64 evenly spaced)."
+                  if n > 64 else ""))
+
+
+def two_models_view(checkpoints: list[tuple[int, Path]]) -> None:
+    spec_a, spec_b = models_ui(checkpoints)
+    text, text_b = current_texts()
+    if spec_b is None:
+        st.info("Pick or type model B: a checkpoint of the series, a preset, or a model folder.")
+        return
+    if not text.strip():
+        st.info("Type a text in the sidebar to compare the two models on it.")
+        return
+    pair = load_pair(spec_a, spec_b, text, text_b)
+    if pair is None:
+        return
+    loaded_a, loaded_b, aligned = pair
+    st.caption(f"{describe('A', loaded_a)}. {describe('B', loaded_b)}. "
+               + ("Encoder-decoders are compared on their encoder's self-attention."
+                  if "encoder-decoder" in (loaded_a.kind, loaded_b.kind) else ""))
+    if aligned.notice:
+        st.info(aligned.notice)
+    names = (short_name(spec_a), short_name(spec_b))
+    with st.spinner("Matching heads…"):
+        matching = cached_matching(spec_a, spec_b, text, text_b)
+    st.subheader("One head, side by side")
+    focused = side_by_side_section(aligned, names,
+                                   (loaded_a.kind == "decoder", loaded_b.kind == "decoder"), matching)
+    divergence_section(aligned, names, focused)
+    matching_section(aligned, names, matching)
+
+
+def series_view(folder: str, checkpoints: list[tuple[int, Path]]) -> None:
+    text, text_b = current_texts()
+    if not checkpoints:
+        return
+    if not text.strip():
+        st.info("Type a text in the sidebar to follow the series on it.")
+        return
+    try:
+        with st.spinner(f"Running {len(checkpoints)} checkpoints…"):
+            series = cached_series(folder, _signature(checkpoints), text, text_b)
+    except (SeriesError, ModelLoadError, RunError) as error:
+        st.error(str(error))
+        return
+    metric = METRIC_BY_KEY[metric_ui(series)]
+    baseline = series.uniform_entropy if metric.key == "entropy" else None
+    name = short_name(folder)
+    st.subheader(f"Every head's {metric.key} across training")
+    show(series_panels(series.values[metric.key], series.steps, metric.key, metric.unit,
+                       f"{metric.key.capitalize()} ({metric.unit}) of each head over training steps: a panel per "
+                       "layer, a line per head", baseline), file_stem("series", name, metric.key))
+    st.caption(f"{metric.key}: {metric.help}." + (f" Dotted: uniform attention ({baseline:.2f} nats)."
+                                                   if baseline is not None else "")
+               + " A head specialises where its line leaves the pack.")
+    st.subheader("How far each checkpoint still is from the final one")
+    show(divergence_from_final_figure(series.layer_divergence, series.steps,
+                                      "JS divergence from the final checkpoint, per layer (mean over its heads)"),
+         file_stem("series-divergence", name))
+    st.caption("Each head's attention rows compared with the same head at the last step (Jensen-Shannon "
+               "divergence, averaged over queries), then averaged over the layer's heads. 0 at the last step.")
+
+
+st.title("Compare attention")
+view = st.radio("View", (TWO_MODELS, SERIES), horizontal=True, label_visibility="collapsed", **bound(VIEW_KEY))
+series_folder, series_members = series_ui()
+if view == SERIES:
+    series_view(series_folder, series_members)
+else:
+    two_models_view(series_members)

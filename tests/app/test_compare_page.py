@@ -1,0 +1,141 @@
+"""The Compare page through AppTest: picking A and B, the side-by-side heads, the divergence
+matrix, head matching, refusals, and the checkpoint series view."""
+import numpy as np
+import pytest
+
+from models import load_model, run_attention
+from models.compare import align_runs, head_divergence, match_heads
+from models.paths import data_dir
+from tests.app.conftest import array, figure, figures, messages, open_app, set_state
+from tests.test_series_stats import save_tiny_series
+
+PAGE = "pages/compare.py"
+TEXT = "The cat sat on the mat."
+
+
+@pytest.fixture(scope="module")
+def saved_series(tmp_path_factory):
+    return save_tiny_series(tmp_path_factory.mktemp("compare-series"))
+
+
+@pytest.fixture
+def series(saved_series):
+    """The series as the app's demo series (the data folder is a fresh tmp folder per test)."""
+    (data_dir() / "demo_series").symlink_to(saved_series, target_is_directory=True)
+    return data_dir() / "demo_series"
+
+
+def _healthy(at) -> None:
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+
+
+def _title(fig: dict) -> str:
+    return fig["layout"]["title"]["text"]
+
+
+def _runs(spec_a: str, spec_b: str, text: str = TEXT):
+    loaded_a, loaded_b = load_model(spec_a), load_model(spec_b)
+    return align_runs(loaded_a, run_attention(loaded_a, text), loaded_b, run_attention(loaded_b, text), text)
+
+
+def test_the_sidebar_model_is_compared_with_the_series_final_checkpoint(series):
+    at = open_app(PAGE, text=TEXT)
+    _healthy(at)
+    assert at.selectbox(key="model_b").value == str(series / "checkpoint-1000")
+    # minilm (6 x 12) has heads the tiny BERT (2 x 4) lacks: B's closest head is shown
+    assert at.radio(key="b_head").options == ["closest to A's head"]
+    aligned = _runs("minilm", str(series / "checkpoint-1000"))
+    matching = match_heads(aligned.a, aligned.b)
+    layer_b, head_b = matching.best_layer[0, 0], matching.best_head[0, 0]
+    a, b = figure(at, "A (minilm): layer 0, head 0"), figure(at, f"B (checkpoint-1000): layer {layer_b}, head {head_b}")
+    assert a["data"][0]["zmax"] == b["data"][0]["zmax"] == pytest.approx(
+        max(aligned.a[0, 0].max(), aligned.b[layer_b, head_b].max()))  # one colour range
+    assert a["data"][0]["y"] == b["data"][0]["y"]  # same axes
+    difference = figure(at, "B − A")["data"][0]
+    np.testing.assert_allclose(array(difference["z"]), aligned.b[layer_b, head_b] - aligned.a[0, 0], atol=1e-6)
+    assert difference["zmid"] == 0 and difference["zmin"] == -difference["zmax"]
+    assert "head-by-head matrix needs the same shape" in messages(at)
+    rings = next(t for t in figure(at, "JS divergence of every head")["data"] if t["type"] == "scatter")
+    assert rings["x"][0] == f"L{layer_b} h{head_b}"
+
+
+def test_without_a_series_model_b_is_asked_for():
+    at = open_app(PAGE)
+    _healthy(at)
+    text = messages(at)
+    assert "Pick or type model B" in text and "python -m models.train_mlm --demo" in text
+    assert not figures(at)
+
+
+def test_two_checkpoints_of_one_shape_get_the_divergence_matrix(series):
+    first, final = str(series / "checkpoint-10"), str(series / "checkpoint-1000")
+    at = open_app(PAGE, model_a=first, model_b=final, text=TEXT)
+    _healthy(at)
+    aligned = _runs(first, final)
+    matrix = figure(at, "JS divergence of A")
+    np.testing.assert_allclose(array(matrix["data"][0]["z"]), head_divergence(aligned.a, aligned.b), atol=1e-6)
+    assert at.radio(key="b_head").value == "same layer and head"
+    at.slider(key="compare_layer").set_value(1).run()
+    at.slider(key="compare_head").set_value(2).run()
+    _healthy(at)
+    figure(at, "A (checkpoint-10): layer 1, head 2")
+    figure(at, "B (checkpoint-1000): layer 1, head 2")
+    at.radio(key="b_head").set_value("closest to A's head").run()
+    matching = match_heads(aligned.a, aligned.b)
+    figure(at, f"B (checkpoint-1000): layer {matching.best_layer[1, 2]}, head {matching.best_head[1, 2]}")
+    table = at.dataframe[0].value
+    assert table["JSD to it (nats)"].tolist() == pytest.approx(matching.best_divergence.ravel(), abs=1e-4)
+
+
+def test_a_model_against_itself_differs_nowhere(series):
+    spec = str(series / "checkpoint-100")
+    at = open_app(PAGE, model_a=spec, model_b=spec, text=TEXT)
+    _healthy(at)
+    assert not array(figure(at, "B − A")["data"][0]["z"]).any()
+    assert not array(figure(at, "JS divergence of A")["data"][0]["z"]).any()
+
+
+def test_different_tokenizers_are_compared_word_by_word(tiny_models):
+    at = open_app(PAGE, model_a=str(tiny_models["bert"]), model_b=str(tiny_models["gpt2"]),
+                  text="Tokenizers disagree, don't they?")
+    _healthy(at)
+    assert "compared word by word" in messages(at)
+    labels = figure(at, "A (bert): layer 0, head 0")["data"][0]["y"]
+    assert labels == ["0 Tokenizers", "1 disagree", "2 ,", "3 don", "4 &#x27;t", "5 they", "6 ?"]
+
+
+def test_words_that_cannot_be_aligned_are_refused_and_the_text_kept(tiny_models):
+    text = "word " * 700  # tiny BERT reads 512 tokens, tiny GPT-2 1024
+    at = open_app(PAGE, model_a=str(tiny_models["bert"]), model_b=str(tiny_models["gpt2"]), text=text)
+    assert not at.exception and not at.error
+    assert "can't be compared on this text" in messages(at) and "too long for model A" in messages(at)
+    assert at.session_state["text"] == text
+    assert not figures(at)
+
+
+def test_a_model_b_that_cannot_load_is_named(tiny_models):
+    at = open_app(PAGE, model_a=str(tiny_models["bert"]), model_b="/no/such/model", text=TEXT)
+    assert not at.exception
+    assert "Model B: The folder '/no/such/model' does not exist." in [e.value for e in at.error]
+    assert at.session_state["text"] == TEXT
+
+
+def test_a_link_with_a_layer_the_model_lacks_is_explained(tiny_models):
+    spec = str(tiny_models["bert"])
+    at = open_app(PAGE, model_a=spec, model_b=spec, text=TEXT, compare_layer="7")
+    assert "asks for layer '7'" in messages(at)
+    figure(at, "A (bert): layer 0, head 0")
+
+
+def test_the_series_view_follows_every_head_over_steps(series):
+    at = open_app(PAGE, compare_view="Checkpoint series", text=TEXT)
+    _healthy(at)
+    panels = figure(at, "Entropy (nats) of each head")
+    assert len([t for t in panels["data"] if t["type"] == "scatter"]) == 2 * 4  # a line per head, 2 layers
+    assert panels["data"][0]["x"] == [10, 100, 1000]
+    divergence = figure(at, "JS divergence from the final checkpoint")
+    assert [array(t["y"])[-1] for t in divergence["data"]] == [0, 0]  # the final step against itself
+    set_state(at, series_metric="to self")
+    _healthy(at)
+    assert array(figure(at, "To self (share)")["data"][0]["y"]).max() <= 1

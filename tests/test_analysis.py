@@ -1,0 +1,166 @@
+"""models.analysis and models.lens against hand-computed cases and the model's own attentions."""
+import numpy as np
+import pytest
+
+from models import load_model, run_attention
+from models.analysis import (AGGREGATIONS, ALL_MEAN, HEAD, LAYER_MAX, LAYER_MEAN, METRICS, ROLLOUT, aggregate,
+                             attention_rollout, has_pair, head_statistics, max_over_heads, mean_over_all,
+                             mean_over_heads, pair_block, pair_segments, punctuation_mask, rollout_layers,
+                             uniform_entropy)
+from models.lens import make_lens
+from models.words import WordSpans
+
+# Two layers of two heads over two tokens, chosen so the head means are simple:
+# layer 0 mean [[1, 0], [.5, .5]], layer 1 mean [[.5, .5], [0, 1]].
+TWO_LAYERS = np.array([
+    [[[1, 0], [1, 0]], [[1, 0], [0, 1]]],
+    [[[1, 0], [0, 1]], [[0, 1], [0, 1]]],
+], dtype=np.float32)
+
+
+def _random_stack(layers=3, heads=4, n=7, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).dirichlet(np.ones(n), size=(layers, heads, n)).astype(np.float32)
+
+
+def test_rollout_matches_the_hand_computed_case():
+    # A'_0 = 0.5 A_0 + 0.5 I = [[1, 0], [.25, .75]]; A'_1 = [[.75, .25], [0, 1]]
+    # R_1 = A'_1 A'_0 = [[.75 + .0625, .1875], [.25, .75]]
+    np.testing.assert_allclose(rollout_layers(TWO_LAYERS)[0], [[1, 0], [0.25, 0.75]])
+    np.testing.assert_allclose(attention_rollout(TWO_LAYERS), [[0.8125, 0.1875], [0.25, 0.75]])
+
+
+def test_rollout_renormalises_rows_and_keeps_identity():
+    stack = _random_stack()
+    rollout = rollout_layers(stack)
+    np.testing.assert_allclose(rollout.sum(-1), 1, atol=1e-5)
+    identity = np.broadcast_to(np.eye(5, dtype=np.float32), (4, 3, 5, 5))
+    np.testing.assert_allclose(attention_rollout(identity), np.eye(5), atol=1e-7)
+    # rows of a max aggregate don't sum to 1: renormalising must still give a row-stochastic A'
+    unnormalised = stack * 3
+    np.testing.assert_allclose(rollout_layers(unnormalised)[0].sum(-1), 1, atol=1e-5)
+
+
+def test_rollout_refuses_cross_attention():
+    with pytest.raises(ValueError, match="square"):
+        attention_rollout(np.ones((2, 2, 3, 4), dtype=np.float32) / 4)
+
+
+def test_aggregations_reduce_as_named():
+    stack = _random_stack()
+    np.testing.assert_allclose(mean_over_heads(stack)[1], sum(stack[1, h] for h in range(4)) / 4, rtol=1e-6)
+    np.testing.assert_array_equal(max_over_heads(stack)[2, 3, 4], max(stack[2, h, 3, 4] for h in range(4)))
+    np.testing.assert_allclose(mean_over_all(stack), stack.reshape(12, 7, 7).mean(0), rtol=1e-6)
+    assert set(AGGREGATIONS) == {HEAD, LAYER_MEAN, LAYER_MAX, ALL_MEAN, ROLLOUT}
+    np.testing.assert_array_equal(aggregate(stack, HEAD, 1, 2), stack[1, 2])
+    np.testing.assert_allclose(aggregate(stack, LAYER_MEAN, 1, 0), mean_over_heads(stack)[1])
+    np.testing.assert_array_equal(aggregate(stack, LAYER_MAX, 2, 0), max_over_heads(stack)[2])
+    np.testing.assert_allclose(aggregate(stack, ALL_MEAN, 0, 0), mean_over_all(stack))
+    np.testing.assert_allclose(aggregate(stack, ROLLOUT, 1, 0), rollout_layers(stack)[1], rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown aggregation"):
+        aggregate(stack, "median", 0, 0)
+
+
+# --- head statistics: [CLS] a , [SEP] with three hand-made heads ---
+TOKENS, SPECIAL = ["[CLS]", "a", ",", "[SEP]"], np.array([True, False, False, True])
+UNIFORM = np.full((4, 4), 0.25)
+IDENTITY = np.eye(4)
+PREVIOUS = np.array([[1, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]], dtype=float)
+EXPECTED = {  # metric -> (uniform, identity, previous-token head)
+    "entropy": (np.log(4), 0, 0),
+    "mean distance": (1.25, 0, 0.75),  # uniform rows: 1.5, 1, 1, 1.5
+    "to first special": (0.25, 0.25, 0.5),
+    "to separators": (0.25, 0.25, 0),
+    "to punctuation": (0.25, 0.25, 0.25),
+    "to self": (0.25, 1, 0.25),
+    "to previous": (0.25, 0, 1),  # over queries 1..3
+    "to next": (0.25, 0, 0),  # over queries 0..2
+}
+
+
+def test_head_statistics_match_hand_computed_heads():
+    attentions = np.stack([UNIFORM, IDENTITY, PREVIOUS])[None].astype(np.float32)  # [1 layer, 3 heads, 4, 4]
+    stats = head_statistics(attentions, TOKENS, SPECIAL)
+    assert set(stats.values) == {m.key for m in METRICS}
+    for key, expected in EXPECTED.items():
+        np.testing.assert_allclose(stats.values[key][0], expected, atol=1e-6, err_msg=key)
+    assert stats.uniform_entropy == pytest.approx(np.log(4))
+    assert [m.key for m in stats.available()] == [m.key for m in METRICS]
+
+
+def test_statistics_without_special_tokens_leave_those_metrics_out():
+    attentions = np.tril(np.ones((4, 4)))[None, None] / np.arange(1, 5)[:, None]  # causal uniform
+    stats = head_statistics(attentions.astype(np.float32), ["Hello", "Ġworld", "Ġ!", "Ġok"],
+                            np.zeros(4, dtype=bool), causal=True)
+    assert np.isnan(stats.values["to first special"]).all() and np.isnan(stats.values["to separators"]).all()
+    assert "to first special" not in [m.key for m in stats.available()]
+    # the causal baseline averages log(i + 1) over queries; uniform causal attention reaches it
+    assert stats.uniform_entropy == pytest.approx(np.mean(np.log([1, 2, 3, 4])))
+    np.testing.assert_allclose(stats.values["entropy"][0, 0], stats.uniform_entropy, rtol=1e-6)
+    np.testing.assert_allclose(stats.values["to punctuation"][0, 0], np.mean([0, 0, 1 / 3, 1 / 4]), rtol=1e-6)
+    assert uniform_entropy(4, causal=False) == pytest.approx(np.log(4))
+
+
+def test_punctuation_is_unicode_punctuation_after_markers():
+    tokens = ["[CLS]", "hello", "Ġ,", "##.", "▁!", "it's", "'", "»", "[SEP]"]
+    special = np.array([True] + [False] * 7 + [True])
+    assert punctuation_mask(tokens, special).tolist() == [False, False, True, True, True, False, True, True, False]
+
+
+def test_statistics_of_the_bundled_model_agree_with_its_attentions(default_model):
+    run = run_attention(default_model, "The cat sat on the mat, and it purred.")
+    stats = head_statistics(run.attentions, run.tokens, run.special_mask)
+    np.testing.assert_allclose(stats.values["to first special"], run.attentions[..., 0].mean(-1), rtol=1e-5)
+    sep = run.tokens.index("[SEP]")
+    np.testing.assert_allclose(stats.values["to separators"], run.attentions[..., sep].mean(-1), rtol=1e-5)
+    assert (stats.values["entropy"] <= np.log(run.n) + 1e-5).all() and (stats.values["entropy"] >= 0).all()
+    for metric in METRICS:
+        if metric.unit == "share":
+            assert ((stats.values[metric.key] >= 0) & (stats.values[metric.key] <= 1 + 1e-6)).all(), metric.key
+
+
+# --- sentence pairs ---
+PAIR_SEGMENTS = np.array([-1, 0, 0, -1, 1, 1, -1], dtype=np.int8)  # [CLS] a a [SEP] b b [SEP]
+
+
+def test_pair_segments_give_specials_to_a_neighbour_as_token_type_ids_do():
+    assert pair_segments(PAIR_SEGMENTS).tolist() == [0, 0, 0, 0, 1, 1, 1]
+    assert pair_segments(np.array([-1, -1])).tolist() == [0, 0]
+    assert has_pair(PAIR_SEGMENTS) and not has_pair(np.array([-1, 0, 0, -1]))
+
+
+def test_pair_blocks_select_query_and_key_sentences():
+    rows, cols = pair_block(PAIR_SEGMENTS, "A->B")
+    assert rows.tolist() == [0, 1, 2, 3] and cols.tolist() == [4, 5, 6]
+    rows, cols = pair_block(PAIR_SEGMENTS, "B->A")
+    assert rows.tolist() == [4, 5, 6] and cols.tolist() == [0, 1, 2, 3]
+    assert [r.tolist() for r in pair_block(PAIR_SEGMENTS, "all")] == [list(range(7))] * 2
+    with pytest.raises(ValueError, match="unknown block"):
+        pair_block(PAIR_SEGMENTS, "A->C")
+
+
+def test_lens_cuts_the_block_at_token_and_word_level():
+    tokens = ["[CLS]", "play", "##ing", "[SEP]", "go", "[SEP]"]
+    segments = np.array([-1, 0, 0, -1, 1, -1], dtype=np.int8)
+    matrix = np.arange(36, dtype=np.float32).reshape(6, 6)
+    lens = make_lens(tokens, tokens, None, None, segments, "A->B")
+    assert lens.query_tokens == tokens[:4] and lens.key_tokens == tokens[4:]
+    np.testing.assert_array_equal(lens.apply(matrix), matrix[:4, 4:])
+    assert lens.sentence_b_start is None  # only the full view has sentence B inside it
+
+    spans = WordSpans(starts=np.array([0, 1, 3, 4, 5]), words=["[CLS]", "playing", "[SEP]", "go", "[SEP]"], n=6)
+    words = make_lens(tokens, tokens, spans, spans, segments, "all")
+    assert words.query_tokens == spans.words and words.sentence_b_start == 3
+    merged = words.apply(matrix)
+    assert merged.shape == (5, 5)
+    assert merged[1, 0] == (matrix[1, 0] + matrix[2, 0]) / 2  # query pieces: mean
+    assert merged[0, 1] == matrix[0, 1] + matrix[0, 2]  # key pieces: sum
+    np.testing.assert_array_equal(make_lens(tokens, tokens, spans, spans, segments, "B->B").apply(matrix),
+                                  merged[3:, 3:])
+
+
+def test_lens_on_a_real_pair_run(tiny_models):
+    run = run_attention(load_model(str(tiny_models["bert"])), "The cat sat.", "It slept.")
+    assert run.tokens == ["[CLS]", "the", "cat", "sat", ".", "[SEP]", "it", "slept", ".", "[SEP]"]
+    lens = make_lens(run.tokens, run.tokens, None, None, run.segment_ids, "B->A")
+    assert lens.query_tokens == run.tokens[6:] and lens.key_tokens == run.tokens[:6]
+    assert make_lens(run.tokens, run.tokens, None, None, run.segment_ids, "all").sentence_b_start == 6

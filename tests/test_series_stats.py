@@ -1,0 +1,116 @@
+"""models.series_stats and its figures: a checkpoint series' head statistics over steps and
+each checkpoint's divergence from the final one."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models import load_model, run_attention
+from models.analysis import head_statistics
+from models.compare import head_divergence
+from models.run import AttentionRun
+from models.series_stats import SeriesError, run_series, series_checkpoints, series_statistics
+from tests.tiny_models import MODEL_CLASSES, bert_tokenizer, tiny_config
+from viz.compare import divergence_from_final_figure, series_panels
+
+STEPS = (10, 100, 1000)
+TEXT = "The cat sat on the mat, didn't it?"
+
+
+def save_tiny_series(folder: Path, steps=STEPS) -> Path:
+    """A Trainer-like series of tiny BERTs: checkpoint-N folders, the tokenizer in the folder above.
+
+    Each step has its own weights, initialised wider and wider so that attention sharpens with
+    the step, as in training.
+    """
+    bert_tokenizer().save_pretrained(folder)
+    for index, step in enumerate(steps):
+        torch.manual_seed(index)
+        config = tiny_config("bert")
+        config.initializer_range = 0.2 * (index + 1)
+        MODEL_CLASSES["bert"](config).save_pretrained(folder / f"checkpoint-{step}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def series_folder(tmp_path_factory) -> Path:
+    return save_tiny_series(tmp_path_factory.mktemp("series"))
+
+
+def fake_run(attentions: np.ndarray, tokens: list[str]) -> AttentionRun:
+    n = len(tokens)
+    special = np.array([t in ("[CLS]", "[SEP]") for t in tokens])
+    return AttentionRun("fake", tokens, attentions.astype(np.float32), False, np.where(special, -1, 0).astype(np.int8),
+                        special, n)
+
+
+def test_checkpoints_are_ordered_by_step_and_incomplete_ones_skipped(tmp_path):
+    for name in ("checkpoint-9", "checkpoint-100", "checkpoint-10", "checkpoint-5"):
+        (tmp_path / name).mkdir()
+        if name != "checkpoint-5":  # still being written: no config.json yet
+            (tmp_path / name / "config.json").write_text("{}")
+    (tmp_path / "runs").mkdir()
+    assert series_checkpoints(tmp_path) == [(9, tmp_path / "checkpoint-9"), (10, tmp_path / "checkpoint-10"),
+                                            (100, tmp_path / "checkpoint-100")]
+
+
+def test_a_folder_without_a_series_is_explained(tmp_path):
+    with pytest.raises(SeriesError, match="does not exist"):
+        series_checkpoints(tmp_path / "missing")
+    with pytest.raises(SeriesError, match="holds no checkpoint-N folders"):
+        series_checkpoints(tmp_path)
+    (tmp_path / "checkpoint-3").mkdir()
+    (tmp_path / "checkpoint-3" / "config.json").write_text("{}")
+    with pytest.raises(SeriesError, match="holds 1 checkpoint-N folder; a series needs at least two"):
+        series_checkpoints(tmp_path)
+
+
+def test_statistics_and_divergence_on_hand_made_runs():
+    tokens = ["[CLS]", "a", "b", ".", "[SEP]"]
+    rng = np.random.default_rng(0)
+    stacks = [rng.dirichlet(np.ones(5) * alpha, size=(2, 3, 5)) for alpha in (5.0, 1.0, 0.2)]
+    series = series_statistics([fake_run(s, tokens) for s in stacks], [0, 50, 500])
+    assert series.steps == [0, 50, 500] and series.values["entropy"].shape == (3, 2, 3)
+    for index, stack in enumerate(stacks):
+        expected = head_statistics(stack.astype(np.float32), tokens, np.array([1, 0, 0, 0, 1], bool))
+        for key, values in expected.values.items():
+            np.testing.assert_allclose(series.values[key][index], values, rtol=1e-5)
+    assert (series.divergence[-1] == 0).all()  # the final checkpoint against itself
+    np.testing.assert_allclose(series.divergence[0], head_divergence(stacks[0].astype(np.float32),
+                                                                     stacks[2].astype(np.float32)), rtol=1e-5)
+    np.testing.assert_allclose(series.layer_divergence, series.divergence.mean(axis=-1))
+    assert series.uniform_entropy == pytest.approx(np.log(5))
+    assert [m.key for m in series.available()][:3] == ["entropy", "mean distance", "to first special"]
+
+
+def test_runs_of_another_tokenizer_are_not_a_series():
+    run = fake_run(np.full((1, 1, 3, 3), 1 / 3), ["[CLS]", "a", "[SEP]"])
+    other = fake_run(np.full((1, 1, 3, 3), 1 / 3), ["<s>", "a", "</s>"])
+    with pytest.raises(SeriesError, match="step 1 doesn't match the final one"):
+        series_statistics([other, run], [1, 2])
+
+
+def test_a_saved_series_is_run_checkpoint_by_checkpoint(series_folder):
+    checkpoints = series_checkpoints(series_folder)
+    assert [step for step, _ in checkpoints] == list(STEPS)
+    runs = run_series(checkpoints, TEXT)
+    series = series_statistics(runs, list(STEPS))
+    # reference: each checkpoint loaded and run on its own
+    first = run_attention(load_model(str(series_folder / "checkpoint-10")), TEXT)
+    final = run_attention(load_model(str(series_folder / "checkpoint-1000")), TEXT)
+    np.testing.assert_allclose(series.divergence[0], head_divergence(first.attentions, final.attentions), atol=1e-6)
+    assert (series.layer_divergence[0] > series.layer_divergence[-1]).all()
+    entropy = series.values["entropy"].mean(axis=(1, 2))
+    assert entropy[0] > entropy[-1]  # wider initial weights: sharper attention at later "steps"
+
+
+def test_series_figures():
+    values = np.arange(3 * 4 * 2, dtype=float).reshape(3, 4, 2)
+    fig = series_panels(values, [10, 100, 1000], "entropy", "nats", "title", baseline=1.5)
+    lines = [t for t in fig.data if t.type == "scatter"]
+    assert len(lines) == 4 * 2 and [t.name for t in lines[:2]] == ["h0", "h1"]
+    np.testing.assert_array_equal(lines[3].y, values[:, 1, 1])  # layer 1, head 1
+    assert fig.layout.xaxis.type == "log" and len(fig.layout.annotations) == 4  # one title per layer panel
+    divergence = divergence_from_final_figure(values[:, :, 0], [0, 1, 2], "title")
+    assert len(divergence.data) == 4 and divergence.layout.xaxis.type == "linear"

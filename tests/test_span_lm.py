@@ -1,0 +1,125 @@
+"""The adaptive-span language model: training, saved runs, the CLI, the generated corpus."""
+import numpy as np
+import pytest
+import torch
+
+from models import span_runs
+from models.span_corpus import copy_distance, generate_corpus
+from models.span_lm import SpanLM, SpanLMConfig, TrainConfig, TrainingTextError, encode_text, train
+from models.train_span import main as train_cli
+
+TINY = SpanLMConfig(n_layers=2, n_heads=2, d_model=32, max_span=16, ramp=4, init_fraction=0.5)
+FEW_STEPS = TrainConfig(steps=30, batch_size=8, learning_rate=1e-2, span_learning_rate=1e-2, log_every=5)
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLORER_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def tiny_run():
+    return train(generate_corpus(200), TINY, FEW_STEPS, source="generated corpus")
+
+
+def test_a_few_steps_lower_the_loss(tiny_run):
+    assert tiny_run.history.lm_loss[-1] < tiny_run.history.lm_loss[0] - 0.5
+
+
+def test_a_few_steps_move_the_spans(tiny_run):
+    start, end = tiny_run.history.spans[0], tiny_run.spans()
+    np.testing.assert_allclose(start, 0.5 * TINY.max_span)
+    assert np.abs(end - start).max() > 1.0
+
+
+def test_spans_stay_within_zero_and_s(tiny_run):
+    spans = tiny_run.history.spans_array()
+    assert spans.shape == (len(tiny_run.history.steps), TINY.n_layers, TINY.n_heads)
+    assert spans.min() >= 0 and spans.max() <= TINY.max_span
+
+
+def test_progress_is_reported_at_every_log_and_at_the_end():
+    seen = []
+    train(generate_corpus(50), TINY, TrainConfig(steps=7, batch_size=2, log_every=3), seen.append)
+    assert [p.step for p in seen] == [0, 3, 6, 7]
+    assert all(p.total_steps == 7 and p.spans.shape == (2, 2) for p in seen)
+
+
+def test_the_span_mask_is_applied_in_every_head():
+    model = SpanLM(SpanLMConfig(vocab_size=5, n_layers=1, n_heads=2, d_model=8, max_span=8, ramp=1,
+                                init_fraction=0.0))
+    attention, _ = model.blocks[0].attention.weights(torch.randn(1, 8, 8))
+    # z = 0 and R = 1: every query keeps only itself
+    torch.testing.assert_close(attention[0], torch.eye(8).expand(2, 8, 8), atol=1e-6, rtol=0)
+
+
+def test_save_and_reload_give_the_same_spans_and_predictions(tiny_run):
+    name = span_runs.save_run(tiny_run)
+    loaded = span_runs.load_run(name)
+    np.testing.assert_array_equal(loaded.spans(), tiny_run.spans())
+    ids = encode_text(generate_corpus(5), TINY.max_span)[1][None, : TINY.max_span]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(ids), tiny_run.model(ids))
+    assert loaded.vocab == tiny_run.vocab and loaded.history.steps == tiny_run.history.steps
+    np.testing.assert_allclose(loaded.history.spans_array(), tiny_run.history.spans_array(), atol=1e-4)
+
+
+def test_saved_runs_are_listed_newest_first(tiny_run):
+    first = span_runs.save_run(tiny_run, "a-first")
+    second = span_runs.save_run(tiny_run)
+    names = [info.name for info in span_runs.list_runs()]
+    assert set(names) == {first, second}
+    info = span_runs.list_runs()[0]
+    assert info.steps == FEW_STEPS.steps and info.source == "generated corpus"
+    assert info.mean_span == pytest.approx(float(tiny_run.spans().mean()), abs=1e-3)
+
+
+def test_a_damaged_run_is_skipped_in_the_list_and_refused_on_load(tiny_run, data_dir):
+    name = span_runs.save_run(tiny_run)
+    (span_runs.runs_dir() / name / span_runs.META_FILE).write_text("{not json")
+    assert span_runs.list_runs() == []
+    with pytest.raises(span_runs.SpanRunError, match="damaged"):
+        span_runs.load_run(name)
+
+
+@pytest.mark.parametrize("name", ["nope", "../etc", "", "a/b"])
+def test_loading_an_unknown_or_unsafe_name_is_refused(name):
+    with pytest.raises(span_runs.SpanRunError, match="no saved run"):
+        span_runs.load_run(name)
+
+
+def test_a_too_short_text_is_refused_with_a_message():
+    with pytest.raises(TrainingTextError, match="at least 34"):
+        train("short text", TINY, FEW_STEPS)
+
+
+def test_a_text_with_too_many_characters_is_refused():
+    with pytest.raises(TrainingTextError, match="different characters"):
+        encode_text("".join(chr(0x4E00 + i) for i in range(600)), 16)
+
+
+def test_heads_must_divide_the_width():
+    with pytest.raises(ValueError, match="divide"):
+        SpanLMConfig(n_heads=3, d_model=64)
+
+
+def test_the_generated_corpus_repeats_each_phrase_at_the_copy_distance():
+    line = generate_corpus(1, words_per_phrase=3).rstrip("\n")
+    distance = copy_distance(3)
+    second_half = range(distance, len(line))
+    assert all(line[i] == line[i - distance] for i in second_half)
+    assert generate_corpus(20, seed=1) == generate_corpus(20, seed=1) != generate_corpus(20, seed=2)
+
+
+def test_cli_trains_and_saves_a_run(capsys):
+    code = train_cli(["--steps", "3", "--layers", "1", "--heads", "2", "--max-span", "16",
+                      "--ramp", "4", "--name", "cli-run"])
+    assert code == 0
+    assert "saved" in capsys.readouterr().out
+    assert span_runs.load_run("cli-run").train_config.steps == 3
+
+
+def test_cli_reports_a_missing_text_file(tmp_path, capsys):
+    assert train_cli(["--text", str(tmp_path / "missing.txt")]) == 2
+    assert "Can't read" in capsys.readouterr().err
