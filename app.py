@@ -15,6 +15,7 @@ PAGES = [
     st.Page("pages/scaling.py", title="Dot-product scaling", icon=":material/functions:"),
     st.Page("pages/sparse.py", title="Sparse attention", icon=":material/blur_on:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("pages/adaptive_span.py", title="Adaptive attention span", icon=":material/straighten:"),
 ]
 
 

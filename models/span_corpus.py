@@ -2,7 +2,7 @@
 
 Every line is a phrase of random four-letter words, a bar, and the same phrase again:
 
-    mist oath gold fern wave | mist oath gold fern wave
+    amber raven delta stone | amber raven delta stone
 
 Spelling a word needs the last few characters (short spans); the second half can only be
 predicted by looking back exactly one phrase and the bar (a long span, `copy_distance`).
@@ -15,18 +15,19 @@ WORDS = (
     "umbra", "vivid", "whale", "xenon", "yacht", "zebra",
 )
 SEPARATOR = " | "
+WORDS_PER_PHRASE = 4
 
 
-def phrase_chars(words_per_phrase: int) -> int:
+def phrase_chars(words_per_phrase: int = WORDS_PER_PHRASE) -> int:
     return words_per_phrase * (len(WORDS[0]) + 1) - 1
 
 
-def copy_distance(words_per_phrase: int) -> int:
+def copy_distance(words_per_phrase: int = WORDS_PER_PHRASE) -> int:
     """How far back (in characters) the second phrase finds its copy."""
     return phrase_chars(words_per_phrase) + len(SEPARATOR)
 
 
-def generate_corpus(n_lines: int = 3000, words_per_phrase: int = 4, seed: int = 0) -> str:
+def generate_corpus(n_lines: int = 3000, words_per_phrase: int = WORDS_PER_PHRASE, seed: int = 0) -> str:
     """n_lines lines of "phrase | phrase" with random words (the same text for the same seed)."""
     rng = random.Random(seed)
     lines = []

@@ -177,6 +177,14 @@ class TrainedRun:
         return self.model.spans()
 
 
+def decode_text(data: bytes, name: str) -> str:
+    """An uploaded file as text; raises TrainingTextError if it isn't UTF-8 text."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise TrainingTextError(f"{name} is not UTF-8 text: save it as plain UTF-8 text and upload it again.") from None
+
+
 def encode_text(text: str, max_span: int) -> tuple[str, torch.Tensor]:
     """The text's characters (sorted) and the text as ids; raises TrainingTextError."""
     if len(text) < 2 * (max_span + 1):

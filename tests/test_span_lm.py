@@ -5,7 +5,8 @@ import torch
 
 from models import span_runs
 from models.span_corpus import copy_distance, generate_corpus
-from models.span_lm import SpanLM, SpanLMConfig, TrainConfig, TrainingTextError, encode_text, train
+from models.span_lm import (SpanLM, SpanLMConfig, TrainConfig, TrainingTextError, decode_text, encode_text,
+                             train)
 from models.train_span import main as train_cli
 
 TINY = SpanLMConfig(n_layers=2, n_heads=2, d_model=32, max_span=16, ramp=4, init_fraction=0.5)
@@ -123,3 +124,9 @@ def test_cli_trains_and_saves_a_run(capsys):
 def test_cli_reports_a_missing_text_file(tmp_path, capsys):
     assert train_cli(["--text", str(tmp_path / "missing.txt")]) == 2
     assert "Can't read" in capsys.readouterr().err
+
+
+def test_an_uploaded_file_must_be_utf8_text():
+    assert decode_text("héllo".encode("utf-8"), "a.txt") == "héllo"
+    with pytest.raises(TrainingTextError, match="photo.png is not UTF-8"):
+        decode_text(b"\x89PNG\r\n\x1a\n\xff\xfe", "photo.png")

@@ -20,9 +20,9 @@ def _own_data_dir(tmp_path, monkeypatch):
 def open_app(page: str | None = None, **query: str) -> AppTest:
     """Run app.py (optionally with URL query parameters), then switch to `page`.
 
-    AppTest (streamlit 1.67) drops the sidebar's elements from its tree after switch_page,
-    so on a switched-to page set the sidebar's model/text through `query` or
-    `set_state(at, text=...)` rather than through its widgets.
+    AppTest (streamlit 1.67) drops the sidebar's elements from its tree after switch_page and
+    after reruns, so set the sidebar's model/text through `query` or `set_state(at, text=...)`
+    and read them back from `at.session_state`, rather than through its widgets.
     """
     at = AppTest.from_file(APP, default_timeout=180)
     for key, value in query.items():

@@ -37,7 +37,7 @@ def test_layer_and_head_controls_focus_another_head():
 
 def test_link_state_is_read_and_out_of_range_values_are_explained():
     at = open_app(PAGE, text="Links carry state.", head="4", layer="99")
-    assert at.text_area(key="text").value == "Links carry state."
+    assert at.session_state["text"] == "Links carry state."
     assert "asks for layer '99'" in messages(at)
     assert _focused(at)["layout"]["title"]["text"] == "Layer 0, head 4 (self-attention)"
 
@@ -45,7 +45,7 @@ def test_link_state_is_read_and_out_of_range_values_are_explained():
 def test_a_model_that_cannot_load_keeps_the_text():
     at = open_app(PAGE, model="/no/such/model", text="My carefully typed text.")
     assert "does not exist" in messages(at)
-    assert at.text_area(key="text").value == "My carefully typed text."
+    assert at.session_state["text"] == "My carefully typed text."
     assert not at.exception
 
 
@@ -77,7 +77,7 @@ def test_a_huge_text_gets_a_message_and_stays_in_the_box():
     huge = "word " * 20_000
     at.text_area(key="text").set_value(huge).run()
     assert "100,000 characters; this server runs at most 20,000" in messages(at)
-    assert at.text_area(key="text").value == huge and not at.exception
+    assert at.session_state["text"] == huge and not at.exception
 
 
 def test_folders_outside_the_allowed_ones_are_refused(tiny_models, monkeypatch):

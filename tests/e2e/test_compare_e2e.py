@@ -1,0 +1,84 @@
+"""The Compare page in Chromium, offline: two checkpoints side by side, a click on the divergence
+matrix, the shared link, and the series view."""
+import re
+from urllib.parse import urlencode
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.test_series_stats import save_tiny_series
+
+CHART = '[data-testid="stPlotlyChart"]'
+TEXT = "The cat sat on the mat, didn't it?"
+
+
+@pytest.fixture(scope="module")
+def series(data_dir):
+    folder = data_dir / "compare_series"  # not the demo series: another page's tests may build that one
+    return folder if folder.exists() else save_tiny_series(folder)
+
+
+def _link(**query) -> str:
+    return "/compare?" + urlencode(query)
+
+
+def _chart(page, title: str):
+    return page.locator(CHART).filter(has=page.locator(".gtitle", has_text=title))
+
+
+def _title(page, start: str):
+    return page.locator(f"{CHART} .gtitle").filter(has_text=re.compile("^" + re.escape(start)))
+
+
+def test_two_checkpoints_side_by_side_and_a_click_on_the_divergence_matrix(browser_page, series):
+    bp = browser_page
+    first, final = series / "checkpoint-10", series / "checkpoint-1000"
+    bp.open(_link(series=series, model_a=first, model_b=final, text=TEXT))
+    page = bp.page
+    expect(_title(page, "A (checkpoint-10): layer 0, head 0")).to_be_visible()
+    expect(_title(page, "B (checkpoint-1000): layer 0, head 0")).to_be_visible()
+    expect(_title(page, "B − A")).to_be_visible()
+    bp.assert_healthy()
+
+    matrix = _chart(page, "JS divergence of A")
+    matrix.scroll_into_view_if_needed()
+    point = matrix.locator(".scatterlayer path.point").nth(1 * 4 + 2)  # layer 1, head 2
+    box = point.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    bp.wait_idle()
+    expect(_title(page, "A (checkpoint-10): layer 1, head 2")).to_be_visible()
+    expect(_title(page, "B (checkpoint-1000): layer 1, head 2")).to_be_visible()
+    assert "compare_layer=1" in page.url and "compare_head=2" in page.url
+    bp.assert_healthy()
+    assert not bp.blocked, f"the page tried to reach outside: {bp.blocked}"
+    bp.screenshot("compare_checkpoints")
+
+    shared = page.url
+    page.goto("about:blank")
+    page.goto(shared)
+    bp.wait_idle()
+    expect(_title(page, "A (checkpoint-10): layer 1, head 2")).to_be_visible()
+
+
+def test_the_sidebar_model_against_a_checkpoint_with_matching(browser_page, series):
+    bp = browser_page
+    bp.open(_link(series=series, text=TEXT))  # A: the sidebar's model, B: the series' last checkpoint
+    page = bp.page
+    expect(_title(page, "A (minilm): layer 0, head 0")).to_be_visible()
+    expect(_title(page, "JS divergence of every head of A")).to_be_visible()
+    expect(page.get_by_text("head-by-head matrix needs the same shape")).to_be_visible()
+    bp.assert_healthy()
+    assert not bp.blocked, f"the page tried to reach outside: {bp.blocked}"
+    bp.screenshot("compare_minilm_vs_checkpoint")
+
+
+def test_the_series_view_draws_every_head_over_steps(browser_page, series):
+    bp = browser_page
+    bp.open(_link(series=series, compare_view="Checkpoint series", text=TEXT))
+    page = bp.page
+    expect(_title(page, "Entropy (nats) of each head")).to_be_visible()
+    expect(_title(page, "JS divergence from the final checkpoint")).to_be_visible()
+    expect(_chart(page, "Entropy (nats) of each head").locator(".scatterlayer .trace")).to_have_count(2 * 4)
+    bp.assert_healthy()
+    assert not bp.blocked, f"the page tried to reach outside: {bp.blocked}"
+    bp.screenshot("compare_series")
