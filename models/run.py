@@ -143,6 +143,9 @@ def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None,
     with torch.inference_mode(), recording() if with_scores else contextlib.nullcontext() as calls:
         outputs = loaded.model(**inputs, output_attentions=True, use_cache=False)
     seq2seq = loaded.kind == "encoder-decoder"
+    if not getattr(outputs, "encoder_attentions" if seq2seq else "attentions", None):
+        raise RunError(f"'{loaded.spec}' gives no attention weights: a {loaded.config.model_type} model has "
+                       "no attention layers, or doesn't report them.")
     named = ({"encoder": outputs.encoder_attentions, "decoder": outputs.decoder_attentions,
               "cross": outputs.cross_attentions} if seq2seq else {"self-attention": outputs.attentions})
     return AttentionRun(

@@ -31,6 +31,10 @@ def cached_span_run(name: str, saved_at: float) -> TrainedRun:
     return load_run(name)
 
 
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
 def lecture_mode() -> bool:
     return bool(st.session_state.get(LECTURE_KEY, False))
 
@@ -223,7 +227,7 @@ def trained_views(trained: TrainedRun, name: str) -> None:
     config, spans = trained.model_config, trained.spans()
     st.subheader("Learned span of every head")
     show(span_bars_figure(spans, config.max_span, config.ramp,
-                          f"Learned spans, {config.n_layers} layers × {config.n_heads} heads "
+                          f"Learned spans, {plural(config.n_layers, 'layer')} × {plural(config.n_heads, 'head')} "
                           f"(λ = {trained.train_config.span_loss:g})"), f"span_bars_{name}")
     if trained.source == GENERATED_SOURCE:
         st.caption(f"In the generated corpus each line is a phrase, a bar and the same phrase again: a character of "

@@ -117,3 +117,14 @@ def test_extra_mask_removes_keys_and_leaves_other_threads_alone(default_model):
     assert np.all(masked[0].attentions[..., 1] == 0)
     assert np.all(plain.attentions[..., 1] > 0)
     np.testing.assert_allclose(masked[0].attentions.sum(-1), 1, atol=1e-5)
+
+
+def test_a_model_without_attention_says_so(tmp_path):
+    from tests.tiny_models import bert_tokenizer
+
+    config = tf.MambaConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, state_size=4,
+                            architectures=["MambaForCausalLM"])
+    tf.MambaForCausalLM(config).save_pretrained(tmp_path)
+    bert_tokenizer().save_pretrained(tmp_path)
+    with pytest.raises(RunError, match="gives no attention weights"):
+        run_attention(load_model(str(tmp_path)), TEXT)
