@@ -188,14 +188,19 @@ class Pattern:
 
     @property
     def label(self) -> str:
-        shown = ", ".join(f"{k}={_short(v)}" for k, v in self.params.items())
+        """Short and readable, e.g. 'strided (l=8, union, causal)'."""
+        shown = ", ".join(_short(k, v) for k, v in self.params.items())
         return f"{self.kind} ({shown})" if shown else self.kind
 
 
-def _short(value) -> str:
+def _short(name: str, value) -> str:
+    if name == "part":
+        return str(value)
+    if name == "causal":
+        return "causal" if value else "bidirectional"
     if isinstance(value, (tuple, list)):
-        return "[" + " ".join(map(str, value)) + "]"
-    return str(value)
+        return f"{name}=[{' '.join(map(str, value))}]"
+    return f"{name}={value}"
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ class TrainConfig:
     num_layers: int = 2
     num_heads: int = 4
     dropout: float = 0.1
+    init_std: float = 0.02  # std of the initial weights (BERT's initializer_range)
     max_length: int = 64  # tokens per example
     pack: bool = False  # concatenate the text and cut it into max_length blocks
     batch_size: int = 32  # per device
@@ -138,6 +139,7 @@ def small_bert(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> BertF
         pad_token_id=tokenizer.pad_token_id,
         hidden_dropout_prob=config.dropout,
         attention_probs_dropout_prob=config.dropout,
+        initializer_range=config.init_std,
     )
     set_seed(config.seed)  # the initial weights depend on the seed only
     return BertForMaskedLM(bert_config)

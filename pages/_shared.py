@@ -3,6 +3,8 @@
 Pages call `current_run()` (or `current_model()`) and get None after a message has been
 shown when there is nothing to draw, so a page never has to handle load errors itself.
 """
+import logging
+
 import streamlit as st
 
 from models import AttentionRun, LoadedModel, ModelLoadError, RunError, load_model, run_attention
@@ -11,11 +13,16 @@ from viz.theme import plotly_config
 
 MODEL_KEY, TEXT_KEY, TEXT_B_KEY = "model", "text", "text_b"
 CACHE_LIMITS = settings_from_env()  # cache sizes are fixed when the server starts
+log = logging.getLogger("attention_explorer")
+if not log.handlers:  # streamlit configures only its own loggers
+    log.addHandler(logging.StreamHandler())
+    log.setLevel(logging.INFO)
 
 
 @st.cache_resource(max_entries=CACHE_LIMITS.max_models, show_spinner=False)
 def cached_model(spec: str) -> LoadedModel:
     """One copy per process, shared by all sessions. A failed load is not cached."""
+    log.info("loading model %s", spec)  # benchmarks/load_sessions.py counts these lines
     return load_model(spec, settings_from_env())
 
 

@@ -1,7 +1,7 @@
 """Dot-product scaling: why attention divides q·k by √d, on random vectors and in the live model."""
 import streamlit as st
 
-from models import attention_stacks, run_attention
+from models import AttentionRun, attention_stacks, run_attention
 from models.scaling import (
     CLASSIC_SAMPLES,
     DotProductSample,
@@ -56,9 +56,10 @@ def cached_sweep(n_keys: int, seed: int) -> SoftmaxSweep:
     return softmax_sweep(CURVE_DIMS, n_keys, TRIALS, seed)
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
-def cached_scored_run(spec: str, text: str, text_pair: str):
-    """The run with q, k and pre-softmax scores (twice the memory of a plain run, so cached apart)."""
+@st.cache_resource(max_entries=2, show_spinner=False)
+def cached_scored_run(spec: str, text: str, text_pair: str) -> AttentionRun:
+    """The run with q, k and pre-softmax scores: twice a plain run's arrays (150 MB for MiniLM at
+    512 tokens), so kept as one read-only copy rather than unpickled on every rerun."""
     return run_attention(cached_model(spec), text, text_pair or None, with_scores=True)
 
 

@@ -26,8 +26,8 @@ MAX_N, MAX_REACH_N = 4096, 512  # reachability is all-pairs shortest paths: kept
 # ---- cached computations: keyed by the patterns' values, so moving a slider elsewhere recomputes nothing ----
 
 @st.cache_data(max_entries=24, show_spinner=False)
-def cached_mask_figure(pattern: AnyPattern, n: int, title: str):
-    return mask_figure(pattern.build(n), title)
+def cached_mask_figure(pattern: AnyPattern, n: int, title: str, height: int):
+    return mask_figure(pattern.build(n), title, height)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -82,9 +82,11 @@ def params_ui(kind: str, suffix: str, allow_split: bool) -> dict:
         params["part"] = next(columns).selectbox(
             "Component", parts, help="union: A1 ∪ A2 on every head; split: A1 on even heads, A2 on odd heads",
             **bound("part" + suffix))
-        params["causal"] = next(columns).checkbox("causal, as in the paper", True, **bound("causal" + suffix))
+        params["causal"] = next(columns).checkbox("causal", True, help="as in the paper: keys j ≤ i only; "
+                                                  "untick for a bidirectional version", **bound("causal" + suffix))
     if kind in ("sliding_window", "dilated"):
-        params["causal"] = next(columns).checkbox("causal (keys j ≤ i only)", False, **bound("window_causal" + suffix))
+        params["causal"] = next(columns).checkbox("causal", False, help="keys j ≤ i only",
+                                                  **bound("window_causal" + suffix))
     if kind == "longformer":
         text = next(columns).text_input("Global tokens (positions)", "0", help="e.g. 0 for [CLS], or 0, 7",
                                         **bound("global" + suffix))
@@ -117,7 +119,7 @@ def heads_ui() -> HeadPatterns:
 
 
 def size_ui(hi: int = MAX_N) -> int:
-    return int(st.number_input("n: positions", 2, hi, 64, help=f"up to {hi}", **bound("n")))
+    return int(st.columns(4)[0].number_input("n: positions", 2, hi, 64, help=f"up to {hi}", **bound("n")))
 
 
 def focus_ui(layers: int, heads: int) -> tuple[int, int]:
@@ -143,9 +145,12 @@ def pattern_view(patterns: HeadPatterns) -> None:
     if len(shown) > 1:
         shown.append(("one layer (union of the heads)", union))
     for column, (heads, pattern) in zip(st.columns(len(shown)), shown):
+        title = f"{heads.capitalize()}, n = {n}" if len(shown) > 1 else f"{pattern.label}, n = {n}"
         with column:
-            show_figure(cached_mask_figure(pattern, n, f"{heads.capitalize()}: {pattern.label}, n = {n}"),
+            show_figure(cached_mask_figure(pattern, n, title, 620 if len(shown) == 1 else 440),
                         f"sparse_mask_{pattern.label}_{n}")
+            if len(shown) > 1:
+                st.caption(pattern.label)
     cells = cached_cells(union, n)
     left, middle, right = st.columns(3)
     left.metric("Active cells (query-key pairs)", f"{cells:,}")

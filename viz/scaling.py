@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from viz.labels import axis_labels, display_token, escape
-from viz.theme import ATTENTION_SCALE, HIGHLIGHT_COLOR, MASKED_COLOR, style
+from viz.theme import HIGHLIGHT_COLOR, MASKED_COLOR, style
 
 if TYPE_CHECKING:
     from models.scaling import Density, DotProductSample, MeanAbsCurve, SoftmaxSweep, Spread, TemperatureExample
@@ -186,6 +186,18 @@ def _components(z: np.ndarray, y: list[str], zmax: float, name: str) -> go.Heatm
                       hovertemplate="%{y}<br>component %{x}<br>" + name + " %{z:.3g}<extra></extra>")
 
 
+def _neuron_grid(steps: list[str], n_keys: int) -> tuple[go.Figure, int]:
+    """A thin row for q above one column per step; the rows of the second row are the keys."""
+    wide = len(steps) - 2  # the narrow bar columns after the two [keys x d_head] panels
+    height = int(min(1100, max(480, 170 + 20 * n_keys)))
+    plot_height = height - 150  # minus title and margins, in pixels
+    fig = make_subplots(rows=2, cols=len(steps), shared_yaxes=True, row_heights=[24, plot_height - 24],
+                        column_widths=[0.3, 0.3] + [0.4 / wide] * wide, vertical_spacing=36 / plot_height,
+                        horizontal_spacing=0.015, specs=[[{}, {}] + [None] * wide, [{}] * len(steps)],
+                        subplot_titles=["", ""] + steps)
+    return fig, height
+
+
 def neuron_figure(view: NeuronView, key_tokens: list[str], query_token: str, query_index: int, where: str) -> go.Figure:
     """One query in one head: q, the keys, q * k element by element, q.k, scaled, (+ bias), softmax.
 
@@ -195,31 +207,23 @@ def neuron_figure(view: NeuronView, key_tokens: list[str], query_token: str, que
     steps = ["key vectors k_j", "q × k_j (each row sums to q·k_j)", "q·k_j", f"× {view.scaling:.4g}"]
     steps += ["+ position bias"] if view.bias is not None else []
     steps += ["softmax"]
-    wide = len(steps) - 2  # the narrow bar columns after the two [keys x d_head] panels
-    height = int(min(1100, max(480, 170 + 20 * len(labels))))
-    plot_height = height - 150  # minus title and margins, in pixels
-    fig = make_subplots(rows=2, cols=len(steps), shared_yaxes=True, row_heights=[24, plot_height - 24],
-                        column_widths=[0.3, 0.3] + [0.4 / wide] * wide, vertical_spacing=36 / plot_height,
-                        horizontal_spacing=0.015, specs=[[{}, {}] + [None] * wide, [{}] * len(steps)],
-                        subplot_titles=["", ""] + steps)
+    fig, height = _neuron_grid(steps, len(labels))
     vector_max = float(np.abs(np.concatenate([view.query[None], view.keys])).max()) or 1.0
     query_label = [escape(f"q ({display_token(query_token)})")]
-    fig.add_trace(_components(view.query[None], query_label, vector_max, "q"), row=1, col=1)
-    fig.add_trace(_components(view.query[None], query_label, vector_max, "q"), row=1, col=2)
+    for col in (1, 2):  # q above the keys and above the products it makes with them
+        fig.add_trace(_components(view.query[None], query_label, vector_max, "q"), row=1, col=col)
     fig.add_trace(_components(view.keys, labels, vector_max, "k"), row=2, col=1)
     products_max = float(np.abs(view.products).max()) or 1.0
     fig.add_trace(_components(view.products, labels, products_max, "q × k"), row=2, col=2)
-    masked = np.where(view.visible, SCALED_COLOR, MASKED_COLOR)
-    _bar_column(fig, 3, view.dots, labels, masked, "q·k")
-    _bar_column(fig, 4, view.scaled, labels, masked, "scaled")
-    if view.bias is not None:
-        _bar_column(fig, 5, view.bias, labels, masked, "bias")
+    shown = np.where(view.visible, SCALED_COLOR, MASKED_COLOR)
+    bars = [(view.dots, "q·k"), (view.scaled, "scaled")] + ([(view.bias, "bias")] if view.bias is not None else [])
+    for col, (values, name) in enumerate(bars, start=3):
+        _bar_column(fig, col, values, labels, shown, name)
     _bar_column(fig, len(steps), view.weights, labels, np.where(view.visible, MODEL_COLOR, MASKED_COLOR), "weight")
     fig.update_yaxes(autorange="reversed", tickvals=_tick_labels(labels), row=2)
-    fig.update_yaxes(showticklabels=True, row=1, col=1)
     fig.update_xaxes(showticklabels=False, row=1)
-    fig.update_xaxes(title_text="component of d_head", row=2, col=1)
-    fig.update_xaxes(title_text="component of d_head", row=2, col=2)
+    for col in (1, 2):
+        fig.update_xaxes(title_text="component of d_head", row=2, col=col)
     fig.update_xaxes(range=[0, 1], row=2, col=len(steps))
     style(fig, f"Neuron view: query {query_index} {display_token(query_token)}, {where}", height=height)
     fig.update_layout(bargap=0.15, margin=dict(t=80))

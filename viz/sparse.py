@@ -72,7 +72,7 @@ def growth_figure(growth, label: str) -> go.Figure:
                    hovertemplate="n = %{x}<br>%{y:,} active cells<extra></extra>"),
     ])
     fig.update_xaxes(type="log", title="sequence length n (tokens)", tickvals=list(sizes), ticktext=[str(s) for s in sizes])
-    fig.update_yaxes(type="log", title="active cells (query-key pairs computed)", exponentformat="power")
+    fig.update_yaxes(type="log", title="active cells (query-key pairs computed)", exponentformat="power", dtick=1)
     fig.update_layout(legend=dict(x=0.01, y=0.99, bgcolor="rgba(255,255,255,0.8)"))
     return style(fig, f"Active cells grow like n^{exponent:.2f} (fitted slope in log-log)", height=460)
 
@@ -80,12 +80,12 @@ def growth_figure(growth, label: str) -> go.Figure:
 def reach_figure(reach_by_layer: np.ndarray, past_only: bool) -> go.Figure:
     """Share of (query, key) pairs connected after L stacked layers."""
     layers = np.arange(len(reach_by_layer))
-    scope = "(query, earlier-or-same key) pairs" if past_only else "(query, key) pairs"
+    scope = "pairs with key j ≤ query i" if past_only else "all (query, key) pairs"
     fig = go.Figure(go.Scatter(x=layers, y=100 * reach_by_layer, mode="lines+markers", line=dict(shape="hv", width=3),
                                hovertemplate="after %{x} layers: %{y:.1f}% connected<extra></extra>"))
-    fig.update_xaxes(title="layers stacked", rangemode="tozero")
-    fig.update_yaxes(title=f"% of {scope} connected", range=[0, 105])
-    return style(fig, "How far information travels as layers stack", height=380)
+    fig.update_xaxes(title="layers stacked", rangemode="tozero", dtick=max(1, len(layers) // 12))
+    fig.update_yaxes(title="% of pairs connected", range=[0, 105])
+    return style(fig, f"How far information travels as layers stack ({scope})", height=380)
 
 
 def distance_figure(distance: np.ndarray) -> go.Figure:
@@ -97,10 +97,12 @@ def distance_figure(distance: np.ndarray) -> go.Figure:
         colorbar=dict(title=dict(text="layers"), thickness=14),
         hovertemplate="query %{y} receives key %{x}<br>after %{z} layers<extra></extra>",
     ))
-    fig.update_xaxes(title="key position j", showgrid=False, range=[-0.5, n - 0.5])
-    fig.update_yaxes(title="query position i", autorange="reversed", showgrid=False, scaleanchor="x")
-    fig.update_layout(plot_bgcolor=MASKED_COLOR)
-    return style(fig, "Layers needed for query i to receive key j (grey: never)", height=520)
+    fig.update_xaxes(title="key position j", showgrid=False, range=[-0.5, n - 0.5], constrain="domain")
+    fig.update_yaxes(title="query position i", autorange="reversed", showgrid=False, scaleanchor="x",
+                     constrain="domain")
+    fig = style(fig, "Layers needed for query i to receive key j (grey: never)", height=560)
+    fig.update_layout(plot_bgcolor=MASKED_COLOR)  # NaN cells show the background
+    return fig
 
 
 def path_figure(steps: list[int], n: int) -> go.Figure:
@@ -112,12 +114,13 @@ def path_figure(steps: list[int], n: int) -> go.Figure:
         go.Scatter(x=[0, n - 1, None] * (hops + 1), y=[y for l in layers for y in (l, l, None)], mode="lines",
                    hoverinfo="skip", line=dict(color=MASKED_COLOR, width=6), showlegend=False),
         go.Scatter(x=upward, y=layers, mode="lines+markers+text", text=[str(p) for p in upward],
-                   textposition="middle right", textfont=dict(size=16), showlegend=False,
+                   textposition="top center", textfont=dict(size=16), showlegend=False,
                    marker=dict(size=16, color=HIGHLIGHT_COLOR), line=dict(color=HIGHLIGHT_COLOR, width=3),
                    hovertemplate="after layer %{y}: position %{x} holds the key's information<extra></extra>"),
     ])
-    fig.update_xaxes(title="position", range=[-0.5, n - 0.5], zeroline=False)
-    fig.update_yaxes(title="layer", tickvals=list(layers), range=[-0.5, hops + 0.5], zeroline=False)
+    pad = max(1.0, 0.04 * n)  # room for the labels at the ends
+    fig.update_xaxes(title="position", range=[-pad, n - 1 + pad], zeroline=False)
+    fig.update_yaxes(title="after layer", tickvals=list(layers), range=[-0.4, hops + 0.6], zeroline=False)
     route = " → ".join(map(str, steps))
     return style(fig, f"Query {steps[0]} receives key {steps[-1]} after {hops} layer(s): {route}", height=300 + 40 * hops)
 
@@ -178,7 +181,7 @@ def cost_figure(points) -> go.Figure:
                                      line=dict(color=SERIES[name], width=3, dash="dot" if "estimate" in name else "solid")),
                           row=1, col=col)
     fig.update_xaxes(type="log", title="sequence length n", tickvals=sizes, ticktext=[str(s) for s in sizes])
-    fig.update_yaxes(type="log")
+    fig.update_yaxes(type="log", dtick="D2")
     fig = style(fig, "Dense vs masked attention, measured on this machine", height=440)
     fig.update_layout(legend=dict(orientation="h", y=-0.25), margin=dict(b=90))
     return fig

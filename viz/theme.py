@@ -49,12 +49,12 @@ LECTURE_SCALE = 1.5  # fonts and figure heights grow by this much
 PROJECTOR_INK = "#1a1a1a"  # Streamlit's light grey axis text washes out on a projector
 LECTURE_CSS = """
 <style>
-  .stMainBlockContainer { font-size: 1.35rem; max-width: 100%; padding-top: 2.5rem; }
-  .stMainBlockContainer h1 { font-size: 3.2rem; }
-  .stMainBlockContainer h2, .stMainBlockContainer h3 { font-size: 2.2rem; }
-  .stMainBlockContainer p, .stMainBlockContainer label, .stMainBlockContainer li { font-size: 1.35rem !important; }
-  .stMainBlockContainer [data-testid="stCaptionContainer"] { font-size: 1.15rem; }
-  .stMainBlockContainer [data-testid="stWidgetLabel"] p { font-size: 1.35rem !important; }
+  .stMainBlockContainer { max-width: 100%; padding-top: 2.5rem; }
+  .stMainBlockContainer h1 { font-size: 3.4rem !important; }
+  .stMainBlockContainer h2, .stMainBlockContainer h3 { font-size: 2.2rem !important; }
+  .stMainBlockContainer p, .stMainBlockContainer label, .stMainBlockContainer li,
+  .stMainBlockContainer button, .stMainBlockContainer input { font-size: 1.35rem !important; }
+  .stMainBlockContainer [data-testid="stCaptionContainer"] p { font-size: 1.15rem !important; }
   [data-testid="stToolbar"], [data-testid="stDecoration"] { display: none; }
 </style>
 """

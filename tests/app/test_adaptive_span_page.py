@@ -1,6 +1,9 @@
 """The Adaptive attention span page through AppTest, with tiny saved runs in a tmp data folder."""
+from pathlib import Path
+
 import numpy as np
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from models.adaptive_span import apply_span
 from models.span_corpus import generate_corpus
@@ -8,6 +11,7 @@ from models.span_lm import SpanLMConfig, TrainConfig, train
 from models.span_runs import list_runs, load_run, save_run
 from tests.app.conftest import array, figure, messages, open_app
 
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = "pages/adaptive_span.py"
 TINY = SpanLMConfig(n_layers=2, n_heads=2, d_model=16, max_span=16, ramp=4, init_fraction=0.5)
 TINY_TRAINING = dict(layers=1, heads=1, S=32, steps=100)  # the page's smallest choices: a second or two
@@ -85,7 +89,11 @@ def test_a_span_beyond_the_text_changes_nothing():
 
 
 def test_a_decoder_masks_by_causal_distance(tiny_models):
-    at = open_app(PAGE, model=str(tiny_models["gpt2"]), span_z="0", span_R="1")
+    # the page on its own: AppTest can't switch pages while the sidebar holds a typed-in model
+    at = AppTest.from_file(str(ROOT / PAGE), default_timeout=180)
+    at.session_state["model"], at.session_state["text"] = str(tiny_models["gpt2"]), "One two three four."
+    at.query_params["span_z"], at.query_params["span_R"] = "0", "1"
+    at.run()
     after = array(figure(at, "After the span mask")["data"][0]["z"])
     np.testing.assert_allclose(np.nan_to_num(after), np.eye(len(after)), atol=1e-5)  # each token keeps itself
     assert any("causal" in c.value for c in at.caption)
@@ -130,9 +138,9 @@ def test_training_from_the_page_saves_and_opens_the_new_run():
 def test_training_on_an_uploaded_text_and_refusing_a_binary_file():
     at = open_app(PAGE, train_text="my text file")
     _set_training(at, **TINY_TRAINING)
-    at.file_uploader[0].set_value(("photo.png", b"\x89PNG\r\n\x1a\n\xff\xfe", "image/png"))
+    at.file_uploader[0].set_value(("photo.txt", b"\x89PNG\r\n\x1a\n\xff\xfe", "text/plain"))
     at.button[0].click().run()
-    assert "photo.png is not UTF-8" in messages(at) and not list_runs()
+    assert "photo.txt is not UTF-8" in messages(at) and not list_runs()
     at.file_uploader[0].set_value(("notes.txt", ("the cat sat on the mat. " * 40).encode(), "text/plain"))
     at.button[0].click().run()
     assert [info.source for info in list_runs()] == ["notes.txt"]

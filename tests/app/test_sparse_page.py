@@ -33,7 +33,7 @@ def _healthy(at) -> None:
 def test_the_default_pattern_is_drawn_and_counted():
     at = open_app(PAGE)
     _healthy(at)
-    mask = figure(at, "Every head: strided")
+    mask = figure(at, "strided (l=8, union, causal), n = 64")
     assert (_active(mask) == build_pattern("strided", 64, l=8)).all()
     assert _metrics(at)["Active cells (query-key pairs)"] == f"{build_pattern('strided', 64, l=8).sum():,}"
     assert "l + 1" in " ".join(c.value for c in at.caption)  # the variant is stated
@@ -45,14 +45,14 @@ def test_pattern_controls_change_the_mask():
     at.number_input(key="w").set_value(3).run()
     at.number_input(key="n").set_value(20).run()
     _healthy(at)
-    assert (_active(figure(at, "Every head: sliding_window (w=3")) == build_pattern("sliding_window", 20, w=3)).all()
+    assert (_active(figure(at, "sliding_window (w=3")) == build_pattern("sliding_window", 20, w=3)).all()
     assert _metrics(at)["Density"] == f"{build_pattern('sliding_window', 20, w=3).mean():.2%}"
 
 
 def test_link_state_sets_the_pattern_and_a_4096_mask_is_an_image():
     at = open_app(PAGE, pattern="BigBird", b="64", random_blocks="3", n="4096")
     _healthy(at)
-    fig = figure(at, "Every head: bigbird")
+    fig = figure(at, "bigbird (")
     assert _image(fig).shape == (1024, 1024, 3)  # 4 x 4 cells a pixel, not 16M heatmap cells
     assert fig["data"][0]["dx"] == 4
     expected = build_pattern("bigbird", 4096, b=64, random_blocks=3).sum()
@@ -62,11 +62,13 @@ def test_link_state_sets_the_pattern_and_a_4096_mask_is_an_image():
 def test_split_heads_show_a1_a2_and_their_union():
     at = open_app(PAGE, part="split", l="4", n="16")
     titles = [f["layout"]["title"]["text"] for f in figures(at)]
-    assert [t.split(":")[0] for t in titles] == ["Even heads", "Odd heads", "One layer (union of the heads)"]
+    assert [t.split(",")[0] for t in titles] == ["Even heads", "Odd heads", "One layer (union of the heads)"]
     a1, a2 = (_active(figure(at, name)) for name in ("Even heads", "Odd heads"))
     assert (a1 == build_pattern("strided", 16, l=4, part="A1")).all()
     assert (a2 == build_pattern("strided", 16, l=4, part="A2")).all()
     assert (_active(figure(at, "One layer")) == (a1 | a2)).all()
+    assert [c.value for c in at.caption][:3] == ["strided (l=4, A1, causal)", "strided (l=4, A2, causal)",
+                                                 "strided (l=4, union, causal)"]
 
 
 def test_a_second_pattern_combines_cell_by_cell():

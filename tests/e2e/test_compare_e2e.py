@@ -18,8 +18,12 @@ def series(data_dir):
     return folder if folder.exists() else save_tiny_series(folder)
 
 
-def _link(**query) -> str:
-    return "/compare?" + urlencode(query)
+def _open(bp, **query) -> None:
+    # a fresh server runs scripts as a v1 multipage app of the pages/ folder, without app.py's
+    # sidebar, until app.py has run once: wait for its sidebar at the root first
+    bp.open("/")
+    expect(bp.page.get_by_label("Text", exact=True)).to_be_visible()
+    bp.open("/compare?" + urlencode(query))
 
 
 def _chart(page, title: str):
@@ -33,7 +37,7 @@ def _title(page, start: str):
 def test_two_checkpoints_side_by_side_and_a_click_on_the_divergence_matrix(browser_page, series):
     bp = browser_page
     first, final = series / "checkpoint-10", series / "checkpoint-1000"
-    bp.open(_link(series=series, model_a=first, model_b=final, text=TEXT))
+    _open(bp, series=series, model_a=first, model_b=final, text=TEXT)
     page = bp.page
     expect(_title(page, "A (checkpoint-10): layer 0, head 0")).to_be_visible()
     expect(_title(page, "B (checkpoint-1000): layer 0, head 0")).to_be_visible()
@@ -62,7 +66,7 @@ def test_two_checkpoints_side_by_side_and_a_click_on_the_divergence_matrix(brows
 
 def test_the_sidebar_model_against_a_checkpoint_with_matching(browser_page, series):
     bp = browser_page
-    bp.open(_link(series=series, text=TEXT))  # A: the sidebar's model, B: the series' last checkpoint
+    _open(bp, series=series, text=TEXT)  # A: the sidebar's model, B: the series' last checkpoint
     page = bp.page
     expect(_title(page, "A (minilm): layer 0, head 0")).to_be_visible()
     expect(_title(page, "JS divergence of every head of A")).to_be_visible()
@@ -74,7 +78,7 @@ def test_the_sidebar_model_against_a_checkpoint_with_matching(browser_page, seri
 
 def test_the_series_view_draws_every_head_over_steps(browser_page, series):
     bp = browser_page
-    bp.open(_link(series=series, compare_view="Checkpoint series", text=TEXT))
+    _open(bp, series=series, compare_view="Checkpoint series", text=TEXT)
     page = bp.page
     expect(_title(page, "Entropy (nats) of each head")).to_be_visible()
     expect(_title(page, "JS divergence from the final checkpoint")).to_be_visible()

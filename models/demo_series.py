@@ -1,0 +1,87 @@
+"""The offline demo series: a small BERT trained on the facts corpus, cached on disk.
+
+    from models.demo_series import ensure_demo_series
+    folder = ensure_demo_series()   # trains once (about a minute on 2 CPU cores), then cached
+    # folder/checkpoint-10 ... folder/checkpoint-1500, read with models.mlm.find_checkpoints
+
+Early checkpoints answer "The capital of [MASK] is Rome." with frequent words ("the",
+"."), middle ones with some country, the last one with "italy".
+"""
+import contextlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from models.demo_corpus import write_corpus
+from models.paths import data_dir
+from models.train_mlm import Progress, TrainConfig, train
+
+RECIPE_VERSION = 1  # bump when anything below changes: the cache folder changes with it
+SAVE_AT = [10, 30, 100, 200, 400, 700, 1000, 1500]
+N_SENTENCES = 2000
+
+
+def demo_config(output_dir: Path, corpus: Path, seed: int) -> TrainConfig:
+    return TrainConfig(
+        output_dir=output_dir,
+        save_at=SAVE_AT,
+        text_file=corpus,
+        hidden_size=128,
+        num_layers=2,
+        num_heads=4,
+        dropout=0.0,  # the corpus is tiny and meant to be memorised
+        init_std=0.1,  # larger than BERT's 0.02: attention leaves its uniform start sooner
+        batch_size=16,
+        learning_rate=1e-3,
+        warmup_steps=50,
+        mlm_probability=0.2,
+        logging_steps=10,
+        seed=seed,
+        quiet=True,
+    )
+
+
+def demo_series_dir(seed: int = 0) -> Path:
+    return data_dir() / "demo_series" / f"v{RECIPE_VERSION}-seed{seed}"
+
+
+def demo_series_ready(seed: int = 0) -> bool:
+    return demo_series_dir(seed).is_dir()
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    # tiny matrices: a second thread only adds contention on a shared 2-core machine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def ensure_demo_series(seed: int = 0, progress: Progress | None = None) -> Path:
+    """The demo series folder, trained first if it isn't cached yet.
+
+    It is built in a hidden temporary folder and renamed when complete, so an interrupted
+    build never looks like a series.
+    """
+    final = demo_series_dir(seed)
+    if final.is_dir():
+        return final
+    building = final.parent / f".building-{final.name}-{uuid.uuid4().hex[:8]}"
+    building.mkdir(parents=True)
+    try:
+        corpus = write_corpus(building / "corpus.txt", N_SENTENCES, seed)
+        with _one_thread():
+            train(demo_config(building, corpus, seed), progress)
+        shutil.rmtree(building / ".incomplete", ignore_errors=True)
+        with contextlib.suppress(OSError):  # another session finished first: keep theirs
+            os.rename(building, final)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return final
