@@ -125,7 +125,7 @@ def _key_share(attentions: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Mean over queries of the mass on the keys in mask `keys` [k]; NaN if the mask is empty."""
     if not keys.any():
         return np.full(attentions.shape[:2], np.nan, dtype=np.float32)
-    return attentions[..., keys].sum(axis=-1).mean(axis=-1)
+    return (attentions @ keys.astype(attentions.dtype)).mean(axis=-1)
 
 
 def _diagonal_share(attentions: np.ndarray, offset: int) -> np.ndarray:
@@ -153,11 +153,10 @@ def head_statistics(attentions: np.ndarray, tokens: list[str], special_mask: np.
     separators = special & ~first_special
     positions = np.arange(n)
     distance = np.abs(positions[:, None] - positions[None, :]).astype(np.float32)  # [n, n]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        plogp = np.where(attentions > 0, attentions * np.log(attentions), 0.0)
+    log = np.log(np.maximum(attentions, np.finfo(attentions.dtype).tiny))  # 0 log 0 = 0
     values = {
-        "entropy": -plogp.sum(axis=-1).mean(axis=-1),
-        "mean distance": (attentions * distance).sum(axis=-1).mean(axis=-1),
+        "entropy": -np.einsum("lhij,lhij->lhi", attentions, log).mean(axis=-1),
+        "mean distance": np.einsum("lhij,ij->lhi", attentions, distance).mean(axis=-1),
         "to first special": _key_share(attentions, first_special),
         "to separators": _key_share(attentions, separators),
         "to punctuation": _key_share(attentions, punctuation_mask(tokens, special)),

@@ -1,8 +1,8 @@
 """The offline demo series: a small BERT trained on the facts corpus, cached on disk.
 
     from models.demo_series import ensure_demo_series
-    folder = ensure_demo_series()   # trains once (about a minute on 2 CPU cores), then cached
-    # folder/checkpoint-10 ... folder/checkpoint-1500, read with models.mlm.find_checkpoints
+    folder = ensure_demo_series()   # trains once (1-2 minutes on 2 CPU cores), then cached
+    # folder/checkpoint-20 ... folder/checkpoint-800, read with models.mlm.find_checkpoints
 
 Early checkpoints answer "The capital of [MASK] is Rome." with frequent words ("the",
 "."), middle ones with some country, the last one with "italy".
@@ -21,7 +21,7 @@ from models.paths import data_dir
 from models.train_mlm import Progress, TrainConfig, train
 
 RECIPE_VERSION = 1  # bump when anything below changes: the cache folder changes with it
-SAVE_AT = [10, 30, 100, 200, 400, 700, 1000, 1500]
+SAVE_AT = [20, 50, 100, 200, 350, 500, 650, 800]
 N_SENTENCES = 2000
 
 
@@ -35,13 +35,14 @@ def demo_config(output_dir: Path, corpus: Path, seed: int) -> TrainConfig:
         num_heads=4,
         dropout=0.0,  # the corpus is tiny and meant to be memorised
         init_std=0.1,  # larger than BERT's 0.02: attention leaves its uniform start sooner
-        batch_size=16,
+        batch_size=32,
         learning_rate=1e-3,
         warmup_steps=50,
-        mlm_probability=0.2,
+        mlm_probability=0.25,
         logging_steps=10,
         seed=seed,
         quiet=True,
+        extra_args={"max_grad_norm": 0.0},  # clipping slowed the first steps down
     )
 
 
@@ -79,7 +80,6 @@ def ensure_demo_series(seed: int = 0, progress: Progress | None = None) -> Path:
         corpus = write_corpus(building / "corpus.txt", N_SENTENCES, seed)
         with _one_thread():
             train(demo_config(building, corpus, seed), progress)
-        shutil.rmtree(building / ".incomplete", ignore_errors=True)
         with contextlib.suppress(OSError):  # another session finished first: keep theirs
             os.rename(building, final)
     finally:

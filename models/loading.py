@@ -50,6 +50,7 @@ PRESETS = (
 MAX_TOKENS = 512  # longest input the app runs; longer text is truncated with a notice
 HUB_TIMEOUT_S = 3.0
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+PRETRAINING_HAS_MLM = ("bert", "albert", "megatron-bert")  # not ELECTRA/Funnel: theirs is a discriminator
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer_config.json")
 
 Kind = Literal["encoder", "decoder", "encoder-decoder"]
@@ -175,7 +176,10 @@ def _kind_and_class(config: PretrainedConfig) -> tuple[Kind, type, bool]:
     architectures = config.architectures or []
     if config.is_encoder_decoder:
         return "encoder-decoder", AutoModelForSeq2SeqLM, False
-    if any(a.endswith("ForMaskedLM") for a in architectures):
+    # BERT-style pre-training checkpoints (MultiBERTs) hold the masked-LM head under the same weight names
+    pretrained_mlm = config.model_type in PRETRAINING_HAS_MLM and any(
+        a.endswith("ForPreTraining") for a in architectures)
+    if pretrained_mlm or any(a.endswith("ForMaskedLM") for a in architectures):
         return "encoder", AutoModelForMaskedLM, True
     causal_arch = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
     causal_only = config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and (

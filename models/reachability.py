@@ -53,6 +53,10 @@ class Reachability:
         """Layers until every position holds every other one in scope (= the diameter)."""
         return self.diameter
 
+    def connected_after(self, layers: int) -> float:
+        """Share of the pairs in scope connected after `layers` stacked layers."""
+        return float(self.reach_by_layer[min(layers, len(self.reach_by_layer) - 1)])
+
 
 def _scope(mask: np.ndarray, past_only: bool | None) -> bool:
     return is_causal(mask) if past_only is None else past_only

@@ -1,13 +1,12 @@
 """A checkpoint series on one text: every head's statistics across training steps, and how far
 each checkpoint's attention still is from the final one's.
 
-    checkpoints = series_checkpoints("data/demo_series")      # [(step, folder), ...] by step
+    checkpoints, _ = series_checkpoints("data/demo_series/v1-seed0")   # models.mlm.Checkpoint, by step
     runs = run_series(checkpoints, "The cat sat on the mat.")
-    series = series_statistics(runs, [step for step, _ in checkpoints])
+    series = series_statistics(runs, [c.step for c in checkpoints])
     series.values["entropy"]        # [steps, layers, heads]
     series.layer_divergence         # [steps, layers] JSD from the final checkpoint, nats
 """
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,31 +15,32 @@ import numpy as np
 from models.analysis import METRICS, Metric, head_statistics
 from models.compare import head_divergence
 from models.loading import load_model
+from models.mlm import Checkpoint, SeriesError, find_checkpoints
 from models.run import AttentionRun, run_attention
-
-CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")  # the Hugging Face Trainer's folder names
-
-
-class SeriesError(ValueError):
-    """The folder is not a usable checkpoint series; str(error) is a message for the user."""
+from models.settings import Settings
 
 
-def series_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
-    """(step, folder) of every complete `checkpoint-N/` (one with a config.json) under `folder`, by step."""
-    root = Path(folder).expanduser()
-    if not root.is_dir():
-        raise SeriesError(f"The folder '{folder}' does not exist.")
-    found = [(int(match[1]), path) for path in root.iterdir()
-             if (match := CHECKPOINT.match(path.name)) and (path / "config.json").is_file()]
-    if len(found) < 2:
-        raise SeriesError(f"'{folder}' holds {len(found) or 'no'} checkpoint-N folder{'s' if not found else ''}; "
-                          "a series needs at least two.")
-    return sorted(found)
+def series_checkpoints(folder: str | Path, settings: Settings | None = None) -> tuple[list[Checkpoint], list[str]]:
+    """(usable checkpoints by step, why the others were left out) of a folder of `checkpoint-N/`
+    folders (models.mlm.find_checkpoints). `settings` (a server's deployment settings) keeps the
+    listing to its allowed folders.
+    """
+    if settings is not None and not settings.folder_allowed(Path(folder).expanduser()):
+        raise SeriesError(f"This server doesn't read checkpoint series from '{folder}'; ask its host to allow "
+                          "the folder (EXPLORER_ALLOWED_FOLDERS).")
+    found = find_checkpoints(folder)
+    usable = [c for c in found if c.problem is None]
+    if len(usable) < 2:
+        raise SeriesError(f"'{folder}' holds {len(usable) or 'no'} usable checkpoint-N folder"
+                          f"{'s' if not usable else ''}; a series needs at least two.")
+    return usable, [c.problem for c in found if c.problem is not None]
 
 
-def run_series(checkpoints: list[tuple[int, Path]], text: str, text_pair: str | None = None) -> list[AttentionRun]:
-    """Every checkpoint run on the text, one model in memory at a time."""
-    return [run_attention(load_model(str(path)), text, text_pair) for _, path in checkpoints]
+def run_series(checkpoints: list[Checkpoint], text: str, text_pair: str | None = None,
+               settings: Settings | None = None) -> list[AttentionRun]:
+    """Every checkpoint run on the text, one model in memory at a time (within `settings`' limits)."""
+    max_chars = settings.max_text_chars if settings is not None else None
+    return [run_attention(load_model(c.spec, settings), text, text_pair, max_chars=max_chars) for c in checkpoints]
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ def _sliding_window(i, j, n, w: int = 2, causal: bool = False):
 
 def _dilated(i, j, n, w: int = 2, d: int = 2, causal: bool = False):
     _require(w >= 0 and d >= 1, f"A dilated window needs w >= 0 and dilation d >= 1, got w={w}, d={d}.")
-    return (np.abs(i - j) <= w * d) & ((i - j) % d == 0) & _causal(i, j, causal)
+    return (np.abs(i - j) <= w * d) & (i % d == j % d) & _causal(i, j, causal)
 
 
 def _parts(a1: np.ndarray, a2: np.ndarray, part: str) -> np.ndarray:
@@ -68,7 +68,7 @@ def _strided(i, j, n, l: int = 4, part: str = "union", causal: bool = True):
     _require(l >= 1, f"The stride l must be 1 or more, got {l}.")
     past = _causal(i, j, causal)
     a1 = (np.abs(i - j) < l) & past  # l keys i-l+1 .. i, as in the reference code
-    a2 = ((i - j) % l == 0) & past
+    a2 = (i % l == j % l) & past  # (i - j) mod l = 0, without an [r, n] modulo
     return _parts(a1, a2, part)
 
 
@@ -146,8 +146,8 @@ def pattern_rows(kind: str, n: int, start: int, stop: int, **params) -> np.ndarr
     """Rows start .. stop-1 of the pattern: bool [stop - start, n]."""
     _require(kind in BUILDERS, f"Unknown pattern '{kind}'; choose one of {', '.join(KINDS)}.")
     _require(n >= 1, f"A pattern needs at least one position, got n={n}.")
-    i = np.arange(start, stop)[:, None]
-    j = np.arange(n)[None, :]
+    i = np.arange(start, stop, dtype=np.int32)[:, None]  # int32 halves the work of [r, n] arithmetic
+    j = np.arange(n, dtype=np.int32)[None, :]
     try:
         return BUILDERS[kind](i, j, n, **params)
     except TypeError as error:  # an unknown parameter name
@@ -212,8 +212,7 @@ class Combined:
     how: Combine = "union"
 
     def rows(self, n: int, start: int, stop: int) -> np.ndarray:
-        a, b = self.first.rows(n, start, stop), self.second.rows(n, start, stop)
-        return a | b if self.how == "union" else a & b
+        return combine(self.first.rows(n, start, stop), self.second.rows(n, start, stop), self.how)
 
     def build(self, n: int) -> np.ndarray:
         return self.rows(n, 0, n)
@@ -294,7 +293,8 @@ def head_patterns(first: Pattern, how: Arrangement = "none", second: AnyPattern 
     """The heads' patterns: `first` (its A1/A2 on alternating heads when part='split'), alone,
     combined cell by cell with `second`, or alternating with `second` head by head."""
     _require(how == "none" or second is not None, f"'{how}' needs a second pattern.")
-    parts = (first.with_params(part="A1"), first.with_params(part="A2")) if first.params.get("part") == SPLIT else (first,)
+    split = first.params.get("part") == SPLIT
+    parts = (first.with_params(part="A1"), first.with_params(part="A2")) if split else (first,)
     if how == "none":
         return HeadPatterns(parts)
     if how == "alternate":
@@ -306,14 +306,17 @@ def head_patterns(first: Pattern, how: Arrangement = "none", second: AnyPattern 
 DESCRIPTIONS = {
     "full": "Every query attends to every key: n² cells.",
     "causal": "Query i attends to keys j ≤ i (a decoder's mask).",
-    "sliding_window": "Keys within w positions on each side: |i − j| ≤ w (Longformer; its `attention_window` is 2w).",
+    "sliding_window": "Keys within w positions on each side: |i − j| ≤ w "
+                      "(Longformer; its `attention_window` is 2w).",
     "dilated": "A window of w keys on each side with gaps of d: j = i ± k·d for k = 0 … w (Longformer); "
                "receptive field per layer w·d.",
     "strided": "Sparse Transformer, stride l. A1: the previous l keys i−l+1 … i (as in the reference code "
-               "openai/sparse_attention; the paper's set max(0, i−l) … i has l + 1). A2: keys with (i − j) mod l = 0. "
+               "openai/sparse_attention; the paper's set max(0, i−l) … i has l + 1). "
+               "A2: keys with (i − j) mod l = 0. "
                "Causal as in the paper unless unticked.",
     "fixed": "Sparse Transformer, block l, c summary cells. A1: keys in the query's block, ⌊j/l⌋ = ⌊i/l⌋. "
-             "A2: the last c cells of every block, j mod l ∈ {l−c … l−1}. Causal as in the paper unless unticked.",
+             "A2: the last c cells of every block, j mod l ∈ {l−c … l−1}. "
+             "Causal as in the paper unless unticked.",
     "longformer": "Sliding window w on each side plus global tokens, symmetric: a global token attends to all "
                   "and all attend to it.",
     "bigbird": "BigBird, blocks of b positions: a block row sees its window of blocks, the first and last blocks "

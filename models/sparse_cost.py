@@ -8,6 +8,7 @@ The measurement shows the honest point: masking a dense kernel computes every ce
     python -m models.sparse_cost strided l=32     # prints the dense vs masked timing table
 """
 import argparse
+import contextlib
 import time
 from dataclasses import dataclass, replace
 
@@ -160,7 +161,7 @@ class CostPoint:
     """One sequence length, attention of `heads` heads of width `d_head` on this machine."""
 
     n: int
-    dense_seconds: float  # fastest of repeated calls: softmax(q k^T / sqrt(d)) v
+    dense_seconds: float  # fastest of repeated calls on one thread: softmax(q k^T / sqrt(d)) v
     masked_seconds: float  # the same with the additive mask added before softmax
     dense_bytes: int  # peak bytes torch allocates during the dense call
     masked_bytes: int  # the same for the masked call, plus the [n, n] float32 mask it needs
@@ -196,6 +197,17 @@ def _peak_bytes(fn) -> int:
     return int(np.cumsum([event.self_cpu_memory_usage for event in events]).max(initial=0))
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """Time on one CPU thread: on a busy machine, threads waiting for each other add noise."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def measure_point(pattern: AnyPattern, n: int, heads: int = 4, d_head: int = 64, block: int = 32) -> CostPoint:
     """Time dense and masked attention at n and estimate a block-sparse kernel from active blocks."""
     generator = torch.Generator().manual_seed(0)
@@ -203,7 +215,7 @@ def measure_point(pattern: AnyPattern, n: int, heads: int = 4, d_head: int = 64,
     mask = pattern.build(n)
     additive = torch.zeros(n, n).masked_fill_(torch.from_numpy(~mask), torch.finfo(torch.float32).min)
     share = active_blocks(mask, block) / block_count(n, block) ** 2
-    with torch.inference_mode():
+    with torch.inference_mode(), _one_thread():
         dense, masked = (lambda: _attention(q, k, v, None)), (lambda: _attention(q, k, v, additive))
         dense_seconds, masked_seconds = _best_seconds(dense), _best_seconds(masked)
         dense_bytes = _peak_bytes(dense)
@@ -231,8 +243,9 @@ def _cli() -> None:
     args = parser.parse_args()
     params = {k: int(v) if v.lstrip("-").isdigit() else v for k, v in (p.split("=", 1) for p in args.params)}
     pattern = Pattern(args.kind, params)
-    print(f"{pattern.label}: 4 heads x 64 dims, fastest of at least 3 calls")
-    print(f"{'n':>6} {'dense ms':>9} {'masked ms':>10} {'dense MB':>9} {'masked MB':>10} {'blocks':>7} {'block-sparse ms':>16}")
+    print(f"{pattern.label}: 4 heads x 64 dims, one thread, fastest of at least 3 calls")
+    print(f"{'n':>6} {'dense ms':>9} {'masked ms':>10} {'dense MB':>9} {'masked MB':>10} {'blocks':>7} "
+          f"{'block-sparse ms':>16}")
     for p in measure_cost(pattern):
         print(f"{p.n:>6} {1e3 * p.dense_seconds:>9.1f} {1e3 * p.masked_seconds:>10.1f} {p.dense_bytes / 2**20:>9.1f} "
               f"{p.masked_bytes / 2**20:>10.1f} {p.block_share:>7.1%} {1e3 * p.block_sparse_seconds:>16.1f}")

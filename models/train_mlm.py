@@ -123,9 +123,9 @@ def tokenize(lines: list[str], tokenizer: PreTrainedTokenizerBase, max_length: i
         ids = tokenizer(lines, truncation=True, max_length=max_length)["input_ids"]
         return [{"input_ids": row} for row in ids]
     stream = [i for row in tokenizer(lines, add_special_tokens=False)["input_ids"] for i in row]
-    body = max_length - tokenizer.num_special_tokens_to_add()
+    body = max_length - 2  # room for [CLS] and [SEP] (<s> and </s> in RoBERTa's vocabulary)
     blocks = [stream[start:start + body] for start in range(0, len(stream), body)]
-    return [{"input_ids": tokenizer.build_inputs_with_special_tokens(block)} for block in blocks]
+    return [{"input_ids": [tokenizer.cls_token_id, *block, tokenizer.sep_token_id]} for block in blocks]
 
 
 def small_bert(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> BertForMaskedLM:
@@ -195,6 +195,12 @@ class AtomicCheckpointTrainer(Trainer):
         self.accelerator.wait_for_everyone()
 
 
+def _cpu_ddp_backend() -> str | None:
+    # under torchrun without GPUs the Trainer would run each process alone unless told to use gloo
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return "gloo" if several and not torch.cuda.is_available() else None
+
+
 def training_arguments(config: TrainConfig) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(config.output_dir),
@@ -213,6 +219,8 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
         disable_tqdm=config.quiet,
         log_level="error" if config.quiet else "passive",
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        ddp_backend=_cpu_ddp_backend(),
         **config.extra_args,
     )
 
@@ -233,6 +241,8 @@ def train(config: TrainConfig, progress: Progress | None = None) -> Path:
     if config.quiet:
         trainer.remove_callback(PrinterCallback)  # prints every log line when tqdm is off
     trainer.train()
+    if trainer.is_world_process_zero():
+        shutil.rmtree(config.output_dir / STAGING, ignore_errors=True)  # empty once every save is renamed
     return config.output_dir
 
 

@@ -6,6 +6,7 @@ shown when there is nothing to draw, so a page never has to handle load errors i
 import logging
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from models import AttentionRun, LoadedModel, ModelLoadError, RunError, load_model, run_attention
 from models.settings import settings_from_env
@@ -17,6 +18,13 @@ log = logging.getLogger("attention_explorer")
 if not log.handlers:  # streamlit configures only its own loggers
     log.addHandler(logging.StreamHandler())
     log.setLevel(logging.INFO)
+
+if PagesManager.uses_pages_directory:
+    # A fresh server serves its first request in the old "pages/ folder" mode until app.py
+    # has called st.navigation once, so a prepared deep link (/sparse?text=...) would run its
+    # page without app.py's sidebar. Leave that mode and rerun through app.py.
+    PagesManager.uses_pages_directory = False
+    st.rerun()
 
 
 @st.cache_resource(max_entries=CACHE_LIMITS.max_models, show_spinner=False)

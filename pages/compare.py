@@ -6,12 +6,15 @@ import streamlit as st
 
 from models import DEFAULT_MODEL, PRESETS, LoadedModel, ModelLoadError, RunError
 from models.analysis import METRIC_BY_KEY
-from models.compare import AlignedRuns, AlignmentError, HeadMatching, align_runs, head_divergence, match_heads
-from models.paths import data_dir
-from models.series_stats import SeriesError, SeriesStatistics, run_series, series_checkpoints, series_statistics
+from models.compare import (MATCH_QUERIES, AlignedRuns, AlignmentError, HeadMatching, align_runs, head_divergence,
+                            js_divergence, match_heads)
+from models.demo_series import demo_series_dir
+from models.mlm import Checkpoint, SeriesError
+from models.series_stats import SeriesStatistics, run_series, series_checkpoints, series_statistics
+from models.settings import settings_from_env
 from pages._shared import bound, cached_model, cached_run, current_spec, current_texts, int_control_state, show_figure
 from viz.compare import (difference_heatmap, divergence_from_final_figure, divergence_heatmap, matching_heatmap,
-                         matching_table, series_panels, shared_zmax)
+                         matching_table, query_divergence_bars, series_panels, shared_zmax)
 from viz.heatmap import attention_heatmap
 from viz.theme import LECTURE_KEY, file_stem, for_projector
 
@@ -22,7 +25,6 @@ MATRIX_KEY, METRIC_KEY = "divergence_matrix", "series_metric"
 TWO_MODELS, SERIES = "Two models", "Checkpoint series"
 SIDEBAR_MODEL = "the sidebar's model"
 SAME_HEAD, CLOSEST_HEAD = "same layer and head", "closest to A's head"
-DEMO_SERIES = "demo_series"  # models.paths.data_dir() / DEMO_SERIES, built by `python -m models.train_mlm --demo`
 
 
 # --- cached computations, keyed by (model A, model B, text, sentence B) ---
@@ -45,12 +47,14 @@ def cached_matching(spec_a: str, spec_b: str, text: str, text_b: str) -> HeadMat
 @st.cache_data(max_entries=4, show_spinner=False)
 def cached_series(folder: str, signature: tuple, text: str, text_b: str) -> SeriesStatistics:
     """`signature` (the checkpoints' steps and times) makes a retrained series recompute."""
-    checkpoints = series_checkpoints(folder)
-    return series_statistics(run_series(checkpoints, text, text_b or None), [step for step, _ in checkpoints])
+    settings = settings_from_env()
+    checkpoints, _ = series_checkpoints(folder, settings)
+    runs = run_series(checkpoints, text, text_b or None, settings)
+    return series_statistics(runs, [c.step for c in checkpoints])
 
 
-def _signature(checkpoints: list[tuple[int, Path]]) -> tuple:
-    return tuple((step, (path / "config.json").stat().st_mtime) for step, path in checkpoints)
+def _signature(checkpoints: list[Checkpoint]) -> tuple:
+    return tuple((c.step, (Path(c.spec) / "config.json").stat().st_mtime) for c in checkpoints)
 
 
 # --- widgets: each returns what it read ---
@@ -68,24 +72,17 @@ def short_name(spec: str) -> str:
     return Path(spec).name if "/" in spec and Path(spec).expanduser().exists() else spec
 
 
-def series_ui() -> tuple[str, list[tuple[int, Path]]]:
-    """(folder, its checkpoints by step; empty after a message when there are none)."""
-    default = str(data_dir() / DEMO_SERIES)
+def series_ui() -> tuple[str, bool]:
+    """(the series folder, whether it is the default: the demo series)."""
+    default = str(demo_series_dir())  # built by `python -m models.train_mlm --demo`
     folder = st.text_input("Checkpoint series: a folder of checkpoint-N folders", default, **bound(SERIES_KEY),
                            help="a Hugging Face Trainer output folder; its checkpoints can also be picked as A or B")
-    try:
-        checkpoints = series_checkpoints(folder)
-    except SeriesError as error:
-        demo = " Build the offline demo series with `python -m models.train_mlm --demo`." if folder == default else ""
-        st.info(f"{error}{demo}")
-        return folder, []
-    st.caption(f"{len(checkpoints)} checkpoints, steps {', '.join(f'{s:,}' for s, _ in checkpoints)}.")
-    return folder, checkpoints
+    return folder, folder == default
 
 
-def models_ui(checkpoints: list[tuple[int, Path]]) -> tuple[str, str | None]:
+def models_ui(checkpoints: list[Checkpoint]) -> tuple[str, str | None]:
     """(spec of A, spec of B or None): A defaults to the sidebar's model, B to the series' last checkpoint."""
-    members = [str(path) for _, path in checkpoints]
+    members = [c.spec for c in checkpoints]
     others = members + [p for p in PRESETS if p not in members]
     left, right = st.columns(2)
     a = left.selectbox("Model A", [SIDEBAR_MODEL] + others, accept_new_options=True, **bound(A_KEY),
@@ -97,11 +94,19 @@ def models_ui(checkpoints: list[tuple[int, Path]]) -> tuple[str, str | None]:
     return spec_a or DEFAULT_MODEL, (b or "").strip() or None
 
 
+def index_slider(column, label: str, count: int, key: str, what: str) -> int:
+    """A slider over 0 .. count - 1; a model with a single layer or head gets a note (a slider needs two values)."""
+    if count == 1:
+        column.caption(f"{label}: 0, the only one")
+        return 0
+    return column.slider(label, 0, count - 1, 0, **int_control_state(key, 0, count - 1, what))
+
+
 def focus_ui(layers: int, heads: int, can_match_same: bool) -> tuple[int, int, str]:
     """(layer and head of A, which head of B to show)."""
     columns = st.columns([1, 1, 1.2])
-    layer = columns[0].slider("Layer of A", 0, layers - 1, 0, **int_control_state(LAYER_KEY, 0, layers - 1, "layer"))
-    head = columns[1].slider("Head of A", 0, heads - 1, 0, **int_control_state(HEAD_KEY, 0, heads - 1, "head"))
+    layer = index_slider(columns[0], "Layer of A", layers, LAYER_KEY, "layer")
+    head = index_slider(columns[1], "Head of A", heads, HEAD_KEY, "head")
     options = (SAME_HEAD, CLOSEST_HEAD) if can_match_same else (CLOSEST_HEAD,)
     if st.session_state.get(B_HEAD_KEY) not in options:
         st.session_state.pop(B_HEAD_KEY, None)  # "same" left over from models of one shape
@@ -126,6 +131,20 @@ def _focus_clicked_cell() -> None:
 
 
 # --- page sections ---
+
+def series_members(folder: str, is_demo: bool) -> list[Checkpoint]:
+    """The series' checkpoints by step, or [] after saying why there are none."""
+    try:
+        checkpoints, problems = series_checkpoints(folder, settings_from_env())
+    except SeriesError as error:
+        st.info(f"{error}" + (" Build the offline demo series with `python -m models.train_mlm --demo`."
+                              if is_demo else ""))
+        return []
+    if problems:
+        st.warning("Left out of the series: " + " ".join(problems))
+    st.caption(f"{len(checkpoints)} checkpoints, steps {', '.join(f'{c.step:,}' for c in checkpoints)}.")
+    return checkpoints
+
 
 def load_pair(spec_a: str, spec_b: str, text: str, text_b: str) -> tuple[LoadedModel, LoadedModel, AlignedRuns] | None:
     """Both models and their runs on common positions, or None after saying why not."""
@@ -167,19 +186,22 @@ def side_by_side_section(aligned: AlignedRuns, names: tuple[str, str], causal: t
     a, b = aligned.a[layer, head], aligned.b[layer_b, head_b]
     zmax, labels = shared_zmax(a, b), aligned.labels
     heads_shown = ((names[0], layer, head, a, causal[0]), (names[1], layer_b, head_b, b, causal[1]))
-    columns = st.columns(3)
-    for column, tag, (name, at_layer, at_head, matrix, is_causal) in zip(columns, "AB", heads_shown):
+    top, bottom = st.columns(2), st.columns(2)
+    for column, tag, (name, at_layer, at_head, matrix, is_causal) in zip(top, "AB", heads_shown):
         with column:
             show(attention_heatmap(matrix, labels, labels, f"{tag} ({name}): layer {at_layer}, head {at_head}",
                                    causal=is_causal, zmax=zmax),
                  file_stem("compare", tag, name, f"L{at_layer}", f"H{at_head}"))
-    with columns[2]:
-        show(difference_heatmap(b - a, labels, labels, "B − A", causal=all(causal)),
+    with bottom[0]:
+        show(difference_heatmap(b - a, labels, labels, "B − A: red where B attends more, blue where A does",
+                                causal=all(causal)),
              file_stem("compare", "difference", *names, f"L{layer}", f"H{head}"))
-    divergence = float(head_divergence(a[None, None], b[None, None])[0, 0])
-    st.caption(f"Same axes ({aligned.level}s) and colour range (0 to {zmax:.2f}) for A and B; the difference is "
-               "red where B attends more, blue where A does. Jensen-Shannon divergence of these two heads, "
-               f"averaged over queries: {divergence:.3f} nats (0 = identical, at most ln 2 = 0.693).")
+    rows = js_divergence(a, b)  # [m]
+    with bottom[1]:
+        show(query_divergence_bars(rows, labels, f"Where they differ: JS divergence per query, mean {rows.mean():.3f}"),
+             file_stem("compare", "query-divergence", *names, f"L{layer}", f"H{head}"))
+    st.caption(f"Same axes ({aligned.level}s) and colour range (0 to {zmax:.2f}) for A and B. Jensen-Shannon "
+               "divergence of two attention rows: 0 when identical, at most ln 2 = 0.693 nats when they share no key.")
     return layer, head
 
 
@@ -208,12 +230,13 @@ def matching_section(aligned: AlignedRuns, names: tuple[str, str], matching: Hea
     st.dataframe(matching_table(matching.best_layer, matching.best_head, matching.best_divergence, same),
                  hide_index=True, height=300)
     n = aligned.a.shape[-1]
-    st.caption("A ring marks each row's closest head of B. Several heads of A may share one closest head."
-               + (f" On this {n}-position text matching reads every {n // 64 + 1}th query or so (64 evenly spaced)."
-                  if n > 64 else ""))
+    st.caption("A ring marks each row's closest head of B (least JS divergence, averaged over queries). Several "
+               "heads of A may share one closest head."
+               + (f" On this {n}-position text, matching averages over {MATCH_QUERIES} evenly spaced queries."
+                  if n > MATCH_QUERIES else ""))
 
 
-def two_models_view(checkpoints: list[tuple[int, Path]]) -> None:
+def two_models_view(checkpoints: list[Checkpoint]) -> None:
     spec_a, spec_b = models_ui(checkpoints)
     text, text_b = current_texts()
     if spec_b is None:
@@ -226,9 +249,9 @@ def two_models_view(checkpoints: list[tuple[int, Path]]) -> None:
     if pair is None:
         return
     loaded_a, loaded_b, aligned = pair
-    st.caption(f"{describe('A', loaded_a)}. {describe('B', loaded_b)}. "
-               + ("Encoder-decoders are compared on their encoder's self-attention."
-                  if "encoder-decoder" in (loaded_a.kind, loaded_b.kind) else ""))
+    seq2seq = "encoder-decoder" in (loaded_a.kind, loaded_b.kind)
+    st.caption(f"{describe('A', loaded_a)}. {describe('B', loaded_b)}."
+               + (" Encoder-decoders are compared on their encoder's self-attention." if seq2seq else ""))
     if aligned.notice:
         st.info(aligned.notice)
     names = (short_name(spec_a), short_name(spec_b))
@@ -241,7 +264,7 @@ def two_models_view(checkpoints: list[tuple[int, Path]]) -> None:
     matching_section(aligned, names, matching)
 
 
-def series_view(folder: str, checkpoints: list[tuple[int, Path]]) -> None:
+def series_view(folder: str, checkpoints: list[Checkpoint]) -> None:
     text, text_b = current_texts()
     if not checkpoints:
         return
@@ -274,8 +297,9 @@ def series_view(folder: str, checkpoints: list[tuple[int, Path]]) -> None:
 
 st.title("Compare attention")
 view = st.radio("View", (TWO_MODELS, SERIES), horizontal=True, label_visibility="collapsed", **bound(VIEW_KEY))
-series_folder, series_members = series_ui()
+series_folder, is_demo = series_ui()
+checkpoints_found = series_members(series_folder, is_demo)
 if view == SERIES:
-    series_view(series_folder, series_members)
+    series_view(series_folder, checkpoints_found)
 else:
-    two_models_view(series_members)
+    two_models_view(checkpoints_found)

@@ -21,7 +21,7 @@ from viz.heatmap import attention_heatmap
 from viz.labels import display_token
 from viz.overview import ThumbnailGrid, heads_overview, thumbnail_grid
 from viz.stats import stats_heatmap, stats_table
-from viz.theme import IMAGE_FORMATS, LECTURE_KEY, file_stem, for_projector, plotly_config
+from viz.theme import IMAGE_FORMATS, LECTURE_KEY, LECTURE_SCALE, file_stem, for_projector, plotly_config
 
 LAYER_KEY, HEAD_KEY, STACK_KEY, OVERVIEW_KEY = "layer", "head", "stack", "overview"
 AGGREGATION_KEY, WORDS_KEY, PAIR_KEY, FORMAT_KEY = "aggregation", "words", "pair", "image_format"
@@ -30,7 +30,7 @@ BERTVIZ_KEY, BERTVIZ_TOKENS_KEY, BERTVIZ_ONE_LAYER_KEY = "bertviz", "bertviz_tok
 # Bound widgets keep their option labels in the URL, so options are readable strings (no format_func).
 CAMERA_FORMATS = tuple(f.upper() for f in IMAGE_FORMATS)
 BERTVIZ_OFF, HEAD_VIEW, MODEL_VIEW, NEURON_VIEW = "off", "head view", "model view", "neuron view"
-BERTVIZ_TOKEN_RANGE = (4, 128)  # beyond 128 tokens bertviz's HTML runs to tens of MB
+BERTVIZ_TOKEN_CHOICES = (8, 16, 24, 32, 40, 48, 64, 96, 128)  # beyond 128 its HTML runs to tens of MB
 SELF_STACKS = ("self-attention", "encoder", "decoder")
 
 
@@ -49,8 +49,7 @@ def cached_lens(spec: str, text: str, text_b: str, stack_name: str, words: bool,
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def cached_grid(spec: str, text: str, text_b: str, stack_name: str, words: bool = False,
-                block: str = "all") -> ThumbnailGrid:
+def cached_grid(spec: str, text: str, text_b: str, stack_name: str, words: bool, block: str) -> ThumbnailGrid:
     lens = cached_lens(spec, text, text_b, stack_name, words, block)
     return thumbnail_grid(lens.apply(_stack(spec, text, text_b, stack_name).attentions))
 
@@ -74,22 +73,25 @@ def cached_neuron_vectors(spec: str, text: str, text_b: str) -> tuple[np.ndarray
 
 @st.cache_data(max_entries=6, show_spinner=False)
 def cached_bertviz(spec: str, text: str, text_b: str, view: str, words: bool, max_tokens: int,
-                   layers: tuple[int, ...], layer: int, head: int) -> str:
+                   layers: tuple[int, ...], layer: int, head: int, zoom: float) -> str:
     run, limits = cached_run(spec, text, text_b), BertvizLimits(max_tokens=max_tokens)
     if view == NEURON_VIEW:
         queries, keys = cached_neuron_vectors(spec, text, text_b)
         lens = cached_lens(spec, text, text_b, "self-attention", False, "all")
         entries = self_attention_entries(run.attentions, run.tokens, lens.sentence_b_start, limits, queries, keys)
-        return neuron_view_html(entries, run.causal, layer, head, limits)
+        return neuron_view_html(entries, run.causal, layer, head, limits, zoom)
     if run.decoder_tokens is not None:
-        entries = encoder_decoder_entries(run.attentions, run.decoder_attentions, run.cross_attentions,
-                                          run.tokens, run.decoder_tokens, limits)
+        lenses = {name: cached_lens(spec, text, text_b, name, words, "all") for name in ("encoder", "decoder", "cross")}
+        entries = encoder_decoder_entries(lenses["encoder"].apply(run.attentions),
+                                          lenses["decoder"].apply(run.decoder_attentions),
+                                          lenses["cross"].apply(run.cross_attentions),
+                                          lenses["encoder"].query_tokens, lenses["decoder"].query_tokens, limits)
     else:
         lens = cached_lens(spec, text, text_b, "self-attention", words, "all")
         entries = self_attention_entries(lens.apply(run.attentions), lens.query_tokens, lens.sentence_b_start, limits)
     if view == HEAD_VIEW:
-        return head_view_html(entries, list(layers), layer, limits)
-    return model_view_html(entries, list(layers), limits)
+        return head_view_html(entries, list(layers), layer, limits, zoom)
+    return model_view_html(entries, list(layers), limits, zoom)
 
 
 # --- widgets: each returns what it read ---
@@ -186,9 +188,8 @@ def bertviz_ui() -> tuple[str, int, bool]:
     view = st.segmented_control("bertviz view", (BERTVIZ_OFF, HEAD_VIEW, MODEL_VIEW, NEURON_VIEW), default=BERTVIZ_OFF,
                                 required=True, **bound(BERTVIZ_KEY))
     left, right = st.columns(2)
-    lo, hi = BERTVIZ_TOKEN_RANGE
-    tokens = left.slider("Tokens sent to bertviz (the first ones)", lo, hi, 40,
-                         **int_control_state(BERTVIZ_TOKENS_KEY, lo, hi, "bertviz token count"))
+    tokens = left.select_slider("Tokens sent to bertviz (the first ones)", BERTVIZ_TOKEN_CHOICES, value=40,
+                                **bound(BERTVIZ_TOKENS_KEY))
     one_layer = right.toggle("Send only the focused layer", **bound(BERTVIZ_ONE_LAYER_KEY),
                              help="the head view shows one layer at a time anyway; the model view then shows one row")
     return view or BERTVIZ_OFF, tokens, one_layer
@@ -203,22 +204,24 @@ def view_title(how: str, layer: int, head: int, stack, words: bool, block: str) 
         LAYER_MEAN: f"Layer {layer}, mean of its {heads} heads",
         LAYER_MAX: f"Layer {layer}, max over its {heads} heads",
         ALL_MEAN: f"Mean of all {layers} × {heads} heads",
-        ROLLOUT: f"Attention rollout through layers 0–{layer}",
+        ROLLOUT: f"Attention rollout up to layer {layer}",
     }[how] + f" ({stack.name})"
     extras = (["words"] if words else []) + ([block.replace("->", "→")] if block != "all" else [])
     return title + (": " + ", ".join(extras) if extras else "")
 
 
 def focused_section(key: tuple[str, str, str], stack, lens: Lens, how: str, layer: int, head: int,
-                    words: bool, block: str) -> np.ndarray:
+                    words: bool, block: str, name: str) -> np.ndarray:
     """The focused head or aggregate as a heatmap (and the rollout's bars); returns the shown matrix."""
-    spec, text, text_b = key
-    matrix = cached_rollout(*key, stack.name)[layer] if how == ROLLOUT else aggregate(stack.attentions, how, layer, head)
+    if how == ROLLOUT:
+        matrix = cached_rollout(*key, stack.name)[layer]
+    else:
+        matrix = aggregate(stack.attentions, how, layer, head)
     shown = lens.apply(matrix)
     title = view_title(how, layer, head, stack, words, block)
     fig = attention_heatmap(shown, lens.query_tokens, lens.key_tokens, title=title,
                             causal=stack.causal and block == "all")
-    show(fig, file_stem("attention", spec, stack.name, how, f"L{layer}", f"H{head}" if how == HEAD else ""))
+    show(fig, name)
     notes = {
         LAYER_MAX: "Each cell is the largest weight any head of the layer gives it, so rows no longer sum to 1.",
         ROLLOUT: "Rollout (Abnar & Zuidema 2020): per layer the heads' mean A becomes 0.5·A + 0.5·I (the residual "
@@ -236,19 +239,18 @@ def focused_section(key: tuple[str, str, str], stack, lens: Lens, how: str, laye
         bars = token_bars(shown[token], lens.key_tokens,
                           f"What “{display_token(lens.query_tokens[token])}” (position {token}) draws on "
                           f"after layer {layer}", "share of input")
-        show(bars, file_stem("rollout", spec, stack.name, f"L{layer}", f"token{token}"))
+        show(bars, file_stem("rollout", key[0], stack.name, f"L{layer}", f"token{token}"))
     return shown
 
 
-def export_section(key: tuple[str, str, str], run, stack, lens: Lens, shown: np.ndarray, name: str) -> None:
-    spec = key[0]
+def export_section(run, lens: Lens, shown: np.ndarray, name: str) -> None:
     with section("Export"):
         st.caption("Every figure: the camera button in its top-right corner saves it (PNG at 3× or SVG, as chosen "
                    "above). The data: the whole run, or the matrix shown above.")
         left, right = st.columns(2)
         left.download_button(
             f"Run as NPZ ({run.num_layers} layers × {run.num_heads} heads, tokens)",
-            data=functools.partial(run_npz, run), file_name=f"{file_stem('attention', spec)}.npz",
+            data=functools.partial(run_npz, run), file_name=f"{file_stem('attention', run.model_spec)}.npz",
             mime="application/octet-stream", on_click="ignore", icon=":material/download:",
         )
         right.download_button(
@@ -271,9 +273,9 @@ def statistics_section(key: tuple[str, str, str], stack, focused: tuple[int, int
         show(fig, file_stem("head-stats", key[0], stack.name, metric.key), key=STATS_GRID_KEY,
              on_select=functools.partial(_focus_clicked_point, STATS_GRID_KEY), selection_mode="points")
         if baseline is not None:
+            past = " (averaged over queries, each seeing its past)" if stack.causal else ""
             st.caption(f"Uniform attention over the {stack.attentions.shape[-1]} tokens would have entropy "
-                       f"{baseline:.2f} nats{' (averaged over queries, each seeing its past)' if stack.causal else ''}; "
-                       "lower means more focused heads.")
+                       f"{baseline:.2f} nats{past}; lower means more focused heads.")
         if not lecture_mode():
             st.caption(f"{metric.key}: {metric.help}. Computed over all tokens of the input, at token level; "
                        "shares are fractions of a query's attention (0 to 1), averaged over queries.")
@@ -292,7 +294,8 @@ def bertviz_section(key: tuple[str, str, str], run, words: bool, layer: int, hea
             return
         layers = (layer,) if one_layer else tuple(range(run.num_layers))
         try:
-            html = cached_bertviz(*key, view, words, max_tokens, layers, layer, head)
+            html = cached_bertviz(*key, view, words, max_tokens, layers, layer, head,
+                                  LECTURE_SCALE if lecture_mode() else 1.0)
         except (NeuronViewUnsupported, ScoresUnavailable) as reason:
             st.info(f"No neuron view for this model: {reason}")
             return
@@ -304,7 +307,7 @@ def bertviz_section(key: tuple[str, str, str], run, words: bool, layer: int, hea
             f"bertviz writes every weight into its page as text, so its size grows with the square of the tokens "
             f"(about 50 MB at 128 tokens for 6 layers × 12 heads). Sent here: the first {min(max_tokens, run.n)} of "
             f"{run.n} tokens, {sent_layers}, weights rounded to 3 decimals: {len(html) / 1e6:.1f} MB."
-            + (" The neuron view shows tokens, whatever the Words switch says." if view == NEURON_VIEW and words else "")
+            + (" The neuron view shows tokens, whatever the Words switch." if view == NEURON_VIEW and words else "")
             + (" It gets queries and keys recorded from this model (bertviz's own needs its copies of a few model "
                "classes)." if view == NEURON_VIEW else "")
         )
@@ -321,8 +324,7 @@ if result is not None:
     stack = stacks[stack_ui(list(stacks))]
     st.caption(f"{loaded.spec}: {loaded.kind} ({loaded.config.model_type}), {run.num_layers} layers × "
                f"{run.num_heads} heads, {len(stack.query_tokens)} × {len(stack.key_tokens)} tokens.")
-    square = stack.name in SELF_STACKS
-    how, words, block = view_ui(square, stack.name == "self-attention" and has_pair(run.segment_ids))
+    how, words, block = view_ui(stack.name in SELF_STACKS, stack.name == "self-attention" and has_pair(run.segment_ids))
     layer, head = focus_ui(run.num_layers, run.num_heads)
     lens = cached_lens(*key, stack.name, words, block)
     grid = cached_grid(*key, stack.name, words, block)
@@ -332,8 +334,8 @@ if result is not None:
          on_select=functools.partial(_focus_clicked_point, OVERVIEW_KEY), selection_mode="points")
     if not lecture_mode():
         st.caption("Each thumbnail is one head's token × token attention, scaled to its own maximum.")
-    shown = focused_section(key, stack, lens, how, layer, head, words, block)
-    export_section(key, run, stack, lens, shown, file_stem("attention", loaded.spec, stack.name, how, f"L{layer}",
-                                                           f"H{head}" if how == HEAD else ""))
+    name = file_stem("attention", loaded.spec, stack.name, how, f"L{layer}", f"H{head}" if how == HEAD else "")
+    shown = focused_section(key, stack, lens, how, layer, head, words, block, name)
+    export_section(run, lens, shown, name)
     statistics_section(key, stack, (layer, head))
     bertviz_section(key, run, words, layer, head)

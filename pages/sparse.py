@@ -1,5 +1,6 @@
 """Sparse attention patterns: the masks, their cost, how information still flows, and the
 patterns applied to the live model."""
+import numpy as np
 import streamlit as st
 
 from models.reachability import Reachability, path, reachability
@@ -8,7 +9,8 @@ from models.sparse import (DESCRIPTIONS, KINDS, SPLIT, AnyPattern, HeadPatterns,
 from models.sparse_cost import (ROWWISE_MAX_N, CostPoint, Growth, active_cells, counted_in_closed_form, growth,
                                 measure_cost)
 from models.sparse_run import EnforcedRun, coverage, enforced_run
-from pages._shared import bound, cached_model, current_run, current_spec, current_texts, int_control_state, show_figure
+from pages._shared import (bound, cached_model, cached_run, current_run, current_spec, current_texts, int_control_state,
+                           show_figure)
 from viz.sparse import (cost_figure, cost_frame, cost_summary, cosine_figure, coverage_figure, distance_figure,
                         growth_figure, mark_path, mask_figure, overlay_figure, path_figure, predictions_frame,
                         reach_figure)
@@ -48,6 +50,12 @@ def cached_reachability(pattern: AnyPattern, n: int) -> Reachability:
 @st.cache_data(max_entries=4, show_spinner=False)
 def cached_cost(pattern: AnyPattern) -> list[CostPoint]:
     return measure_cost(pattern)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_coverage(spec: str, text: str, text_b: str, patterns: HeadPatterns) -> np.ndarray:
+    run = cached_run(spec, text, text_b)
+    return coverage(run.attentions, patterns.masks(run.n, run.num_heads))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -131,8 +139,10 @@ def focus_ui(layers: int, heads: int) -> tuple[int, int]:
 
 def path_ui(n: int) -> tuple[int, int]:
     left, right = st.columns(2)
-    query = left.number_input("Query position i (receives)", 0, n - 1, n - 1, **bound("query"))
-    key = right.number_input("Key position j (is received)", 0, n - 1, 0, **bound("key"))
+    query = left.number_input("Query position i (receives)", 0, n - 1, n - 1,
+                              **int_control_state("query", 0, n - 1, "query position"))
+    key = right.number_input("Key position j (is received)", 0, n - 1, 0,
+                             **int_control_state("key", 0, n - 1, "key position"))
     return int(query), int(key)
 
 
@@ -174,19 +184,22 @@ def growth_view(patterns: HeadPatterns) -> None:
                "strided or fixed with l ≈ √n, 2 for full or causal attention. Counts come from closed forms, "
                "never from an n × n matrix.")
     if not counted_in_closed_form(union):
-        st.info(f"Combinations of patterns are counted row by row from the mask, so the chart stops at n = {ROWWISE_MAX_N}.")
+        st.info("Combinations of patterns are counted row by row from the mask, "
+                f"so the chart stops at n = {ROWWISE_MAX_N}.")
 
 
 def reach_view(patterns: HeadPatterns) -> None:
     n = size_ui()
     if n > MAX_REACH_N:
-        st.info(f"Reachability compares all pairs of positions: shown for the first {MAX_REACH_N} positions (n = {MAX_REACH_N}).")
+        st.info(f"Reachability compares all pairs of positions: shown for the first {MAX_REACH_N} positions.")
         n = MAX_REACH_N
     union = patterns.union()
     found = cached_reachability(union, n)
     left, middle, right = st.columns(3)
-    left.metric("Longest shortest path (diameter)", "never" if found.diameter is None else f"{found.diameter} layers")
-    middle.metric("Layers until every pair connects", "never" if found.layers_needed is None else found.layers_needed)
+    left.metric("Diameter: layers until every pair connects",
+                "never" if found.layers_needed is None else f"{found.layers_needed} layers",
+                help="the longest of the shortest paths between a query and a key")
+    middle.metric("Pairs connected by one layer", f"{found.connected_after(1):.1%}")
     right.metric("Pairs that never connect", f"{found.unreachable:,}")
     if found.past_only:
         st.caption("The pattern is causal: a query never reaches a later key, so only pairs j ≤ i count.")
@@ -221,7 +234,8 @@ def live_view(patterns: HeadPatterns) -> None:
     st.caption(f"{loaded.spec}: {run.num_layers} layers × {run.num_heads} heads, n = {run.n} tokens, special tokens "
                "included (position 0 is the first token, e.g. [CLS]). Pattern: " + patterns.label)
     layer, head = focus_ui(run.num_layers, run.num_heads)
-    show_figure(coverage_figure(coverage(run.attentions, masks), (layer, head)), f"sparse_coverage_{spec}")
+    show_figure(coverage_figure(cached_coverage(spec, text, text_b, patterns), (layer, head)),
+                f"sparse_coverage_{spec}")
     with st.spinner("Re-running the model with the pattern enforced…"):
         enforced = cached_enforced(spec, text, text_b, patterns, run.n, run.num_heads)
     left, right = st.columns(2)
@@ -231,7 +245,8 @@ def live_view(patterns: HeadPatterns) -> None:
                     f"sparse_dense_L{layer}_H{head}")
     with right:
         show_figure(overlay_figure(enforced.attentions[layer, head], masks[head], run.tokens,
-                                   f"Enforced: layer {layer}, head {head}", run.causal), f"sparse_enforced_L{layer}_H{head}")
+                                   f"Enforced: layer {layer}, head {head}", run.causal),
+                    f"sparse_enforced_L{layer}_H{head}")
     st.caption("Enforced: the pattern is added to the scores before softmax (−∞ outside), in every self-attention "
                "call of this size" + (" of the encoder" if loaded.kind == "encoder-decoder" else "") + ".")
     if enforced.rows_given_self:
@@ -260,10 +275,10 @@ def cost_view(patterns: HeadPatterns) -> None:
     show_figure(cost_figure(points), "sparse_cost")
     st.markdown(cost_summary(points))
     st.dataframe(cost_frame(points), hide_index=True)
-    st.caption("4 heads × 64 dimensions, median of 3 calls, float32 on the CPU; memory is the peak of torch's "
-               "allocations during a call (torch.profiler), plus the mask. The block-sparse estimate scales the dense "
-               "numbers by the share of 32 × 32 blocks holding an active cell. Other users of this machine slow "
-               "every number alike.")
+    st.caption("4 heads × 64 dimensions, float32 on one CPU thread, the fastest of at least 3 calls; memory is "
+               "the peak of torch's allocations during a call (torch.profiler), plus the mask. The block-sparse "
+               "estimate scales the dense numbers by the share of 32 × 32 blocks holding an active cell. Other users "
+               "of this machine slow every number alike.")
 
 
 st.title("Sparse attention patterns")

@@ -88,10 +88,12 @@ def test_caps_cut_tokens_and_drop_blocks_beyond_them(bert_run):
     b_start = run.tokens.index("[SEP]") + 1
     assert b_start == 9  # [CLS] the cat sat on the mat . [SEP]
     entries = self_attention_entries(run.attentions, run.tokens, b_start, BertvizLimits(max_tokens=5))
-    assert len(entries) == 1 and entries[0].attentions.shape == (2, 4, 5, 5) and entries[0].left_tokens == run.tokens[:5]
+    assert len(entries) == 1 and entries[0].attentions.shape == (2, 4, 5, 5)
+    assert entries[0].left_tokens == entries[0].right_tokens == run.tokens[:5]
     entries = self_attention_entries(run.attentions, run.tokens, b_start, BertvizLimits(max_tokens=10))
     assert [e.attentions.shape[-2:] for e in entries] == [(10, 10), (9, 9), (1, 1), (9, 1), (1, 9)]
-    small = head_view_html(entries, [0], limits=BertvizLimits(decimals=1))
+    small = head_view_html(entries, [0], limits=BertvizLimits(decimals=1), zoom=1.5)
+    assert "zoom:1.5;" in small
     numbers = _params(small, "const params =")["attention"][0]["attn"]
     assert np.allclose(np.array(numbers) * 10, np.round(np.array(numbers) * 10))  # one decimal
 

@@ -7,7 +7,8 @@ from scipy.spatial.distance import jensenshannon
 from models import load_model, run_attention
 from models.compare import (AlignmentError, align_runs, align_words, head_divergence, js_divergence, match_heads,
                             pairwise_head_divergence, text_words)
-from viz.compare import difference_heatmap, divergence_heatmap, matching_heatmap, matching_table, shared_zmax
+from viz.compare import (difference_heatmap, divergence_heatmap, matching_heatmap, matching_table,
+                         query_divergence_bars, shared_zmax)
 
 TEXT = "The animal didn't  cross\nthe café street."
 BERT_WORDS = ["The", "animal", "didn", "'t", "cross", "the", "café", "street", "."]
@@ -174,6 +175,13 @@ def test_difference_heatmap_is_centred_at_zero():
     assert trace.colorscale[0][1] != trace.colorscale[-1][1]  # a diverging scale, not Blues
 
 
+def test_query_divergence_bars_show_each_query():
+    a, b = attention((3, 3), 0), attention((3, 3), 1)
+    fig = query_divergence_bars(js_divergence(a, b), ["x", "y", "z"], "title")
+    np.testing.assert_allclose(fig.data[0].y, [jensenshannon(p, q) ** 2 for p, q in zip(a, b)], rtol=1e-4)
+    assert list(fig.data[0].x) == ["0 x", "1 y", "2 z"] and fig.layout.xaxis.title.text == "query"
+
+
 def test_shared_colour_range_covers_both_heads():
     assert shared_zmax(np.array([[0.3, 0.7]]), np.array([[0.9, 0.1]])) == pytest.approx(0.9)
 
@@ -181,14 +189,16 @@ def test_shared_colour_range_covers_both_heads():
 def test_divergence_heatmap_cells_carry_plain_lists():
     fig = divergence_heatmap(np.array([[0.0, 0.1], [0.2, 0.3]]), (1, 0), "title")
     points = next(t for t in fig.data if t.type == "scatter")
-    assert isinstance(points.customdata, (list, tuple)) and list(points.customdata[3]) == [1, 1, 0.3]
+    assert isinstance(points.customdata, (list, tuple)) and list(points.customdata[3]) == [1, 1]  # layer, head
 
 
 def test_matching_heatmap_rings_the_closest_heads():
     matching = match_heads(*(attention((2, 2, 5, 5), s) for s in (0, 1)))
     fig = matching_heatmap(matching.divergences, matching.best_layer, matching.best_head, "matching")
-    rings = next(t for t in fig.data if t.type == "scatter")
-    expected = [f"L{l} h{h}" for l, h in zip(matching.best_layer.ravel(), matching.best_head.ravel())]
-    assert list(rings.x) == expected and list(rings.y) == ["L0 h0", "L0 h1", "L1 h0", "L1 h1"]
+    rings = next(t for t in fig.data if t.type == "scatter")  # one per row of A, at B's closest head's column
+    assert list(rings.x) == (matching.best_layer * 2 + matching.best_head).ravel().tolist()
+    assert list(rings.y) == [0, 1, 2, 3]
+    assert list(fig.layout.xaxis.ticktext) == ["L0 h0", "L0 h1", "L1 h0", "L1 h1"]
+    assert fig.data[0].customdata[2][1] == ["L0 h1", "L1 h0"]  # row 2 (A's L1 h0), column 1 (B's L0 h1)
     table = matching_table(matching.best_layer, matching.best_head, matching.best_divergence, None)
     assert table["closest B head"].tolist() == matching.best_head.ravel().tolist()

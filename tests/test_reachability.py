@@ -93,6 +93,7 @@ def test_reach_by_layer_counts_pairs():
     # distances |i - j|: 4 pairs at 0, 6 at 1, 4 at 2, 2 at 3 of 16
     assert found.reach_by_layer.tolist() == [4 / 16, 10 / 16, 14 / 16, 1.0]
     assert found.diameter == 3
+    assert found.connected_after(1) == 10 / 16 and found.connected_after(99) == 1.0
 
 
 def test_path_rejects_positions_outside_the_mask():

@@ -1,4 +1,5 @@
-"""models.scaling against exact values, scipy, torch autograd and direct vector sampling (fixed seeds)."""
+"""models.scaling against exact values, scipy, torch autograd and direct vector sampling (fixed seeds),
+and the figures of viz.scaling read back as data."""
 import numpy as np
 import pytest
 import torch
@@ -21,6 +22,15 @@ from models.scaling import (
     softmax_sweep,
     temperature_example,
 )
+from models.scores import NeuronView
+from viz.scaling import (
+    dot_product_histograms,
+    mean_abs_figure,
+    neuron_figure,
+    softmax_sweep_figure,
+    temperature_figure,
+)
+from viz.theme import MASKED_COLOR
 
 # E|q.k| for d = 1, 4, 16, 64, 256 (REFERENCES.md)
 REFERENCE = {1: 0.6366, 4: 1.5000, 16: 3.1421, 64: 6.3582, 256: 12.754}
@@ -155,3 +165,64 @@ def test_normal_density_is_a_density_with_the_given_variance():
 
 def test_log_grid():
     assert log_grid(1, 16) == [1, 2, 4, 8, 16]
+
+
+# --- the figures (viz.scaling) read back as data ---
+
+def test_histograms_show_the_samples_under_their_densities():
+    sample = dot_product_sample(256, 500, seed=0)
+    fig = dot_product_histograms(sample)
+    histograms = [t for t in fig.data if t.type == "histogram"]
+    np.testing.assert_array_equal(histograms[0].x, sample.unscaled)
+    np.testing.assert_array_equal(histograms[1].x, sample.scaled)
+    assert [t.name for t in fig.data if t.type == "scatter"] == ["N(0, 256)", "N(0, 1)"]
+    assert fig.layout.title.text.startswith("500 random pairs q, k with d = 256")
+
+
+def test_mean_abs_figure_is_log_log_and_marks_the_chosen_d():
+    curve, chosen = mean_abs_curve([1, 16, 256], 100, seed=0), dot_product_sample(16, 100, seed=0)
+    fig = mean_abs_figure(curve, chosen)
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+    marker = fig.data[-1]
+    assert list(marker.x) == [16] and marker.y[0] == pytest.approx(curve.sampled[1])
+
+
+def test_softmax_sweep_figure_has_three_panels_with_bands():
+    fig = softmax_sweep_figure(softmax_sweep([1, 64, 4096], 8, 50, seed=0))
+    assert fig.layout.yaxis3.type == "log"  # the Jacobian norm spans dozens of decades
+    assert sum(t.showlegend is not False for t in fig.data) == 2  # one legend entry per curve
+    assert sum(t.fill == "tonexty" for t in fig.data) == 6  # a band per curve per panel
+
+
+def test_temperature_figure_plots_the_weights():
+    example = temperature_example(64, 8, 0, 2.0)
+    fig = temperature_figure(example)
+    np.testing.assert_allclose(fig.data[0].y, example.weights)
+    np.testing.assert_allclose(fig.data[1].y, example.standard)
+
+
+def _view(bias=None) -> NeuronView:
+    keys = np.array([[1.0, 2.0], [0.5, -1.0], [3.0, 0.0]])
+    query = np.array([1.0, -1.0])
+    dots = keys @ query
+    return NeuronView(query=query, keys=keys, products=keys * query, dots=dots, scaled=dots * 0.5, bias=bias,
+                      visible=np.array([True, True, False]), weights=np.array([0.4, 0.6, 0.0]), scaling=0.5)
+
+
+def test_neuron_figure_shows_every_step_and_escapes_tokens():
+    tokens = ["<b>bold</b>", "<script>x</script>", "ok"]
+    fig = neuron_figure(_view(), tokens, tokens[1], 1, "layer 0, head 0 (self-attention)")
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["key vectors k_j", "q × k_j (each row sums to q·k_j)", "q·k_j", "× 0.5", "softmax"]
+    bars = [t for t in fig.data if t.type == "bar"]
+    np.testing.assert_allclose(bars[-1].x, [0.4, 0.6, 0.0])
+    assert bars[-1].marker.color[2] == MASKED_COLOR  # the hidden key is grey
+    labels = [label for trace in fig.data for label in trace.y if isinstance(label, str)]
+    assert "1 &lt;script&gt;x&lt;/script&gt;" in labels and not any("<" in label for label in labels)
+    assert fig.layout.title.text == "Neuron view: query 1 &lt;script&gt;x&lt;/script&gt;, layer 0, head 0 (self-attention)"
+
+
+def test_neuron_figure_adds_a_bias_column_when_the_model_has_one():
+    fig = neuron_figure(_view(bias=np.array([0.1, -0.2, 0.0])), ["a", "b", "c"], "a", 0, "layer 0, head 0 (encoder)")
+    assert "+ bias" in [a.text for a in fig.layout.annotations]
+    assert len([t for t in fig.data if t.type == "bar"]) == 4

@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from models import load_model, run_attention
+from models import ModelLoadError, RunError, load_model, run_attention
 from models.analysis import head_statistics
 from models.compare import head_divergence
 from models.run import AttentionRun
-from models.series_stats import SeriesError, run_series, series_checkpoints, series_statistics
+from models.mlm import SeriesError
+from models.series_stats import run_series, series_checkpoints, series_statistics
+from models.settings import Settings
 from tests.tiny_models import MODEL_CLASSES, bert_tokenizer, tiny_config
 from viz.compare import divergence_from_final_figure, series_panels
 
@@ -45,25 +47,41 @@ def fake_run(attentions: np.ndarray, tokens: list[str]) -> AttentionRun:
                         special, n)
 
 
-def test_checkpoints_are_ordered_by_step_and_incomplete_ones_skipped(tmp_path):
+def test_checkpoints_are_ordered_by_step_and_incomplete_ones_left_out(tmp_path):
     for name in ("checkpoint-9", "checkpoint-100", "checkpoint-10", "checkpoint-5"):
         (tmp_path / name).mkdir()
-        if name != "checkpoint-5":  # still being written: no config.json yet
-            (tmp_path / name / "config.json").write_text("{}")
+        (tmp_path / name / "config.json").write_text("{}")
+        if name != "checkpoint-5":  # still being written: no weights yet
+            (tmp_path / name / "model.safetensors").write_bytes(b"weights")
     (tmp_path / "runs").mkdir()
-    assert series_checkpoints(tmp_path) == [(9, tmp_path / "checkpoint-9"), (10, tmp_path / "checkpoint-10"),
-                                            (100, tmp_path / "checkpoint-100")]
+    checkpoints, problems = series_checkpoints(tmp_path)
+    assert [(c.step, c.spec) for c in checkpoints] == [(9, str(tmp_path / "checkpoint-9")),
+                                                       (10, str(tmp_path / "checkpoint-10")),
+                                                       (100, str(tmp_path / "checkpoint-100"))]
+    assert problems == ["checkpoint-5 has no weights file (model.safetensors or pytorch_model.bin): it is incomplete."]
 
 
 def test_a_folder_without_a_series_is_explained(tmp_path):
     with pytest.raises(SeriesError, match="does not exist"):
         series_checkpoints(tmp_path / "missing")
-    with pytest.raises(SeriesError, match="holds no checkpoint-N folders"):
+    with pytest.raises(SeriesError, match="holds no usable checkpoint-N folders"):
         series_checkpoints(tmp_path)
     (tmp_path / "checkpoint-3").mkdir()
     (tmp_path / "checkpoint-3" / "config.json").write_text("{}")
-    with pytest.raises(SeriesError, match="holds 1 checkpoint-N folder; a series needs at least two"):
+    (tmp_path / "checkpoint-3" / "model.safetensors").write_bytes(b"weights")
+    with pytest.raises(SeriesError, match="holds 1 usable checkpoint-N folder; a series needs at least two"):
         series_checkpoints(tmp_path)
+
+
+def test_a_server_lists_and_loads_series_only_in_its_allowed_folders(tmp_path, series_folder):
+    elsewhere = Settings(allowed_folders=(tmp_path,))
+    with pytest.raises(SeriesError, match="doesn't read checkpoint series from"):
+        series_checkpoints(series_folder, elsewhere)
+    checkpoints, _ = series_checkpoints(series_folder, Settings(allowed_folders=(series_folder,)))
+    with pytest.raises(ModelLoadError, match="doesn't load models from"):
+        run_series(checkpoints, TEXT, settings=elsewhere)
+    with pytest.raises(RunError, match="runs at most 10"):
+        run_series(checkpoints, TEXT, settings=Settings(allowed_folders=None, max_text_chars=10))
 
 
 def test_statistics_and_divergence_on_hand_made_runs():
@@ -92,8 +110,8 @@ def test_runs_of_another_tokenizer_are_not_a_series():
 
 
 def test_a_saved_series_is_run_checkpoint_by_checkpoint(series_folder):
-    checkpoints = series_checkpoints(series_folder)
-    assert [step for step, _ in checkpoints] == list(STEPS)
+    checkpoints, problems = series_checkpoints(series_folder)
+    assert [c.step for c in checkpoints] == list(STEPS) and not problems
     runs = run_series(checkpoints, TEXT)
     series = series_statistics(runs, list(STEPS))
     # reference: each checkpoint loaded and run on its own
@@ -114,3 +132,6 @@ def test_series_figures():
     assert fig.layout.xaxis.type == "log" and len(fig.layout.annotations) == 4  # one title per layer panel
     divergence = divergence_from_final_figure(values[:, :, 0], [0, 1, 2], "title")
     assert len(divergence.data) == 4 and divergence.layout.xaxis.type == "linear"
+    many_steps = [20, 50, 100, 200, 350, 500, 750, 1000]  # a tick each would overlap: 1-2-5 ticks instead
+    panels = series_panels(np.zeros((8, 1, 1)), many_steps, "entropy", "nats", "title")
+    assert list(panels.layout.xaxis.tickvals) == [20, 50, 100, 200, 500, 1000]

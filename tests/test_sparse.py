@@ -87,7 +87,8 @@ def test_strided_matches_the_paper_sets(n, l):
     assert (build_pattern("strided", n, l=l, part="A1") == a1).all()
     assert (build_pattern("strided", n, l=l, part="A2") == a2).all()
     assert (paper_a1 & ~a1).sum() == sum(1 for i in range(n) if i - l >= 0)  # exactly the key i - l more
-    assert (build_pattern("strided", n, l=l, causal=False, part="A2") == _from_sets(n, lambda i, j: (i - j) % l == 0)).all()
+    bidirectional = _from_sets(n, lambda i, j: (i - j) % l == 0)
+    assert (build_pattern("strided", n, l=l, causal=False, part="A2") == bidirectional).all()
 
 
 @pytest.mark.parametrize("n,l,c", [(20, 4, 1), (21, 5, 2), (12, 3, 3), (7, 8, 2)])
@@ -131,7 +132,8 @@ COUNTED = [
     ("full", {}), ("causal", {}),
     ("sliding_window", dict(w=3)), ("sliding_window", dict(w=2, causal=True)), ("sliding_window", dict(w=0)),
     ("dilated", dict(w=2, d=3)), ("dilated", dict(w=3, d=2, causal=True)),
-    *[("strided", dict(l=l, part=p, causal=c)) for l, p, c in itertools.product((1, 3, 5), ("A1", "A2", "union"), (True, False))],
+    *[("strided", dict(l=l, part=p, causal=c))
+      for l, p, c in itertools.product((1, 3, 5), ("A1", "A2", "union"), (True, False))],
     *[("fixed", dict(l=l, c=c, part=p, causal=k))
       for (l, c), p, k in itertools.product(((4, 1), (5, 2), (3, 3)), ("A1", "A2", "union"), (True, False))],
     ("longformer", dict(w=2, global_tokens=(0, 4, 9))), ("longformer", dict(w=0, global_tokens=())),

@@ -18,8 +18,8 @@ def test_stats_heatmap_cells_are_clickable_heads_and_mark_the_baseline():
     np.testing.assert_array_equal(heat.z, values)
     assert heat.zmax == 1.5  # the baseline stays on the colour scale
     assert list(heat.colorbar.tickvals) == [1.5] and "uniform 1.50" in heat.colorbar.ticktext[0]
-    custom = np.asarray(points.customdata)
-    assert custom[2 * 4 + 1].tolist()[:2] == [2, 1] and custom[2 * 4 + 1][2] == values[2, 1]
+    assert "bdata" not in str(points.to_plotly_json()["customdata"])  # a click hands back a plain [layer, head]
+    assert list(points.customdata[2 * 4 + 1]) == [2, 1] and points.text[2 * 4 + 1] == values[2, 1]
     assert (points.x[9], points.y[9]) == (1, 2)  # each point sits on its cell
     rect = fig.layout.shapes[0]
     assert rect.x0 < 1 < rect.x1 and rect.y0 < 2 < rect.y1

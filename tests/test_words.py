@@ -24,7 +24,8 @@ def test_byte_level_bpe_marks_word_starts():
 
 
 def test_sentencepiece_marks_word_starts():
-    assert _words(["▁The", "▁cat", "s", "▁sat", "</s>"], [0, 0, 0, 0, 1]) == ["▁The", "▁cats", "▁sat", "</s>"]
+    tokens = ["▁The", "▁cat", "s", "▁sat", "</s>"]
+    assert _words(tokens, [0, 0, 0, 0, 1]) == ["▁The", "▁cats", "▁sat", "</s>"]
 
 
 def test_word_ids_win_over_markers():

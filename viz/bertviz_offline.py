@@ -151,10 +151,11 @@ def _menu(entries: list[BertvizEntry], values: list[str]) -> str:
     return f'<span class="dropdown-label">Attention: </span><select id="filter">{options}</select>'
 
 
-def _page(controls: str, scripts: str, background: str = "white") -> str:
+def _page(controls: str, scripts: str, zoom: float) -> str:
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<style>body{{margin:0;background:{background};font-family:'Helvetica Neue',Helvetica,Arial,sans-serif}}"
+        f"<style>body{{margin:0;background:white;zoom:{zoom:g};"
+        "font-family:'Helvetica Neue',Helvetica,Arial,sans-serif}"
         "select{font-size:14px;margin-right:12px}</style>"
         f"{_libraries()}<script>{REQUIRE_SHIM}</script></head><body>"
         f"<div id='{ROOT_ID}' style='padding:8px'><span style='user-select:none'>{controls}</span>"
@@ -167,8 +168,9 @@ def _inline(script: str) -> str:
 
 
 def head_view_html(entries: list[BertvizEntry], layers: list[int], layer: int | None = None,
-                   limits: BertvizLimits = BertvizLimits()) -> str:
-    """bertviz's head view of `entries` (all heads of one layer as lines between tokens)."""
+                   limits: BertvizLimits = BertvizLimits(), zoom: float = 1.0) -> str:
+    """bertviz's head view of `entries` (all heads of one layer as lines between tokens); `zoom`
+    enlarges the whole view (a projector)."""
     params = {
         "attention": [_entry_params(e, layers, limits) for e in entries],
         "default_filter": "0",
@@ -178,10 +180,11 @@ def head_view_html(entries: list[BertvizEntry], layers: list[int], layer: int | 
         "include_layers": layers,
     }
     controls = 'Layer: <select id="layer"></select>' + _menu(entries, [str(i) for i in range(len(entries))])
-    return _page(controls, _inline(_view_script("head_view").replace("PYTHON_PARAMS", safe_json(params))))
+    return _page(controls, _inline(_view_script("head_view").replace("PYTHON_PARAMS", safe_json(params))), zoom)
 
 
-def model_view_html(entries: list[BertvizEntry], layers: list[int], limits: BertvizLimits = BertvizLimits()) -> str:
+def model_view_html(entries: list[BertvizEntry], layers: list[int], limits: BertvizLimits = BertvizLimits(),
+                    zoom: float = 1.0) -> str:
     """bertviz's model view of `entries` (a thumbnail per layer and head)."""
     heads = list(range(entries[0].attentions.shape[1]))
     params = {
@@ -194,11 +197,11 @@ def model_view_html(entries: list[BertvizEntry], layers: list[int], limits: Bert
         "total_heads": len(heads),
     }
     controls = _menu(entries, [str(i) for i in range(len(entries))])
-    return _page(controls, _inline(_view_script("model_view").replace("PYTHON_PARAMS", safe_json(params))))
+    return _page(controls, _inline(_view_script("model_view").replace("PYTHON_PARAMS", safe_json(params))), zoom)
 
 
 def neuron_view_html(entries: list[BertvizEntry], causal: bool, layer: int = 0, head: int = 0,
-                     limits: BertvizLimits = BertvizLimits()) -> str:
+                     limits: BertvizLimits = BertvizLimits(), zoom: float = 1.0) -> str:
     """bertviz's neuron view: q, k, q×k and softmax for one head. Entries carry queries and keys
     of every layer (the view's layer menu counts from 0)."""
     attention = {}
@@ -222,4 +225,4 @@ def neuron_view_html(entries: list[BertvizEntry], causal: bool, layer: int = 0, 
                 '<span class="dropdown-label">Head: </span><select id="att_head"></select>'
                 + _menu(entries, [NEURON_FILTERS[e.name] for e in entries]))
     scripts = _inline("window.bertviz_params = " + safe_json(params) + ";") + _inline(_view_script("neuron_view"))
-    return _page(controls, scripts)
+    return _page(controls, scripts, zoom)

@@ -3,9 +3,10 @@ and a checkpoint series (head statistics and divergence from the final checkpoin
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative
+from plotly.colors import qualitative, sample_colorscale
 from plotly.subplots import make_subplots
 
+from viz.bars import token_bars
 from viz.heatmap import attention_heatmap
 from viz.labels import escape
 from viz.stats import stats_heatmap
@@ -14,7 +15,9 @@ from viz.theme import HIGHLIGHT_COLOR, style
 DIFFERENCE_SCALE = "RdBu_r"  # diverging: blue where A attends more, red where B does, white at zero
 DIVERGENCE_SCALE = "Viridis"
 HEAD_COLORS = qualitative.Dark24  # head h has the same colour in every panel
+LAYER_SCALE = "Plasma"  # layers are ordered: low layers dark, high layers light (its yellow end left out)
 PANEL_COLUMNS = 3
+MAX_STEP_TICKS = 6  # a tick at every checkpoint up to this many
 
 
 def shared_zmax(*matrices: np.ndarray) -> float:
@@ -30,32 +33,30 @@ def difference_heatmap(difference: np.ndarray, query_tokens: list[str], key_toke
     fig = attention_heatmap(difference, query_tokens, key_tokens, title, causal=causal)
     fig.update_traces(
         zmin=-limit, zmax=limit, zmid=0, colorscale=DIFFERENCE_SCALE,
-        colorbar=dict(title=dict(text="B − A"), thickness=14, tickvals=[-limit, 0, limit],
-                      ticktext=[f"−{limit:.2f} A more", "0", f"+{limit:.2f} B more"]),
+        colorbar=dict(title=dict(text="B − A"), thickness=14),
         hovertemplate="query %{y}<br>key %{x}<br>B − A %{z:+.4f}<extra></extra>",
     )
     return fig
 
 
+def query_divergence_bars(divergence: np.ndarray, tokens: list[str], title: str) -> go.Figure:
+    """[q] JSD of A's and B's row for each query: where the two heads disagree."""
+    fig = token_bars(divergence, tokens, title, "JS divergence (nats)")
+    return fig.update_xaxes(title="query")
+
+
 def divergence_heatmap(divergence: np.ndarray, focused: tuple[int, int], title: str) -> go.Figure:
-    """[layers, heads] JSD between A's and B's same head; each cell is clickable."""
-    fig = stats_heatmap(divergence, "JS divergence", "nats", focused, title)
-    layer_ids, head_ids = np.divmod(np.arange(divergence.size), divergence.shape[1])
-    points = next(trace for trace in fig.data if trace.type == "scatter")
-    # plain lists: a typed array would reach Streamlit's selection as a dict (cleared first: plotly
-    # skips an assignment equal to the current value, and would keep the array)
-    points.customdata = None
-    points.customdata = np.stack([layer_ids, head_ids, divergence.ravel()], axis=1).tolist()
-    return fig
+    """[layers, heads] JSD between A's and B's same head; each cell is clickable (viz.stats)."""
+    return stats_heatmap(divergence, "JS divergence", "nats", focused, title)
 
 
-def _head_names(layers: int, heads: int) -> list[str]:
-    return [f"L{layer} h{head}" for layer in range(layers) for head in range(heads)]
-
-
-def _layer_ticks(layers: int) -> dict:
-    """Axis ticks at each layer's first head, so 144 heads stay readable."""
-    return dict(tickvals=[f"L{layer} h0" for layer in range(layers)], ticktext=[f"layer {i}" for i in range(layers)])
+def _head_ticks(layers: int, heads: int) -> dict:
+    """Ticks of an axis with one position per head: every head when few, else one per layer, centred."""
+    if layers * heads <= 24:
+        return dict(tickvals=list(range(layers * heads)),
+                    ticktext=[f"L{layer} h{head}" for layer in range(layers) for head in range(heads)])
+    return dict(tickvals=[layer * heads + (heads - 1) / 2 for layer in range(layers)],
+                ticktext=[f"layer {layer}" for layer in range(layers)])
 
 
 def matching_heatmap(divergences: np.ndarray, best_layer: np.ndarray, best_head: np.ndarray,
@@ -65,25 +66,28 @@ def matching_heatmap(divergences: np.ndarray, best_layer: np.ndarray, best_head:
     divergences [La, Ha, Lb, Hb]; best_layer, best_head [La, Ha].
     """
     la, ha, lb, hb = divergences.shape
-    rows, columns = _head_names(la, ha), _head_names(lb, hb)
+    names_a = np.array([f"L{layer} h{head}" for layer in range(la) for head in range(ha)])
+    names_b = np.array([f"L{layer} h{head}" for layer in range(lb) for head in range(hb)])
     fig = go.Figure(go.Heatmap(
-        z=divergences.reshape(la * ha, lb * hb), x=columns, y=rows, zmin=0, colorscale=DIVERGENCE_SCALE,
+        z=divergences.reshape(la * ha, lb * hb), zmin=0, colorscale=DIVERGENCE_SCALE,
+        customdata=np.stack(np.meshgrid(names_b, names_a), axis=-1).tolist(),  # [row, column, (B, A)]
         colorbar=dict(title=dict(text="JS divergence (nats)"), thickness=14),
-        hovertemplate="A %{y} vs B %{x}<br>JS divergence %{z:.3f} nats<extra></extra>",
+        hovertemplate="A %{customdata[1]} vs B %{customdata[0]}<br>JS divergence %{z:.3f} nats<extra></extra>",
     ))
+    best = (best_layer * hb + best_head).ravel()
     fig.add_trace(go.Scatter(
-        x=[f"L{layer} h{head}" for layer, head in zip(best_layer.ravel(), best_head.ravel())], y=rows,
+        x=best.tolist(), y=list(range(la * ha)), text=[f"A {a} → B {b}" for a, b in zip(names_a, names_b[best])],
         mode="markers", marker=dict(symbol="circle-open", size=10 if la * ha <= 48 else 6, color=HIGHLIGHT_COLOR,
                                     line=dict(width=2)),
-        name="closest head of B", hovertemplate="A %{y} → B %{x}<extra>closest</extra>",
+        name="closest head of B", hovertemplate="%{text}<extra>closest</extra>",
     ))
     for layer in range(1, lb):  # thin lines between layers
         fig.add_vline(x=layer * hb - 0.5, line=dict(color="white", width=1))
     for layer in range(1, la):
         fig.add_hline(y=layer * ha - 0.5, line=dict(color="white", width=1))
-    fig.update_xaxes(title="head of B", showgrid=False, tickangle=0, **_layer_ticks(lb))
-    fig.update_yaxes(title="head of A", showgrid=False, autorange="reversed", **_layer_ticks(la))
-    fig.update_layout(legend=dict(orientation="h", y=-0.12, x=0))
+    fig.update_xaxes(title="head of B", showgrid=False, zeroline=False, tickangle=0, **_head_ticks(lb, hb))
+    fig.update_yaxes(title="head of A", showgrid=False, zeroline=False, autorange="reversed", **_head_ticks(la, ha))
+    fig.update_layout(legend=dict(orientation="h", y=-0.15, x=0))
     return style(fig, title, height=int(min(900, max(420, 200 + 10 * la * ha))))
 
 
@@ -98,11 +102,20 @@ def matching_table(best_layer: np.ndarray, best_head: np.ndarray, best_divergenc
     return pd.DataFrame(columns)
 
 
+def _log_ticks(lo: int, hi: int) -> list[int]:
+    """1-2-5 ticks (10, 20, 50, 100, ...) from lo to hi; powers of ten alone over more than 3 decades."""
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+    multiples = (1, 2, 5) if len(decades) <= 4 else (1,)
+    return [m * 10**e for e in decades for m in multiples if lo <= m * 10**e <= hi]
+
+
 def _step_axis(fig: go.Figure, steps: list[int]) -> None:
-    """Steps on a log axis when they span decades (100, 1000, 10000), else a linear one."""
+    """Steps on a log axis when they span decades (100, 1000, 10000), else a linear one; a tick at
+    every checkpoint when there are few, else at 1-2-5 steps."""
     log = steps[0] > 0 and steps[-1] / steps[0] >= 20
-    fig.update_xaxes(type="log" if log else "linear", tickvals=steps, ticktext=[f"{s:,}" for s in steps],
-                     showgrid=True, gridcolor="#eeeeee")
+    ticks = steps if len(steps) <= MAX_STEP_TICKS else _log_ticks(steps[0], steps[-1]) if log else None
+    fig.update_xaxes(type="log" if log else "linear", tickformat=",", tickangle=0, showgrid=True,
+                     gridcolor="#eeeeee", **(dict(tickvals=ticks) if ticks else {}))
     fig.update_yaxes(showgrid=True, gridcolor="#eeeeee", zeroline=False)
 
 
@@ -133,21 +146,23 @@ def series_panels(values: np.ndarray, steps: list[int], label: str, unit: str, t
     _step_axis(fig, steps)
     fig.update_xaxes(title="training step", row=rows)
     fig.update_yaxes(title=f"{label} ({unit})", col=1)
-    if unit == "share":
-        fig.update_yaxes(range=[0, 1.02])
+    top = 1.0 if unit == "share" else max(float(np.nanmax(values)), baseline or 0.0)
+    fig.update_yaxes(range=[0, 1.05 * top])  # from 0, and the baseline inside
     fig.update_layout(legend=dict(title=dict(text="head"), orientation="h", y=-0.08 - 0.1 / rows, x=0))
     return style(fig, title, height=int(140 + 260 * rows))
 
 
 def divergence_from_final_figure(layer_divergence: np.ndarray, steps: list[int], title: str) -> go.Figure:
     """[S, layers]: one line per layer, JSD from the final checkpoint across steps (0 at the last step)."""
+    layers = layer_divergence.shape[1]
+    colors = sample_colorscale(LAYER_SCALE, list(np.linspace(0, 0.85, layers)) if layers > 1 else [0.0])
     fig = go.Figure([
         go.Scatter(x=steps, y=layer_divergence[:, layer], mode="lines+markers", name=f"layer {layer}",
-                   line=dict(width=2.5), hovertemplate=f"layer {layer}<br>step %{{x:,}}<br>JS divergence "
-                                                        "%{y:.3f} nats<extra></extra>")
-        for layer in range(layer_divergence.shape[1])
+                   line=dict(width=2.5, color=colors[layer]),
+                   hovertemplate=f"layer {layer}<br>step %{{x:,}}<br>JS divergence %{{y:.3f}} nats<extra></extra>")
+        for layer in range(layers)
     ])
     _step_axis(fig, steps)
     fig.update_xaxes(title="training step")
-    fig.update_yaxes(title="JS divergence from the final checkpoint (nats)", rangemode="tozero")
+    fig.update_yaxes(title="JS divergence (nats)", rangemode="tozero")
     return style(fig, title, height=460)

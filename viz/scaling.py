@@ -192,7 +192,7 @@ def _neuron_grid(steps: list[str], n_keys: int) -> tuple[go.Figure, int]:
     height = int(min(1100, max(480, 170 + 20 * n_keys)))
     plot_height = height - 150  # minus title and margins, in pixels
     fig = make_subplots(rows=2, cols=len(steps), shared_yaxes=True, row_heights=[24, plot_height - 24],
-                        column_widths=[0.3, 0.3] + [0.4 / wide] * wide, vertical_spacing=36 / plot_height,
+                        column_widths=[0.26, 0.26] + [0.48 / wide] * wide, vertical_spacing=36 / plot_height,
                         horizontal_spacing=0.015, specs=[[{}, {}] + [None] * wide, [{}] * len(steps)],
                         subplot_titles=["", ""] + steps)
     return fig, height
@@ -205,7 +205,7 @@ def neuron_figure(view: NeuronView, key_tokens: list[str], query_token: str, que
     """
     labels = axis_labels(key_tokens)
     steps = ["key vectors k_j", "q × k_j (each row sums to q·k_j)", "q·k_j", f"× {view.scaling:.4g}"]
-    steps += ["+ position bias"] if view.bias is not None else []
+    steps += ["+ bias"] if view.bias is not None else []
     steps += ["softmax"]
     fig, height = _neuron_grid(steps, len(labels))
     vector_max = float(np.abs(np.concatenate([view.query[None], view.keys])).max()) or 1.0
@@ -224,6 +224,8 @@ def neuron_figure(view: NeuronView, key_tokens: list[str], query_token: str, que
     fig.update_xaxes(showticklabels=False, row=1)
     for col in (1, 2):
         fig.update_xaxes(title_text="component of d_head", row=2, col=col)
+    for col in range(3, len(steps) + 1):
+        fig.update_xaxes(nticks=4, tickangle=0, row=2, col=col)
     fig.update_xaxes(range=[0, 1], row=2, col=len(steps))
     style(fig, f"Neuron view: query {query_index} {display_token(query_token)}, {where}", height=height)
     fig.update_layout(bargap=0.15, margin=dict(t=80))

@@ -32,9 +32,10 @@ def stats_heatmap(values: np.ndarray, label: str, unit: str, focused: tuple[int,
         texttemplate="%{z:.2f}" if heads <= 16 else None, textfont=dict(size=11),
     ))
     fig.add_trace(go.Scatter(
-        x=head_ids, y=layer_ids, customdata=np.stack([layer_ids, head_ids, values.ravel()], axis=1),
+        # a plain list: a numpy customdata may come back from a click as {"0": layer, "1": head}
+        x=head_ids, y=layer_ids, customdata=np.stack([layer_ids, head_ids], axis=1).tolist(), text=values.ravel(),
         mode="markers", marker=dict(size=28, symbol="square", opacity=0), showlegend=False,
-        hovertemplate=f"layer %{{customdata[0]}}, head %{{customdata[1]}}<br>{label} %{{customdata[2]:.3f}} {unit}"
+        hovertemplate=f"layer %{{customdata[0]}}, head %{{customdata[1]}}<br>{label} %{{text:.3f}} {unit}"
                       "<br>click to focus<extra></extra>",
     ))
     layer, head = focused

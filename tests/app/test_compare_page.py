@@ -5,9 +5,10 @@ import pytest
 
 from models import load_model, run_attention
 from models.compare import align_runs, head_divergence, match_heads
-from models.paths import data_dir
+from models.demo_series import demo_series_dir
 from tests.app.conftest import array, figure, figures, messages, open_app, set_state
 from tests.test_series_stats import save_tiny_series
+from tests.tiny_models import MODEL_CLASSES, bert_tokenizer, tiny_config
 
 PAGE = "pages/compare.py"
 TEXT = "The cat sat on the mat."
@@ -21,8 +22,10 @@ def saved_series(tmp_path_factory):
 @pytest.fixture
 def series(saved_series):
     """The series as the app's demo series (the data folder is a fresh tmp folder per test)."""
-    (data_dir() / "demo_series").symlink_to(saved_series, target_is_directory=True)
-    return data_dir() / "demo_series"
+    folder = demo_series_dir()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.symlink_to(saved_series, target_is_directory=True)
+    return folder
 
 
 def _healthy(at) -> None:
@@ -57,7 +60,7 @@ def test_the_sidebar_model_is_compared_with_the_series_final_checkpoint(series):
     assert difference["zmid"] == 0 and difference["zmin"] == -difference["zmax"]
     assert "head-by-head matrix needs the same shape" in messages(at)
     rings = next(t for t in figure(at, "JS divergence of every head")["data"] if t["type"] == "scatter")
-    assert rings["x"][0] == f"L{layer_b} h{head_b}"
+    assert rings["x"][0] == layer_b * 4 + head_b  # B's heads are columns, layer by layer
 
 
 def test_without_a_series_model_b_is_asked_for():
@@ -66,6 +69,12 @@ def test_without_a_series_model_b_is_asked_for():
     text = messages(at)
     assert "Pick or type model B" in text and "python -m models.train_mlm --demo" in text
     assert not figures(at)
+
+
+def test_a_series_folder_outside_the_allowed_ones_is_not_listed():
+    at = open_app(PAGE, series="/etc")  # the tests allow only the temporary folder
+    _healthy(at)
+    assert "doesn't read checkpoint series from '/etc'" in messages(at)
 
 
 def test_two_checkpoints_of_one_shape_get_the_divergence_matrix(series):
@@ -101,7 +110,7 @@ def test_different_tokenizers_are_compared_word_by_word(tiny_models):
                   text="Tokenizers disagree, don't they?")
     _healthy(at)
     assert "compared word by word" in messages(at)
-    labels = figure(at, "A (bert): layer 0, head 0")["data"][0]["y"]
+    labels = figure(at, "A (bert): layer 0, head 0")["data"][0]["y"]  # escaped for plotly: ' is &#x27;
     assert labels == ["0 Tokenizers", "1 disagree", "2 ,", "3 don", "4 &#x27;t", "5 they", "6 ?"]
 
 
@@ -126,6 +135,30 @@ def test_a_link_with_a_layer_the_model_lacks_is_explained(tiny_models):
     at = open_app(PAGE, model_a=spec, model_b=spec, text=TEXT, compare_layer="7")
     assert "asks for layer '7'" in messages(at)
     figure(at, "A (bert): layer 0, head 0")
+
+
+def test_a_model_with_one_layer_and_one_head(tmp_path, tiny_models):
+    config = tiny_config("bert")
+    config.num_hidden_layers, config.num_attention_heads = 1, 1
+    MODEL_CLASSES["bert"](config).save_pretrained(tmp_path / "one-head")
+    bert_tokenizer().save_pretrained(tmp_path / "one-head")
+    at = open_app(PAGE, model_a=str(tmp_path / "one-head"), model_b=str(tiny_models["bert"]), text=TEXT)
+    _healthy(at)
+    assert "Layer of A: 0, the only one" in [c.value for c in at.caption]
+    assert array(figure(at, "JS divergence of every head")["data"][0]["z"]).shape == (1, 8)  # A: 1 head, B: 8
+
+
+def test_a_broken_checkpoint_is_left_out_with_a_warning(tmp_path, saved_series):
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for entry in saved_series.iterdir():
+        (folder / entry.name).symlink_to(entry)
+    (folder / "checkpoint-5").mkdir()
+    (folder / "checkpoint-5" / "config.json").write_text("{}")  # a write that never finished
+    at = open_app(PAGE, series=str(folder), compare_view="Checkpoint series", text=TEXT)
+    _healthy(at)
+    assert "Left out of the series: checkpoint-5 has no weights file" in messages(at)
+    assert figure(at, "Entropy (nats) of each head")["data"][0]["x"] == [10, 100, 1000]
 
 
 def test_the_series_view_follows_every_head_over_steps(series):

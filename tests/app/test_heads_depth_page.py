@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from models import load_model, run_attention
+from models import run_attention
 from models.analysis import head_statistics, mean_over_all, rollout_layers
 from tests.app.conftest import array, figure, figures, messages, open_app, set_state
 
@@ -34,7 +34,7 @@ def test_every_aggregation_shows_the_models_numbers(reference):
         "layer mean": ("Layer 2, mean of its 12 heads (self-attention)", reference.attentions[2].mean(0)),
         "layer max": ("Layer 2, max over its 12 heads (self-attention)", reference.attentions[2].max(0)),
         "mean of all": ("Mean of all 6 × 12 heads (self-attention)", mean_over_all(reference.attentions)),
-        "rollout": ("Attention rollout through layers 0–2 (self-attention)", rollout_layers(reference.attentions)[2]),
+        "rollout": ("Attention rollout up to layer 2 (self-attention)", rollout_layers(reference.attentions)[2]),
     }
     for how, (title, matrix) in expected.items():
         set_state(at, aggregation=how)
@@ -87,7 +87,7 @@ def test_metric_picker_heatmap_and_table(reference):
     at.selectbox(key="metric").set_value("to previous").run()
     heat = figure(at, "To previous (share) of every head")
     np.testing.assert_allclose(array(heat["data"][0]["z"]), stats.values["to previous"], rtol=1e-5)
-    assert array(heat["data"][1]["customdata"])[29][:2].tolist() == [2, 5]  # the clickable point of layer 2, head 5
+    assert array(heat["data"][1]["customdata"])[29].tolist() == [2, 5]  # the clickable point of layer 2, head 5
     table = at.dataframe[0].value
     assert len(table) == 72 and list(table.columns[:4]) == ["layer", "head", "entropy (nats)", "mean distance (tokens)"]
     np.testing.assert_allclose(table["to previous"], stats.values["to previous"].ravel(), atol=1e-4)
@@ -95,13 +95,13 @@ def test_metric_picker_heatmap_and_table(reference):
 
 def test_every_control_lives_in_the_url():
     query = dict(text=TEXT, text_b=PAIR, aggregation="layer max", words="true", pair="B->A", metric="to self",
-                 image_format="SVG", bertviz="model view", bertviz_tokens="12", bertviz_one_layer="true",
+                 image_format="SVG", bertviz="model view", bertviz_tokens="16", bertviz_one_layer="true",
                  layer="3", lecture="true")
     at = open_app(None, **query)
     assert not at.exception and not at.error
     state = {key: at.session_state[key] for key in query if key not in ("text", "text_b")}
     assert state == dict(aggregation="layer max", words=True, pair="B->A", metric="to self", image_format="SVG",
-                         bertviz="model view", bertviz_tokens=12, bertviz_one_layer=True, layer=3, lecture=True)
+                         bertviz="model view", bertviz_tokens=16, bertviz_one_layer=True, layer=3, lecture=True)
     assert _focused(at)["layout"]["title"]["text"] == "Layer 3, max over its 12 heads (self-attention): words, B→A"
     configs = [json.loads(chart.proto.config) for chart in at.get("plotly_chart")]
     assert {c["toImageButtonOptions"]["format"] for c in configs} == {"svg"}
@@ -116,7 +116,7 @@ def test_downloads_are_offered():
 
 
 def test_bertviz_views_are_drawn_from_the_run_with_caps(reference):
-    at = open_app(None, text=TEXT, bertviz_tokens="6")
+    at = open_app(None, text=TEXT, bertviz_tokens="8")
     assert not at.get("iframe")  # off until asked for: it is megabytes of HTML
     for view, marker in (("head view", "const params ="), ("model view", "const params ="),
                          ("neuron view", "window.bertviz_params =")):
@@ -124,9 +124,9 @@ def test_bertviz_views_are_drawn_from_the_run_with_caps(reference):
         html = _srcdoc(at)
         params = json.JSONDecoder().raw_decode(html[html.index(marker) + len(marker):].lstrip())[0]
         attention = params["attention"][0] if isinstance(params["attention"], list) else params["attention"]["all"]
-        assert attention["left_text"] == reference.tokens[:6], view
-        np.testing.assert_allclose(attention["attn"][1][2], reference.attentions[1, 2, :6, :6], atol=5e-4)
-        assert "first 6 of" in " ".join(c.value for c in at.caption)
+        assert attention["left_text"] == reference.tokens[:8], view
+        np.testing.assert_allclose(attention["attn"][1][2], reference.attentions[1, 2, :8, :8], atol=5e-4)
+        assert "first 8 of" in " ".join(c.value for c in at.caption)
 
 
 def test_lecture_mode_folds_the_details_and_enlarges_figures():
@@ -169,3 +169,14 @@ def test_encoder_decoder_cross_attention_views(tiny_models):
     assert "No neuron view for this model" in messages(at) and not at.error
     at = open_app(None, **t5, stack="cross", bertviz="head view", words="true")
     assert '<option value="2">Cross</option>' in _srcdoc(at) and not at.error
+
+
+def test_bad_link_values_fall_back_without_breaking_the_page():
+    at = open_app(None, text=TEXT, text_b=PAIR, aggregation="median", metric="beauty", pair="A->C", bertviz="3d",
+                  bertviz_tokens="999", rollout_token="zzz", image_format="gif", words="maybe")
+    assert not at.exception and not at.error
+    assert {key: at.session_state[key] for key in ("aggregation", "metric", "pair", "bertviz", "bertviz_tokens",
+                                                    "image_format", "words")} == dict(
+        aggregation="one head", metric="entropy", pair="all", bertviz="off", bertviz_tokens=40, image_format="PNG",
+        words=False)
+    assert _focused(at)["layout"]["title"]["text"] == "Layer 0, head 0 (self-attention)"

@@ -95,16 +95,16 @@ def test_t5_is_said_not_to_scale_and_shows_its_position_bias(tiny_models):
     at = open_app(PAGE, **FAST, model=str(tiny_models["t5"]), text_b="Short target.")
     assert not at.error and not at.exception
     assert at.radio(key="scores_stack").options == ["encoder", "decoder", "cross"]
-    assert "this model does not scale" in _markdown(at) and "relative position bias" in _markdown(at)
+    assert "this model does not scale" in _markdown(at) and "learned position bias" in _markdown(at)
     neuron = figure(at, "Neuron view")
-    assert any(a["text"] == "+ position bias" for a in neuron["layout"]["annotations"])
+    assert any(a["text"] == "+ bias" for a in neuron["layout"]["annotations"])
 
 
 def test_t5_cross_attention_pairs_decoder_queries_with_encoder_keys(tiny_models):
     at = open_app(PAGE, **FAST, model=str(tiny_models["t5"]), text_b="Short target.", scores_stack="cross")
     neuron = figure(at, "Neuron view: query 0 [PAD], layer 0, head 0 (cross)")
     assert neuron["data"][-1]["y"][:2] == ["0 [CLS]", "1 the"]  # keys: the encoder's tokens
-    assert not any(a["text"] == "+ position bias" for a in neuron["layout"]["annotations"])
+    assert not any(a["text"] == "+ bias" for a in neuron["layout"]["annotations"])
 
 
 def test_a_decoder_shows_masked_keys(tiny_models):
@@ -132,3 +132,10 @@ def test_empty_or_long_text(text):
     at = set_state(open_app(PAGE, **FAST), text=text)
     assert not at.exception
     assert ("Type a text" in messages(at)) if not text.strip() else ("only the first" in messages(at))
+
+
+def test_lecture_mode_enlarges_the_figures():
+    def font_size(at) -> float:
+        return figure(at, "100 random pairs")["layout"]["font"]["size"]
+
+    assert font_size(open_app(PAGE, **FAST, lecture="true")) > font_size(open_app(PAGE, **FAST))

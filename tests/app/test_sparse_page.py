@@ -67,7 +67,7 @@ def test_split_heads_show_a1_a2_and_their_union():
     assert (a1 == build_pattern("strided", 16, l=4, part="A1")).all()
     assert (a2 == build_pattern("strided", 16, l=4, part="A2")).all()
     assert (_active(figure(at, "One layer")) == (a1 | a2)).all()
-    assert [c.value for c in at.caption][:3] == ["strided (l=4, A1, causal)", "strided (l=4, A2, causal)",
+    assert [c.value for c in at.caption][1:4] == ["strided (l=4, A1, causal)", "strided (l=4, A2, causal)",
                                                  "strided (l=4, union, causal)"]
 
 
@@ -102,14 +102,14 @@ def test_reachability_draws_the_path():
     at = open_app(PAGE, view="Reachability", pattern="sliding window", w="2", n="10", query="7", key="3")
     _healthy(at)
     assert figure(at, "Query 7 receives key 3 after 2 layer(s): 7 → 5 → 3")
-    assert _metrics(at)["Longest shortest path (diameter)"] == "5 layers"
+    assert _metrics(at)["Diameter: layers until every pair connects"] == "5 layers"
     path_cells = figure(at, "Cells the path uses")["data"][1]
     assert path_cells["x"] == [5, 3] and path_cells["y"] == [7, 5]
 
 
 def test_reachability_of_global_tokens_and_of_the_causal_future():
     at = open_app(PAGE, view="Reachability", pattern="Longformer", w="1", n="40")
-    assert _metrics(at)["Longest shortest path (diameter)"] == "2 layers"
+    assert _metrics(at)["Diameter: layers until every pair connects"] == "2 layers"
     at = open_app(PAGE, view="Reachability", pattern="causal", n="10", query="2", key="6")
     assert "never reaches the future" in messages(at)
     assert "only pairs j ≤ i count" in " ".join(c.value for c in at.caption)

@@ -3,6 +3,7 @@
 Every page gets a fresh browser context in which any request leaving the loopback is
 blocked (and recorded), as in a lecture hall with no network.
 """
+import contextlib
 import os
 import socket
 import subprocess
@@ -35,12 +36,13 @@ def data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("explorer-data")
 
 
-@pytest.fixture(scope="session")
-def app_url(data_dir) -> str:
+@contextlib.contextmanager
+def streamlit_server(data_dir: Path):
+    """A fresh `streamlit run app.py` on a free loopback port, offline; yields its URL."""
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "EXPLORER_DATA_DIR": str(data_dir),
            "EXPLORER_ALLOWED_FOLDERS": tempfile.gettempdir()}  # where tests save tiny models
-    log = open(data_dir / "streamlit.log", "w")
+    log = open(data_dir / f"streamlit-{port}.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
@@ -56,11 +58,19 @@ def app_url(data_dir) -> str:
             time.sleep(0.3)
     else:
         server.kill()
-        raise RuntimeError(f"streamlit did not start; see {data_dir / 'streamlit.log'}")
-    yield url
-    server.terminate()
-    server.wait(timeout=20)
-    log.close()
+        raise RuntimeError(f"streamlit did not start; see {log.name}")
+    try:
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(data_dir) -> str:
+    with streamlit_server(data_dir) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

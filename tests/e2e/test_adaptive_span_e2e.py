@@ -16,6 +16,13 @@ def _title(page, start: str):
     return page.locator(f"{CHART} .gtitle").filter(has_text=re.compile("^" + re.escape(start)))
 
 
+def _open(bp, query: str = "") -> None:
+    # a fresh server runs pages as a v1 multipage app (no sidebar) until app.py has run once
+    bp.open("/")
+    expect(bp.page.get_by_label("Text", exact=True)).to_be_visible()
+    bp.open("/adaptive_span" + query)
+
+
 def _save_tiny_run(data_dir, monkeypatch) -> str:
     monkeypatch.setenv("EXPLORER_DATA_DIR", str(data_dir))  # the server's data folder
     config = SpanLMConfig(n_layers=2, n_heads=2, d_model=16, max_span=16, ramp=4, init_fraction=0.5)
@@ -25,16 +32,16 @@ def _save_tiny_run(data_dir, monkeypatch) -> str:
 
 
 def test_span_page_draws_offline_follows_a_slider_and_opens_a_saved_run(browser_page, data_dir, monkeypatch):
-    name = _save_tiny_run(data_dir, monkeypatch)
+    _save_tiny_run(data_dir, monkeypatch)
     bp = browser_page
-    bp.open("/adaptive_span")
+    _open(bp)
     page = bp.page
     expect(page.locator(".katex").first).to_be_visible()  # the formula, rendered offline
     expect(_title(page, "Soft span mask, S = 32, R = 4")).to_be_visible()
     expect(_title(page, "Before: layer 0, head 0")).to_be_visible()
     expect(page.locator(f"{CHART} .hm")).not_to_have_count(0)  # the heatmaps are drawn
     expect(_title(page, "Learned spans, 2 layers × 2 heads")).to_be_visible()
-    expect(page.get_by_text(name).first).to_be_visible()
+    expect(page.get_by_text("trained on the generated corpus · 12 steps")).to_be_visible()
     bp.assert_healthy()
     bp.screenshot("adaptive_span_default")
 
@@ -52,7 +59,7 @@ def test_span_page_draws_offline_follows_a_slider_and_opens_a_saved_run(browser_
 def test_training_from_the_page_shows_progress_and_opens_the_new_run(browser_page, data_dir, monkeypatch):
     _save_tiny_run(data_dir, monkeypatch)
     bp = browser_page
-    bp.open(f"/adaptive_span?{TINY_TRAINING}")
+    _open(bp, f"?{TINY_TRAINING}")
     page = bp.page
     page.get_by_text("Train a new run").click()
     page.get_by_role("button", name="Train", exact=True).click()

@@ -38,6 +38,13 @@ def test_scaling_page_draws_offline_and_shares_its_controls(browser_page):
     expect(_metric(page, "d = 10000")).to_have_text(f"{classic_demonstration(3).sampled[1]:.2f}")
     assert "seed=3" in page.url
 
+    layer = page.locator('[data-testid="stSlider"]').filter(has_text="Layer").get_by_role("slider")
+    layer.focus()
+    layer.press("ArrowRight")
+    bp.wait_idle()
+    expect(_title(page, "minilm, self-attention, layer 1, head 0")).to_have_count(1)
+    assert "scores_layer=1" in page.url
+
     bp.open("/scaling?d=10000&samples=100&scores_layer=2&scores_head=5&neuron_query=3")
     expect(_title(page, "100 random pairs q, k with d = 10000")).to_have_count(1)
     expect(_title(page, "Neuron view: query 3")).to_have_count(1)
