@@ -129,6 +129,15 @@ class Checkpoint:
         return f"step {self.step:,}"
 
 
+def fingerprint(checkpoint: Checkpoint) -> str:
+    """Changes when a checkpoint folder is rewritten (a cache key); empty for hub ids."""
+    folder = Path(checkpoint.spec)
+    if not folder.is_dir():
+        return ""
+    return ",".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(folder.iterdir())
+                    if p.is_file())
+
+
 def _checkpoint_problem(folder: Path) -> str | None:
     name = folder.name
     config = folder / "config.json"

@@ -73,5 +73,6 @@ def for_projector(fig: go.Figure) -> go.Figure:
     ticks, titles = dict(size=size * 0.85, color=PROJECTOR_INK), dict(size=size, color=PROJECTOR_INK)
     fig.update_xaxes(tickfont=ticks, title_font=titles)
     fig.update_yaxes(tickfont=ticks, title_font=titles)
-    fig.update_traces(selector=dict(type="heatmap"), colorbar=dict(thickness=24))
+    fig.update_traces(selector=dict(type="heatmap"), colorbar=dict(thickness=24, tickfont=dict(color=PROJECTOR_INK),
+                                                                   title=dict(font=dict(color=PROJECTOR_INK))))
     return fig

@@ -63,6 +63,7 @@ def test_training_from_the_page_shows_progress_and_opens_the_new_run(browser_pag
     page = bp.page
     page.get_by_text("Train a new run").click()
     page.get_by_role("button", name="Train", exact=True).click()
+    page.wait_for_timeout(3000); bp.screenshot("dbg_after_click")
     expect(page.get_by_text(re.compile(r"Trained in \d+ s and saved as"))).to_be_visible()
     expect(page.locator('[data-testid="stProgress"]')).to_contain_text("Step 100 of 100")  # the bar stays
     bp.wait_idle()

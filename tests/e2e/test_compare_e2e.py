@@ -19,10 +19,6 @@ def series(data_dir):
 
 
 def _open(bp, **query) -> None:
-    # a fresh server runs scripts as a v1 multipage app of the pages/ folder, without app.py's
-    # sidebar, until app.py has run once: wait for its sidebar at the root first
-    bp.open("/")
-    expect(bp.page.get_by_label("Text", exact=True)).to_be_visible()
     bp.open("/compare?" + urlencode(query))
 
 
@@ -32,6 +28,12 @@ def _chart(page, title: str):
 
 def _title(page, start: str):
     return page.locator(f"{CHART} .gtitle").filter(has_text=re.compile("^" + re.escape(start)))
+
+
+def _healthy_offline(bp, screenshot: str) -> None:
+    bp.assert_healthy()
+    assert not bp.blocked, f"the page tried to reach outside: {bp.blocked}"
+    bp.screenshot(screenshot)
 
 
 def test_two_checkpoints_side_by_side_and_a_click_on_the_divergence_matrix(browser_page, series):
@@ -51,14 +53,9 @@ def test_two_checkpoints_side_by_side_and_a_click_on_the_divergence_matrix(brows
     expect(_title(page, "A (checkpoint-10): layer 1, head 2")).to_be_visible()
     expect(_title(page, "B (checkpoint-1000): layer 1, head 2")).to_be_visible()
     assert "compare_layer=1" in page.url and "compare_head=2" in page.url
-    bp.assert_healthy()
-    assert not bp.blocked, f"the page tried to reach outside: {bp.blocked}"
-    bp.screenshot("compare_checkpoints")
+    _healthy_offline(bp, "compare_checkpoints")
 
-    shared = page.url
-    page.goto("about:blank")
-    page.goto(shared)
-    bp.wait_idle()
+    bp.open("/compare?" + page.url.split("?", 1)[1])  # the shared link, in a fresh session
     expect(_title(page, "A (checkpoint-10): layer 1, head 2")).to_be_visible()
 
 
@@ -69,9 +66,7 @@ def test_the_sidebar_model_against_a_checkpoint_with_matching(browser_page, seri
     expect(_title(page, "A (minilm): layer 0, head 0")).to_be_visible()
     expect(_title(page, "JS divergence of every head of A")).to_be_visible()
     expect(page.get_by_text("head-by-head matrix needs the same shape")).to_be_visible()
-    bp.assert_healthy()
-    assert not bp.blocked, f"the page tried to reach outside: {bp.blocked}"
-    bp.screenshot("compare_minilm_vs_checkpoint")
+    _healthy_offline(bp, "compare_minilm_vs_checkpoint")
 
 
 def test_the_series_view_draws_every_head_over_steps(browser_page, series):
@@ -81,6 +76,4 @@ def test_the_series_view_draws_every_head_over_steps(browser_page, series):
     expect(_title(page, "Entropy (nats) of each head")).to_be_visible()
     expect(_title(page, "JS divergence from the final checkpoint")).to_be_visible()
     expect(_chart(page, "Entropy (nats) of each head").locator(".scatterlayer .trace")).to_have_count(2 * 4)
-    bp.assert_healthy()
-    assert not bp.blocked, f"the page tried to reach outside: {bp.blocked}"
-    bp.screenshot("compare_series")
+    _healthy_offline(bp, "compare_series")

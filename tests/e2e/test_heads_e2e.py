@@ -3,7 +3,7 @@ import re
 
 from playwright.sync_api import expect
 
-CHART = '[data-testid="stPlotlyChart"]'
+CHART = '[data-testid="stPlotlyChart"]:not([data-stale="true"] *)'  # not the old copy a rerun is replacing
 
 
 def _focused_title(page):

@@ -19,10 +19,6 @@ def _metric(page, label: str):
 def test_scaling_page_draws_offline_and_shares_its_controls(browser_page):
     bp = browser_page
     page = bp.page
-    # Until app.py has run once, Streamlit serves a deep link from the `pages/` folder without
-    # app.py (no sidebar, no model): open the app first and wait for its navigation.
-    bp.open("/")
-    expect(page.get_by_role("link", name="Dot-product scaling")).to_be_visible()
     bp.open("/scaling?samples=200")
     for start in TITLES:
         expect(_title(page, start)).to_have_count(1)
