@@ -16,6 +16,7 @@ PAGES = [
     st.Page("pages/sparse.py", title="Sparse attention", icon=":material/blur_on:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("pages/adaptive_span.py", title="Adaptive attention span", icon=":material/straighten:"),
+    st.Page("pages/checkpoints.py", title="Checkpoints: masked-LM predictions", icon=":material/timeline:"),
 ]
 
 
