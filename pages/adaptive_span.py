@@ -20,7 +20,7 @@ SOURCE_KEY, STEPS_KEY, LAMBDA_KEY = "train_text", "train_steps", "train_lambda"
 TRAIN_RAMP_KEY, INIT_KEY, LAYERS_KEY, HEADS_KEY, TRAIN_S_KEY = "train_ramp", "train_init", "train_layers", \
     "train_heads", "train_S"
 SOURCES = (GENERATED_SOURCE, "my text file")
-STEP_CHOICES = (100, 200, 400, 800, 1200, 1600, 2400, 3200)
+STEP_CHOICES = (20, 50, 100, 200, 400, 800, 1200, 1600, 2400, 3200)
 LAMBDA_CHOICES = (0.0, 1e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2)
 DEFAULT_MODEL, DEFAULT_TRAINING = SpanLMConfig(), TrainConfig()
 
@@ -255,9 +255,9 @@ def savings_section(trained: TrainedRun) -> None:
     columns[0].metric("Average span read (z + R, at most S)", f"{saved.mean_span:.1f} of {saved.max_span}",
                       f"{saved.fraction - 1:.0%} vs S", delta_color="inverse")
     columns[1].metric("Attention FLOPs per token", f"{saved.flops_per_token:,.0f}",
-                      f"of {saved.full_flops_per_token:,.0f} at span S", delta_color="off")
+                      f"of {saved.full_flops_per_token:,.0f} at span S", delta_color="off", delta_arrow="off")
     columns[2].metric("Key/value memory per token", f"{saved.bytes_per_token / 1024:,.1f} KiB",
-                      f"of {saved.full_bytes_per_token / 1024:,.1f} KiB at span S", delta_color="off")
+                      f"of {saved.full_bytes_per_token / 1024:,.1f} KiB at span S", delta_color="off", delta_arrow="off")
     st.caption(f"Per query, a head reads min(z + R, S) keys: q·k and a·v cost 2 FLOPs per key and dimension each "
                f"({config.head_dim} dimensions a head), and keeping a key and a value costs 8 bytes per dimension "
                f"(float32), summed over {config.n_layers * config.n_heads} heads.")

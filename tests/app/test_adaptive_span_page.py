@@ -14,7 +14,7 @@ from tests.app.conftest import array, figure, messages, open_app
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = "pages/adaptive_span.py"
 TINY = SpanLMConfig(n_layers=2, n_heads=2, d_model=16, max_span=16, ramp=4, init_fraction=0.5)
-TINY_TRAINING = dict(layers=1, heads=1, S=32, steps=100)  # the page's smallest choices: a second or two
+TINY_TRAINING = dict(layers=1, heads=1, S=32, steps=20)  # the page's smallest choices: a second or two
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_training_from_the_page_saves_and_opens_the_new_run():
     assert not at.exception and not at.error
     assert [s.value for s in at.success][0].startswith("Trained in")
     (info,) = list_runs()
-    assert at.selectbox(key="span_run").value == info.name and info.steps == 100
+    assert at.selectbox(key="span_run").value == info.name and info.steps == 20
     figure(at, "Learned spans, 1 layer × 1 head")
 
 

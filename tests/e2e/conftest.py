@@ -102,6 +102,8 @@ class BrowserPage:
         self.page.wait_for_selector('[data-testid="stApp"]', timeout=RUN_TIMEOUT_MS)
         self.page.wait_for_timeout(400)  # a rerun starts a moment after an input event
         expect(self.page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=RUN_TIMEOUT_MS)
+        # elements of the previous run linger, marked stale, until the new ones replace them
+        expect(self.page.locator('[data-stale="true"]')).to_have_count(0, timeout=RUN_TIMEOUT_MS)
         self.page.wait_for_timeout(300)
 
     def set_text(self, label: str, text: str) -> None:
