@@ -16,6 +16,7 @@ WORDS = (
 )
 SEPARATOR = " | "
 WORDS_PER_PHRASE = 4
+SOURCE_NAME = "generated corpus"  # how runs trained on it name their text
 
 
 def phrase_chars(words_per_phrase: int = WORDS_PER_PHRASE) -> int:

@@ -7,11 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from models.span_corpus import generate_corpus
+from models.span_corpus import SOURCE_NAME, generate_corpus
 from models.span_lm import SpanLMConfig, TrainConfig, TrainProgress, train
 from models.span_runs import runs_dir, save_run
-
-GENERATED_SOURCE = "generated corpus"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, UnicodeDecodeError) as error:
         print(f"Can't read {args.text}: {error}", file=sys.stderr)
         return 2
-    source = args.text.name if args.text else GENERATED_SOURCE
+    source = args.text.name if args.text else SOURCE_NAME
     try:
         model_config = SpanLMConfig(n_layers=args.layers, n_heads=args.heads, max_span=args.max_span,
                                     ramp=args.ramp, init_fraction=args.init_span)

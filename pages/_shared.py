@@ -19,13 +19,6 @@ if not log.handlers:  # streamlit configures only its own loggers
     log.addHandler(logging.StreamHandler())
     log.setLevel(logging.INFO)
 
-if PagesManager.uses_pages_directory:
-    # A fresh server serves its first request in the old "pages/ folder" mode until app.py
-    # has called st.navigation once, so a prepared deep link (/sparse?text=...) would run its
-    # page without app.py's sidebar. Leave that mode and rerun through app.py.
-    PagesManager.uses_pages_directory = False
-    st.rerun()
-
 
 @st.cache_resource(max_entries=CACHE_LIMITS.max_models, show_spinner=False)
 def cached_model(spec: str) -> LoadedModel:
@@ -109,3 +102,12 @@ def current_run() -> tuple[LoadedModel, AttentionRun] | None:
 def show_figure(fig, name: str, **kwargs):
     """st.plotly_chart with the shared export settings (PNG named after `name`)."""
     return st.plotly_chart(fig, config=plotly_config(name), width="stretch", **kwargs)
+
+
+if PagesManager.uses_pages_directory:
+    # A fresh server serves its first request in the old "pages/ folder" mode until app.py
+    # has called st.navigation once, so a prepared deep link (/sparse?text=...) would run its
+    # page without app.py's sidebar. Leave that mode and rerun through app.py. This stays at
+    # the end of the module: a session importing it concurrently then still finds every name.
+    PagesManager.uses_pages_directory = False
+    st.rerun()

@@ -3,13 +3,12 @@ model's attention, and a small model whose heads learn their spans while you wat
 import streamlit as st
 
 from models.adaptive_span import SpanEffect, apply_span, mask_curve, parse_spans, span_savings
-from models.span_corpus import copy_distance, generate_corpus
+from models.span_corpus import SOURCE_NAME, copy_distance, generate_corpus
 from models.span_lm import SpanLMConfig, TrainConfig, TrainedRun, TrainingTextError, TrainProgress, decode_text, train
 from models.span_runs import SavedRunInfo, SpanRunError, list_runs, load_run, runs_dir, save_run
-from models.train_span import GENERATED_SOURCE
 from pages._shared import bound, current_run, current_spec, int_control_state, show_figure
-from viz.adaptive_span import Curve, head_color, mask_curves_figure, removed_mass_figure, span_bars_figure, \
-    spans_over_steps_figure
+from viz.adaptive_span import (Curve, head_color, mask_curves_figure, removed_mass_figure, span_bars_figure,
+                               span_heatmap, spans_over_steps_figure)
 from viz.heatmap import attention_heatmap
 from viz.theme import LECTURE_KEY, file_stem, for_projector
 
@@ -19,8 +18,8 @@ LAYER_KEY, HEAD_KEY, RUN_KEY = "span_layer", "span_head", "span_run"
 SOURCE_KEY, STEPS_KEY, LAMBDA_KEY = "train_text", "train_steps", "train_lambda"
 TRAIN_RAMP_KEY, INIT_KEY, LAYERS_KEY, HEADS_KEY, TRAIN_S_KEY = "train_ramp", "train_init", "train_layers", \
     "train_heads", "train_S"
-SOURCES = (GENERATED_SOURCE, "my text file")
-STEP_CHOICES = (20, 50, 100, 200, 400, 800, 1200, 1600, 2400, 3200)
+SOURCES = (SOURCE_NAME, "my text file")
+STEP_CHOICES = (20, 50, 100, 200, 400, 600, 800, 1000, 1500, 2000, 3000)
 LAMBDA_CHOICES = (0.0, 1e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2)
 DEFAULT_MODEL, DEFAULT_TRAINING = SpanLMConfig(), TrainConfig()
 
@@ -45,18 +44,16 @@ def show(fig, name: str) -> None:
 
 # ---- controls: each returns what it read; every value lives in the URL ----
 
-def curve_ui() -> tuple[int, int, int]:
-    """(S, z, R) in tokens."""
-    left, middle, right = st.columns(3)
-    max_span = left.select_slider("S: maximum span (tokens)", MAX_SPANS, value=32, **bound(S_KEY))
-    z = middle.slider("z: span (tokens)", 0, max_span, min(6, max_span),
-                      **int_control_state(Z_KEY, 0, max_span, "span z"))
-    ramp = right.slider("R: ramp (tokens)", 1, 64, 4, **bound(R_KEY))
-    return max_span, z, ramp
-
-
-def others_ui() -> str:
-    return st.text_input("Other heads' spans z to overlay (tokens, comma-separated)", "2, 14, 24", **bound(OTHERS_KEY))
+def curve_ui() -> tuple[int, int, int, str]:
+    """(S, z, R) in tokens, and the other heads' spans as typed."""
+    columns = st.columns([2, 2, 2, 3])
+    max_span = columns[0].select_slider("S: maximum span (tokens)", MAX_SPANS, value=32, **bound(S_KEY))
+    z = columns[1].slider("z: span (tokens)", 0, max_span, min(6, max_span),
+                          **int_control_state(Z_KEY, 0, max_span, "span z"))
+    ramp = columns[2].slider("R: ramp (tokens)", 1, 64, 4, **bound(R_KEY))
+    others = columns[3].text_input("Other heads' spans z to overlay (tokens, comma-separated)", "2, 14, 24",
+                                   **bound(OTHERS_KEY))
+    return max_span, z, ramp, others
 
 
 def focus_ui(layers: int, heads: int) -> tuple[int, int]:
@@ -108,10 +105,10 @@ def run_picker_ui(runs: list[SavedRunInfo]) -> str:
 def formula_section() -> tuple[int, int]:
     """The mask curve and its formula; returns (z, R) for the live model's section."""
     st.header("The masking function")
-    max_span, z, ramp = curve_ui()
-    plot, formula = st.columns([2, 1])
+    max_span, z, ramp, others_text = curve_ui()
+    plot, formula = st.columns([3, 2])
     with formula:
-        st.latex(r"m_z(x) = \min\left(\max\left(\frac{R + z - x}{R},\ 0\right),\ 1\right)")
+        st.latex(r"m_z(x) = \min\Bigl(\max\Bigl(\frac{R + z - x}{R},\ 0\Bigr),\ 1\Bigr)")
         st.markdown("A head multiplies its attention to a key **x tokens back** by m_z(x) and renormalises "
                     "each row:")
         st.latex(r"a_{tr} = \frac{m_z(t-r)\,e^{s_{tr}}}{\sum_q m_z(t-q)\,e^{s_{tq}}}")
@@ -120,7 +117,7 @@ def formula_section() -> tuple[int, int]:
                     f"z/S = {z / max_span:.2f} and clamped to [0, 1].")
     curves = [Curve(f"focused head: z = {z}", *mask_curve(z, ramp, max_span), width=4)]
     try:
-        others = parse_spans(others_ui())
+        others = parse_spans(others_text)
     except ValueError as error:
         st.warning(f"Other heads' spans: {error}")
         others = []
@@ -153,8 +150,10 @@ def applied_section(z: int, ramp: int) -> None:
         show(attention_heatmap(before, run.tokens, run.tokens, f"Before: layer {layer}, head {head}",
                                causal=run.causal, zmax=top), f"{stem}_before")
     with right:
-        show(attention_heatmap(effect.after, run.tokens, run.tokens, f"After the span mask (z = {z}, R = {ramp})",
-                               causal=run.causal, zmax=top), f"{stem}_after")
+        show(span_heatmap(effect.after, effect.mask, run.tokens, f"After the span mask (z = {z}, R = {ramp})",
+                          run.causal, top), f"{stem}_after")
+    st.caption("Grey cells on the right: keys the span cuts off (mask 0)" +
+               (", and the future a causal model never sees." if run.causal else "."))
     columns = st.columns(3)
     columns[0].metric("Cells set to zero", f"{effect.zeroed_share:.0%}",
                       help="share of the query-key cells this head may see whose mask is 0")
@@ -178,8 +177,8 @@ def train_section(has_runs: bool) -> None:
 
 def train_and_save(source: str, upload, model_config: SpanLMConfig, train_config: TrainConfig) -> None:
     try:
-        if source == GENERATED_SOURCE:
-            text, label = generate_corpus(), GENERATED_SOURCE
+        if source == SOURCE_NAME:
+            text, label = generate_corpus(), SOURCE_NAME
         elif upload is None:
             st.warning("Choose a text file to train on, or pick the generated corpus.")
             return
@@ -196,6 +195,9 @@ def train_and_save(source: str, upload, model_config: SpanLMConfig, train_config
         name = save_run(run)
     except (TrainingTextError, SpanRunError) as error:
         st.error(str(error))
+        return
+    except OSError as error:
+        st.error(f"The run could not be saved under {runs_dir()}: {error}")
         return
     st.success(f"Trained in {run.train_seconds:.0f} s and saved as {name}.")
     st.session_state[RUN_KEY] = name
@@ -225,11 +227,11 @@ def learned_section() -> None:
 def trained_views(trained: TrainedRun, name: str) -> None:
     config, spans = trained.model_config, trained.spans()
     st.subheader("Learned span of every head")
-    show(span_bars_figure(spans, config.max_span, config.ramp,
+    show(span_bars_figure(spans, config.max_span,
                           f"Learned spans, {plural(config.n_layers, 'layer')} × {plural(config.n_heads, 'head')} "
                           f"(λ = {trained.train_config.span_loss:g})"), f"span_bars_{name}")
-    if trained.source == GENERATED_SOURCE:
-        st.caption(f"In the generated corpus each line is a phrase, a bar and the same phrase again: a character of "
+    if trained.source == SOURCE_NAME:
+        st.caption(f"Each head reads z plus the {config.ramp}-character ramp. In the generated corpus each line is a phrase, a bar and the same phrase again: a character of "
                    f"the copy is {copy_distance()} characters after its original. Heads that copy need long "
                    f"spans (with the ramp and the layer below reaching that far); the others can shrink to 0.")
     st.subheader("All heads' masking curves")

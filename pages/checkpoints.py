@@ -13,9 +13,10 @@ from models.mlm import (Checkpoint, CheckpointFill, NoMaskError, SeriesError, Tr
 from models.settings import settings_from_env
 from pages._shared import bound, int_control_state, show_figure
 from viz.checkpoints import loss_figure, topk_table, trajectory_figure
+from viz.compare import shared_zmax
 from viz.heatmap import attention_heatmap
 from viz.overview import ThumbnailGrid, heads_overview, thumbnail_grid
-from viz.theme import LECTURE_KEY, file_stem, for_projector
+from viz.theme import LECTURE_KEY, LECTURE_SCALE, file_stem, for_projector
 
 # keys of their own: a link to this page never moves another page's controls
 SOURCE_KEY, FOLDER_KEY, HUB_KEY, TEXT_KEY, TOP_K_KEY = "ckpt_source", "ckpt_folder", "ckpt_hub", "ckpt_text", "ckpt_k"
@@ -236,8 +237,8 @@ def table_section(good: list[CheckpointFill]) -> None:
         tops = [f.result.masks[index].top for f in good]
         if masks > 1:
             st.markdown(f"**Mask {index + 1}**")
-        st.dataframe(topk_table([f.checkpoint.label for f in good], [[c.token for c in top] for top in tops],
-                                [[c.score for c in top] for top in tops]), width="stretch")
+        st.html(topk_table([f.checkpoint.label for f in good], [[c.token for c in top] for top in tops],
+                           [[c.score for c in top] for top in tops], LECTURE_SCALE if lecture_mode() else 1.0))
     if not lecture_mode():
         st.caption("Columns are checkpoints in training order; each cell is a predicted token and its probability, "
                    "the same as transformers' fill-mask pipeline gives; darker = more probable.")
@@ -256,10 +257,10 @@ def trajectories_section(fills: list[CheckpointFill], good: list[CheckpointFill]
     left, right = st.columns(2)
     with left:
         show(trajectory_figure(paths.labels, paths.steps, paths.tokens, paths.probability, "probability", log,
-                               f"Probability at mask {mask + 1}"), f"{name}_probability")
+                               f"Probability of each candidate at mask {mask + 1}"), f"{name}_probability")
     with right:
         show(trajectory_figure(paths.labels, paths.steps, paths.tokens, paths.rank, "rank", log,
-                               f"Rank at mask {mask + 1} among all tokens"), f"{name}_rank")
+                               f"Rank of each candidate at mask {mask + 1} among all tokens"), f"{name}_rank")
 
 
 def loss_section(log: TrainingLog | None, checkpoints: list[Checkpoint], name: str) -> None:
@@ -276,13 +277,13 @@ def loss_section(log: TrainingLog | None, checkpoints: list[Checkpoint], name: s
                    "checkpoint was saved.")
 
 
-def attention_views(label: str, run: AttentionRun, grid: ThumbnailGrid, focus: tuple[int, int], key: str,
-                    name: str) -> None:
+def attention_views(label: str, run: AttentionRun, grid: ThumbnailGrid, focus: tuple[int, int], zmax: float,
+                    key: str, name: str) -> None:
     show(heads_overview(grid, focus, f"{label}: all heads (click one to focus it)"), f"{name}_heads", key=key,
          on_select=functools.partial(_focus_clicked_head, key), selection_mode="points")
     layer, head = focus
-    show(attention_heatmap(run.attentions[layer, head], run.tokens, run.tokens, f"{label}: layer {layer}, head {head}"),
-         f"{name}_L{layer}_H{head}")
+    show(attention_heatmap(run.attentions[layer, head], run.tokens, run.tokens, f"{label}: layer {layer}, head {head}",
+                           zmax=zmax), f"{name}_L{layer}_H{head}")
 
 
 def attention_section(good: list[CheckpointFill], text: str, name: str) -> None:
@@ -299,14 +300,15 @@ def attention_section(good: list[CheckpointFill], text: str, name: str) -> None:
         return
     layers = min(run.num_layers for run, _ in runs.values())
     heads = min(run.num_heads for run, _ in runs.values())
-    focus = focus_ui(layers, heads)
-    for column, label, key in zip(st.columns(2), pair, OVERVIEW_KEYS):
-        if label in runs:
-            with column:
-                attention_views(label, *runs[label], focus, key, file_stem(name, label))
+    layer, head = focus = focus_ui(layers, heads)
+    zmax = shared_zmax(*(run.attentions[layer, head] for run, _ in runs.values()))
+    for column, label, key in zip(st.columns(2), runs, OVERVIEW_KEYS):  # one column when A is B
+        with column:
+            attention_views(label, *runs[label], focus, zmax, key, file_stem(name, label))
     if not lecture_mode():
         st.caption("The same views as the Attention heads page: every head as a thumbnail (each scaled to its own "
-                   "maximum), and the focused head's token × token weights, queries as rows.")
+                   "maximum), and the focused head's token × token weights, queries as rows, both heads on one "
+                   "colour scale.")
 
 
 st.title("Masked-LM predictions across training")

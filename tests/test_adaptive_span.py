@@ -137,3 +137,22 @@ def test_parse_spans_reads_numbers_and_names_a_bad_entry():
         parse_spans("4, ten")
     with pytest.raises(ValueError, match="'-3'"):
         parse_spans("-3")
+
+
+def test_the_masked_heatmap_greys_exactly_the_cut_cells():
+    from viz.adaptive_span import span_heatmap
+
+    attention = np.full((4, 4), 0.25, dtype=np.float32)
+    effect = apply_span(attention, z=1, ramp=1, causal=False)
+    fig = span_heatmap(effect.after, effect.mask, list("abcd"), "after", causal=False, zmax=1.0)
+    shown = np.array(fig.data[0].z, dtype=float)
+    np.testing.assert_array_equal(np.isnan(shown), effect.mask == 0)
+    assert fig.layout.plot_bgcolor != "white"
+
+
+def test_curve_figure_marks_z_and_the_end_of_the_ramp():
+    from viz.adaptive_span import Curve, mask_curves_figure
+
+    fig = mask_curves_figure([Curve("<b>head</b>", *mask_curve(10, 4, 64))], 64, "tokens", "t", marks=(10, 14))
+    assert [a.text.strip() for a in fig.layout.annotations] == ["z = 10", "z + R = 14"]
+    assert fig.data[0].name == "&lt;b&gt;head&lt;/b&gt;"  # labels are escaped

@@ -121,6 +121,19 @@ def test_cli_trains_and_saves_a_run(capsys):
     assert span_runs.load_run("cli-run").train_config.steps == 3
 
 
+def test_cli_trains_on_a_text_file_and_names_the_run_after_it(tmp_path):
+    text = tmp_path / "lecture notes.txt"
+    text.write_text("attention is all you need. " * 20, encoding="utf-8")
+    assert train_cli(["--text", str(text), "--steps", "2", "--layers", "1", "--heads", "1", "--max-span", "16"]) == 0
+    (info,) = span_runs.list_runs()
+    assert info.source == "lecture notes.txt" and info.name.endswith("-lecture-notes-txt")
+
+
+def test_cli_reports_bad_settings(capsys):
+    assert train_cli(["--heads", "3", "--steps", "1"]) == 2
+    assert "divide" in capsys.readouterr().err
+
+
 def test_cli_reports_a_missing_text_file(tmp_path, capsys):
     assert train_cli(["--text", str(tmp_path / "missing.txt")]) == 2
     assert "Can't read" in capsys.readouterr().err
@@ -130,3 +143,15 @@ def test_an_uploaded_file_must_be_utf8_text():
     assert decode_text("héllo".encode("utf-8"), "a.txt") == "héllo"
     with pytest.raises(TrainingTextError, match="photo.png is not UTF-8"):
         decode_text(b"\x89PNG\r\n\x1a\n\xff\xfe", "photo.png")
+
+
+def test_the_same_seed_gives_the_same_run_and_leaves_the_global_rng_alone():
+    config = TrainConfig(steps=3, batch_size=2, log_every=1)
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    first = train(generate_corpus(50), TINY, config)
+    assert torch.rand(1) == expected_next
+    second = train(generate_corpus(50), TINY, config)
+    assert first.history.lm_loss == second.history.lm_loss
+    np.testing.assert_array_equal(first.spans(), second.spans())

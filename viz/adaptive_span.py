@@ -7,6 +7,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from viz.bars import token_bars
+from viz.heatmap import attention_heatmap
 from viz.labels import escape
 from viz.theme import HIGHLIGHT_COLOR, MASKED_COLOR, style
 
@@ -41,14 +42,23 @@ def mask_curves_figure(curves: list[Curve], max_span: int, unit: str, title: str
     ])
     if marks is not None:
         z, end = marks
-        fig.add_vrect(x0=z, x1=min(end, max_span), fillcolor=MASKED_COLOR, opacity=0.35, line_width=0,
-                      annotation_text="ramp R", annotation_position="top left")
-        fig.add_vline(x=z, line=dict(color="#444", dash="dot"), annotation_text=f"z = {z:g}",
-                      annotation_position="bottom left")
+        fig.add_vrect(x0=z, x1=min(end, max_span), fillcolor=MASKED_COLOR, opacity=0.35, line_width=0)
+        fig.add_vline(x=z, line=dict(color="#444", dash="dot"))
+        fig.add_annotation(x=z, y=1.08, text=f"z = {z:g} ", xanchor="right", showarrow=False)
+        fig.add_annotation(x=min(end, max_span), y=1.08, text=f" z + R = {end:g}", showarrow=False,
+                           xanchor="left" if end < 0.8 * max_span else "right")
     fig.update_xaxes(title=f"distance x from the query back to the key ({unit})", range=[0, max_span])
-    fig.update_yaxes(title="mask m_z(x)", range=[-0.05, 1.1])
+    fig.update_yaxes(title="mask m_z(x)", range=[-0.05, 1.15])
     fig.update_layout(legend=dict(orientation="h", y=-0.22, x=0))
     return style(fig, title, height=420)
+
+
+def span_heatmap(after: np.ndarray, mask: np.ndarray, tokens: list[str], title: str, causal: bool,
+                 zmax: float) -> go.Figure:
+    """The masked attention [n, n] with the cells whose mask is 0 drawn grey, like a causal future."""
+    shown = np.where(mask > 0, after, np.nan)
+    fig = attention_heatmap(shown, tokens, tokens, title, causal=causal, zmax=zmax)
+    return fig.update_layout(plot_bgcolor=MASKED_COLOR)
 
 
 def removed_mass_figure(removed: np.ndarray, tokens: list[str], title: str) -> go.Figure:
@@ -59,7 +69,7 @@ def removed_mass_figure(removed: np.ndarray, tokens: list[str], title: str) -> g
     return fig
 
 
-def span_bars_figure(spans: np.ndarray, max_span: int, ramp: int, title: str) -> go.Figure:
+def span_bars_figure(spans: np.ndarray, max_span: int, title: str) -> go.Figure:
     """spans [layers, heads] in characters as bars grouped by layer, one colour per head."""
     layers, heads = spans.shape
     x = [f"layer {layer}" for layer in range(layers)]
@@ -72,8 +82,7 @@ def span_bars_figure(spans: np.ndarray, max_span: int, ramp: int, title: str) ->
     fig.add_hline(y=max_span, line=dict(color="#444", dash="dash"), annotation_text=f"S = {max_span}",
                   annotation_position="top right")
     fig.update_xaxes(title="layer")
-    fig.update_yaxes(title=f"learned span z (characters; the head also reads the {ramp}-character ramp)",
-                     range=[0, max_span * 1.15])
+    fig.update_yaxes(title="learned span z (characters)", range=[0, max_span * 1.15])
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.2, x=0))
     return style(fig, title, height=440)
 

@@ -1,9 +1,7 @@
 """A checkpoint series' masked-LM predictions: the top-k table side by side, the candidates'
 probability and rank across steps, and the training loss with the checkpoints marked."""
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
-from pandas.io.formats.style import Styler
 from plotly.colors import qualitative, sample_colorscale
 
 from viz.labels import display_token, escape
@@ -11,34 +9,61 @@ from viz.theme import ATTENTION_SCALE, HIGHLIGHT_COLOR, style
 
 CANDIDATE_COLORS = qualitative.Dark24
 LOG_STEPS_FROM = 10  # a log step axis once the last step is this many times the first
+MAX_STEP_TICKS = 12  # a tick at every checkpoint up to this many
+MIN_TICK_GAP = 0.06  # of the axis span between two tick labels
+PAD = "padding: 0.3em 0.7em; white-space: nowrap"
+HEADER = f'style="{PAD}; text-align: left; font-weight: 600; border-bottom: 1px solid #ccc"'
 
 
-def topk_table(labels: list[str], tokens: list[list[str]], scores: list[list[float]]) -> Styler:
-    """Rank rows x checkpoint columns ("italy  62.1%"), each cell shaded by its probability."""
-    def column(values: list) -> pd.Series:
-        return pd.Series(values, index=range(1, len(values) + 1))
+def topk_table(labels: list[str], tokens: list[list[str]], scores: list[list[float]], scale: float = 1.0) -> str:
+    """An HTML table: rank rows x checkpoint columns ("italy  62.1%"), each cell shaded by its
+    probability; every label and token is escaped. `scale` enlarges the type (lecture mode)."""
+    k = max((len(column) for column in tokens), default=0)
+    head = "".join(f"<th {HEADER}>{escape(label)}</th>" for label in labels)
+    rows = []
+    for rank in range(k):
+        cells = "".join(_cell(words[rank], probabilities[rank]) if rank < len(words) else f'<td style="{PAD}"></td>'
+                        for words, probabilities in zip(tokens, scores))
+        rows.append(f"<tr><th {HEADER}>{rank + 1}</th>{cells}</tr>")
+    return (f'<div style="overflow-x: auto"><table style="border-collapse: collapse; font-size: {scale:.2f}rem">'
+            f"<thead><tr><th {HEADER}>rank</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
 
-    text = pd.DataFrame({label: column([f"{display_token(t)}  {p:.1%}" for t, p in zip(words, probabilities)])
-                         for label, words, probabilities in zip(labels, tokens, scores)}).fillna("")
-    shade = pd.DataFrame({label: column(probabilities) for label, probabilities in zip(labels, scores)}).fillna(0.0)
-    text.index.name = "rank"
-    return text.style.apply(lambda _: shade.map(_cell_css), axis=None)
 
-
-def _cell_css(probability: float) -> str:
+def _cell(token: str, probability: float) -> str:
     red, green, blue = sample_colorscale(ATTENTION_SCALE, [float(np.clip(probability, 0, 1))], colortype="tuple")[0]
     ink = "white" if probability > 0.5 else "black"
-    return f"background-color: rgb({red * 255:.0f}, {green * 255:.0f}, {blue * 255:.0f}); color: {ink}"
+    colors = f"background-color: rgb({red * 255:.0f}, {green * 255:.0f}, {blue * 255:.0f}); color: {ink}"
+    return (f'<td style="{PAD}; {colors}">'
+            f"{escape(display_token(token))}&nbsp;&nbsp;{probability:.1%}</td>")
 
 
-def _step_axis(fig: go.Figure, steps: list[int | None], labels: list[str]) -> list:
-    """x values: the steps (log scale when they span a wide range), or the labels when unknown."""
+def _step_axis(fig: go.Figure, steps: list[int | None], labels: list[str], ticks_at: list[int] | None = None) -> list:
+    """x values: the steps (log scale when they span a wide range), or the labels when unknown.
+    Up to MAX_STEP_TICKS checkpoints (`ticks_at`, default `steps`) get a tick each; more get
+    one tick per power of ten on a log axis, plotly's own on a linear one."""
     if any(s is None for s in steps):
         fig.update_xaxes(title="checkpoint", type="category")
         return [escape(label) for label in labels]
+    ticks_at = steps if ticks_at is None else ticks_at
     log = min(steps) > 0 and max(steps) >= LOG_STEPS_FROM * min(steps)
+    if 0 < len(ticks_at) <= MAX_STEP_TICKS:
+        shown = _spread(ticks_at, np.log10 if log else np.asarray)
+        fig.update_xaxes(tickvals=shown, ticktext=[f"{s:,}" for s in shown], tickangle=-45)
+    elif log:
+        fig.update_xaxes(dtick=1)
     fig.update_xaxes(title="training step" + (" (log scale)" if log else ""), type="log" if log else "linear")
     return list(steps)
+
+
+def _spread(ticks: list[int], position) -> list[int]:
+    """The ticks without those crowding a later one (labels would overlap); the last is kept."""
+    where = position(np.asarray(ticks, dtype=float))
+    gap = MIN_TICK_GAP * (where.max() - where.min())
+    kept = [len(ticks) - 1]
+    for index in range(len(ticks) - 2, -1, -1):
+        if where[kept[-1]] - where[index] >= gap:
+            kept.append(index)
+    return [ticks[i] for i in reversed(kept)]
 
 
 def trajectory_figure(labels: list[str], steps: list[int | None], tokens: list[str], values: np.ndarray,
@@ -56,12 +81,13 @@ def trajectory_figure(labels: list[str], steps: list[int | None], tokens: list[s
             customdata=[escape(label) for label in labels],
             hovertemplate=f"{name}<br>%{{customdata}}<br>{kind} %{{y:{number}}}<extra></extra>",
         ))
+    scale = dict(type="log", dtick=1) if log_y else dict(type="linear")  # log: a tick per power of ten
     if kind == "rank":
-        fig.update_yaxes(title="rank (1 = top prediction" + (", log scale)" if log_y else ")"),
-                         type="log" if log_y else "linear", autorange="reversed")
+        fig.update_yaxes(title="rank (1 = top prediction" + (", log scale)" if log_y else ")"), autorange="reversed",
+                         tickformat=",d", **scale)
     else:
-        fig.update_yaxes(title="probability" + (" (log scale)" if log_y else ""), type="log" if log_y else "linear",
-                         tickformat=".0%" if not log_y else None, rangemode="tozero" if not log_y else None)
+        fig.update_yaxes(title="probability" + (" (log scale)" if log_y else ""), tickformat=".3~%",
+                         rangemode="tozero" if not log_y else None, **scale)
     fig.update_layout(legend=dict(title=dict(text="candidate")))
     return style(fig, title, height=440)
 
@@ -78,7 +104,7 @@ def loss_figure(steps: np.ndarray, loss: np.ndarray, checkpoint_steps: list[int]
         customdata=[escape(label) for label in checkpoint_labels],
         hovertemplate="%{customdata}<br>loss ≈ %{y:.3f}<extra></extra>",
     ))
-    _step_axis(fig, [int(s) for s in steps], [])
+    _step_axis(fig, [int(s) for s in steps], [], ticks_at=list(checkpoint_steps))
     fig.update_yaxes(title="loss (cross-entropy on masked tokens, nats)")
     fig.update_layout(legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
     return style(fig, title, height=400)
