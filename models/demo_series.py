@@ -12,7 +12,6 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -54,17 +53,6 @@ def demo_series_ready(seed: int = 0) -> bool:
     return demo_series_dir(seed).is_dir()
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    # tiny matrices: a second thread only adds contention on a shared 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def ensure_demo_series(seed: int = 0, progress: Progress | None = None) -> Path:
     """The demo series folder, trained first if it isn't cached yet.
 
@@ -76,12 +64,14 @@ def ensure_demo_series(seed: int = 0, progress: Progress | None = None) -> Path:
         return final
     building = final.parent / f".building-{final.name}-{uuid.uuid4().hex[:8]}"
     building.mkdir(parents=True)
+    threads = torch.get_num_threads()
     try:
         corpus = write_corpus(building / "corpus.txt", N_SENTENCES, seed)
-        with _one_thread():
-            train(demo_config(building, corpus, seed), progress)
+        torch.set_num_threads(1)  # tiny matrices: a second thread only adds contention on a shared machine
+        train(demo_config(building, corpus, seed), progress)
         with contextlib.suppress(OSError):  # another session finished first: keep theirs
             os.rename(building, final)
     finally:
+        torch.set_num_threads(threads)
         shutil.rmtree(building, ignore_errors=True)
     return final

@@ -29,7 +29,7 @@ class SavedRunInfo:
     """What the run list shows, read from run.json only."""
 
     name: str
-    created: str  # "YYYY-MM-DD HH:MM"
+    created: str  # "YYYY-MM-DD HH:MM:SS"
     source: str
     steps: int
     final_loss: float
@@ -61,7 +61,7 @@ def save_run(run: TrainedRun, name: str | None = None) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     save_file({key: value.contiguous() for key, value in run.model.state_dict().items()}, folder / WEIGHTS_FILE)
     meta = {
-        "created": time.strftime("%Y-%m-%d %H:%M"),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "source": run.source,
         "vocab": run.vocab,
         "train_seconds": run.train_seconds,

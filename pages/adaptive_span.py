@@ -5,7 +5,7 @@ import streamlit as st
 from models.adaptive_span import SpanEffect, apply_span, mask_curve, parse_spans, span_savings
 from models.span_corpus import SOURCE_NAME, copy_distance, generate_corpus
 from models.span_lm import SpanLMConfig, TrainConfig, TrainedRun, TrainingTextError, TrainProgress, decode_text, train
-from models.span_runs import SavedRunInfo, SpanRunError, list_runs, load_run, runs_dir, save_run
+from models.span_runs import META_FILE, SavedRunInfo, SpanRunError, list_runs, load_run, runs_dir, save_run
 from pages._shared import bound, current_run, current_spec, int_control_state, show_figure
 from viz.adaptive_span import (Curve, head_color, mask_curves_figure, removed_mass_figure, span_bars_figure,
                                span_heatmap, spans_over_steps_figure)
@@ -85,19 +85,15 @@ def training_ui() -> tuple[str, object, SpanLMConfig, TrainConfig]:
     return source, upload, model, TrainConfig(steps=steps, span_loss=span_loss)
 
 
-def run_picker_ui(runs: list[SavedRunInfo]) -> str:
+def run_picker_ui(runs: list[SavedRunInfo]) -> SavedRunInfo:
     names = [info.name for info in runs]
     asked = st.query_params.get(RUN_KEY)
     if asked is not None and asked not in names and RUN_KEY not in st.session_state:
         st.warning(f"The link asks for the saved run '{asked}', which isn't on this machine: showing the newest.")
     if st.session_state.get(RUN_KEY) not in names:
         st.session_state.pop(RUN_KEY, None)
-    by_name = {info.name: info for info in runs}
     name = st.selectbox("Saved run", names, **bound(RUN_KEY), help=f"saved under {runs_dir()}")
-    info = by_name[name]
-    st.caption(f"{info.created} · trained on the {info.source} · {info.steps} steps · final loss "
-               f"{info.final_loss:.3f} nats/char · mean span {info.mean_span:.1f} characters")
-    return name
+    return runs[names.index(name)]
 
 
 # ---- sections ----
@@ -175,15 +171,22 @@ def train_section(has_runs: bool) -> None:
         train_and_save(source, upload, model_config, train_config)
 
 
+def training_text(source: str, upload) -> tuple[str, str] | None:
+    """(text, its name) to train on, or None after saying what is missing; raises TrainingTextError."""
+    if source == SOURCE_NAME:
+        return generate_corpus(), SOURCE_NAME
+    if upload is None:
+        st.warning("Choose a text file to train on, or pick the generated corpus.")
+        return None
+    return decode_text(upload.getvalue(), upload.name), upload.name
+
+
 def train_and_save(source: str, upload, model_config: SpanLMConfig, train_config: TrainConfig) -> None:
+    """Train with a progress bar, save the run and select it in the run picker below."""
     try:
-        if source == SOURCE_NAME:
-            text, label = generate_corpus(), SOURCE_NAME
-        elif upload is None:
-            st.warning("Choose a text file to train on, or pick the generated corpus.")
+        chosen = training_text(source, upload)
+        if chosen is None:
             return
-        else:
-            text, label = decode_text(upload.getvalue(), upload.name), upload.name
         bar = st.progress(0.0, text="Starting…")
 
         def report(progress: TrainProgress) -> None:
@@ -191,7 +194,7 @@ def train_and_save(source: str, upload, model_config: SpanLMConfig, train_config
                          text=f"Step {progress.step} of {progress.total_steps}: loss {progress.lm_loss:.3f} "
                               f"nats/char, mean span {progress.spans.mean():.1f} characters")
 
-        run = train(text, model_config, train_config, report, source=label)
+        run = train(chosen[0], model_config, train_config, report, source=chosen[1])
         name = save_run(run)
     except (TrainingTextError, SpanRunError) as error:
         st.error(str(error))
@@ -215,13 +218,15 @@ def learned_section() -> None:
         st.info("No trained run on this machine yet: train one above (about a minute), or ahead of time with "
                 "`python -m models.train_span`.")
         return
-    name = run_picker_ui(runs)
+    info = run_picker_ui(runs)
+    st.caption(f"{info.created} · trained on the {info.source} · {info.steps} steps · final loss "
+               f"{info.final_loss:.3f} nats/char · mean span {info.mean_span:.1f} characters")
     try:
-        trained = cached_span_run(name, (runs_dir() / name / "run.json").stat().st_mtime)
+        trained = cached_span_run(info.name, (runs_dir() / info.name / META_FILE).stat().st_mtime)
     except (SpanRunError, OSError) as error:
         st.error(str(error))
         return
-    trained_views(trained, name)
+    trained_views(trained, info.name)
 
 
 def trained_views(trained: TrainedRun, name: str) -> None:

@@ -29,7 +29,7 @@ DEFAULT_TEXT = "The capital of [MASK] is Rome."
 
 # --- cached computations: one model in memory at a time, results kept ---
 
-@st.cache_data(max_entries=256, show_spinner=False)
+@st.cache_data(max_entries=96, show_spinner=False)  # each holds [masks, vocab] probabilities
 def cached_fill(spec: str, step: int | None, problem: str | None, signature: str, text: str,
                 top_k: int) -> CheckpointFill:
     """`signature` changes when the checkpoint folder is rewritten."""
@@ -145,8 +145,8 @@ def demo_checkpoints() -> list[Checkpoint] | None:
     if not demo_series_ready():
         st.info("The demo series isn't built yet: a small BERT (2 layers × 4 heads) trained from scratch on "
                 "sentences generated from a table of countries, capitals and languages, saved at 8 steps. "
-                "Training takes 1–2 minutes on 2 CPU cores, once; then it is kept on disk. "
-                "Ahead of time: `python -m models.train_mlm --demo`.")
+                "Training takes 1–2 minutes on 2 CPU cores, once; then it is kept on disk. Changing a control "
+                "while it trains stops it. Ahead of time: `python -m models.train_mlm --demo`.")
         if st.button("Train the demo series", type="primary", icon=":material/model_training:"):
             train_demo()
         return None

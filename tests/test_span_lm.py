@@ -1,4 +1,6 @@
 """The adaptive-span language model: training, saved runs, the CLI, the generated corpus."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -67,13 +69,15 @@ def test_save_and_reload_give_the_same_spans_and_predictions(tiny_run):
 
 
 def test_saved_runs_are_listed_newest_first(tiny_run):
-    first = span_runs.save_run(tiny_run, "a-first")
-    second = span_runs.save_run(tiny_run)
-    names = [info.name for info in span_runs.list_runs()]
-    assert set(names) == {first, second}
-    info = span_runs.list_runs()[0]
-    assert info.steps == FEW_STEPS.steps and info.source == "generated corpus"
-    assert info.mean_span == pytest.approx(float(tiny_run.spans().mean()), abs=1e-3)
+    older = span_runs.save_run(tiny_run, "z-older")
+    meta_path = span_runs.runs_dir() / older / span_runs.META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "created": "2001-01-01 00:00:00"}))
+    newer = span_runs.save_run(tiny_run)
+    infos = span_runs.list_runs()
+    assert [info.name for info in infos] == [newer, older]
+    assert infos[0].steps == FEW_STEPS.steps and infos[0].source == "generated corpus"
+    assert infos[0].mean_span == pytest.approx(float(tiny_run.spans().mean()), abs=1e-3)
 
 
 def test_a_damaged_run_is_skipped_in_the_list_and_refused_on_load(tiny_run, data_dir):

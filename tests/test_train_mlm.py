@@ -140,3 +140,17 @@ def test_a_cached_demo_series_is_not_trained_again(tmp_path, monkeypatch):
     monkeypatch.setattr(demo_series, "train", lambda *a, **k: pytest.fail("trained again"))
     demo_series.demo_series_dir().mkdir(parents=True)
     assert demo_series.ensure_demo_series() == demo_series.demo_series_dir()
+
+
+def test_the_cli_trains_on_the_bundled_bert_vocabulary(tmp_path, corpus):
+    out = tmp_path / "bundled"
+    main(["--text", str(corpus), "--out", str(out), "--save-at", "1", "--tokenizer", "bundled", "--hidden-size", "32",
+          "--batch-size", "2", "--quiet"])
+    loaded = load_model(str(out / "checkpoint-1"))
+    assert loaded.config.vocab_size == 30522 and loaded.tokenizer.tokenize("Italy") == ["italy"]
+
+
+def test_a_hub_dataset_without_the_datasets_package_gets_a_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if not installed
+    with pytest.raises(SystemExit, match="pip install datasets"):
+        main(["--dataset", "wikitext:wikitext-2-raw-v1", "--out", str(tmp_path / "x"), "--save-at", "1"])

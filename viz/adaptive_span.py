@@ -75,7 +75,7 @@ def span_bars_figure(spans: np.ndarray, max_span: int, title: str) -> go.Figure:
     x = [f"layer {layer}" for layer in range(layers)]
     fig = go.Figure([
         go.Bar(x=x, y=spans[:, head], name=f"head {head}", marker_color=head_color(head),
-               text=[f"{s:.0f}" for s in spans[:, head]], textposition="outside",
+               text=[f"{s:.0f}" for s in spans[:, head]], textposition="outside", cliponaxis=False,
                hovertemplate=f"%{{x}}, head {head}<br>span z %{{y:.1f}} characters<extra></extra>")
         for head in range(heads)
     ])

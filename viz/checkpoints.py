@@ -16,8 +16,9 @@ HEADER = f'style="{PAD}; text-align: left; font-weight: 600; border-bottom: 1px 
 
 
 def topk_table(labels: list[str], tokens: list[list[str]], scores: list[list[float]], scale: float = 1.0) -> str:
-    """An HTML table: rank rows x checkpoint columns ("italy  62.1%"), each cell shaded by its
-    probability; every label and token is escaped. `scale` enlarges the type (lecture mode)."""
+    """An HTML table: rank rows x checkpoint columns, each cell a token over its probability
+    ("italy / 62.1%"), shaded by it; every label and token is escaped. `scale` enlarges the type
+    (lecture mode); two-line cells keep the columns narrow enough for many checkpoints."""
     k = max((len(column) for column in tokens), default=0)
     head = "".join(f"<th {HEADER}>{escape(label)}</th>" for label in labels)
     rows = []
@@ -34,7 +35,7 @@ def _cell(token: str, probability: float) -> str:
     ink = "white" if probability > 0.5 else "black"
     colors = f"background-color: rgb({red * 255:.0f}, {green * 255:.0f}, {blue * 255:.0f}); color: {ink}"
     return (f'<td style="{PAD}; {colors}">'
-            f"{escape(display_token(token))}&nbsp;&nbsp;{probability:.1%}</td>")
+            f'{escape(display_token(token))}<br><span style="font-size: 0.8em">{probability:.1%}</span></td>')
 
 
 def _step_axis(fig: go.Figure, steps: list[int | None], labels: list[str], ticks_at: list[int] | None = None) -> list:

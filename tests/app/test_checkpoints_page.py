@@ -33,7 +33,8 @@ def tables(at) -> list[pd.DataFrame]:
     """The page's top-k tables (HTML) as text frames: a column per checkpoint, a row per rank."""
     frames = []
     for element in at.get("html"):
-        rows = [[html.unescape(cell).replace("\xa0", " ") for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)]
+        rows = [[" ".join(html.unescape(re.sub(r"<[^>]+>", " ", cell)).split())
+                 for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)]
                 for row in re.findall(r"<tr>(.*?)</tr>", element.proto.body)]
         if rows and rows[0][0] == "rank":
             frames.append(pd.DataFrame([r[1:] for r in rows[1:]], columns=rows[0][1:], index=[r[0] for r in rows[1:]]))
@@ -56,7 +57,7 @@ def test_the_table_puts_each_checkpoints_top_k_side_by_side_in_step_order(series
     assert list(table.columns) == ["step 10", "step 100", "step 1,000"]
     for step, column in zip(STEPS, table.columns):
         top = _reference(series, step).masks[0].top
-        assert table[column].tolist() == [f"{display_token(c.token)}  {c.score:.1%}" for c in top]
+        assert table[column].tolist() == [f"{display_token(c.token)} {c.score:.1%}" for c in top]
 
 
 def test_trajectories_default_to_the_final_top_k_and_follow_a_chosen_word(series):
@@ -87,7 +88,7 @@ def test_two_masks_get_a_table_each_and_a_choice_of_mask(series):
     _healthy(at)
     assert len(tables(at)) == 2
     second = _reference(series, 1000, text).masks[1]
-    assert tables(at)[1]["step 1,000"].tolist()[0] == f"{display_token(second.top[0].token)}  " \
+    assert tables(at)[1]["step 1,000"].tolist()[0] == f"{display_token(second.top[0].token)} " \
                                                               f"{second.top[0].score:.1%}"
     at.segmented_control(key="ckpt_mask").set_value("mask 2").run()
     _healthy(at)

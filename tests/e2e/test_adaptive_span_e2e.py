@@ -67,7 +67,7 @@ def test_training_from_the_page_shows_progress_and_opens_the_new_run(browser_pag
     expect(page.locator('[data-testid="stProgress"]')).to_contain_text("Step 20 of 20")  # the bar stays
     bp.wait_idle()
     expect(_title(page, "Learned spans, 1 layer × 1 head")).to_be_visible()
-    assert "span_run=" in page.url
+    expect(page.get_by_text("trained on the generated corpus · 20 steps")).to_be_visible()  # the new run is open
     bp.assert_healthy()
     assert not bp.blocked, f"the page tried to reach outside: {bp.blocked}"
     bp.screenshot("adaptive_span_trained")
