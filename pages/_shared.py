@@ -10,7 +10,7 @@ from streamlit.runtime.pages_manager import PagesManager
 
 from models import AttentionRun, LoadedModel, ModelLoadError, RunError, load_model, run_attention
 from models.settings import settings_from_env
-from viz.theme import plotly_config
+from viz.theme import LECTURE_KEY, for_projector, plotly_config
 
 MODEL_KEY, TEXT_KEY, TEXT_B_KEY = "model", "text", "text_b"
 CACHE_LIMITS = settings_from_env()  # cache sizes are fixed when the server starts
@@ -99,9 +99,17 @@ def current_run() -> tuple[LoadedModel, AttentionRun] | None:
     return loaded, run
 
 
-def show_figure(fig, name: str, **kwargs):
-    """st.plotly_chart with the shared export settings (PNG named after `name`)."""
-    return st.plotly_chart(fig, config=plotly_config(name), width="stretch", **kwargs)
+def lecture_mode() -> bool:
+    """The sidebar's presentation switch: pages show the essentials, figures go large."""
+    return bool(st.session_state.get(LECTURE_KEY, False))
+
+
+def show_figure(fig, name: str, image_format: str = "png", **kwargs):
+    """st.plotly_chart with the shared export settings (the camera saves `image_format`, named
+    after `name`), enlarged for a projector in lecture mode."""
+    if lecture_mode():
+        for_projector(fig)
+    return st.plotly_chart(fig, config=plotly_config(name, image_format), width="stretch", **kwargs)
 
 
 if PagesManager.uses_pages_directory:

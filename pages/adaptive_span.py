@@ -10,7 +10,7 @@ from pages._shared import bound, current_run, current_spec, int_control_state, s
 from viz.adaptive_span import (Curve, head_color, mask_curves_figure, removed_mass_figure, span_bars_figure,
                                span_heatmap, spans_over_steps_figure)
 from viz.heatmap import attention_heatmap
-from viz.theme import LECTURE_KEY, file_stem, for_projector
+from viz.theme import file_stem
 
 MAX_SPANS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 S_KEY, Z_KEY, R_KEY, OTHERS_KEY = "span_S", "span_z", "span_R", "span_others"
@@ -32,14 +32,6 @@ def cached_span_run(name: str, saved_at: float) -> TrainedRun:
 
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
-
-
-def lecture_mode() -> bool:
-    return bool(st.session_state.get(LECTURE_KEY, False))
-
-
-def show(fig, name: str) -> None:
-    show_figure(for_projector(fig) if lecture_mode() else fig, name)
 
 
 # ---- controls: each returns what it read; every value lives in the URL ----
@@ -122,7 +114,7 @@ def formula_section() -> tuple[int, int]:
     curves += [Curve(f"z = {span:g}", *mask_curve(min(span, max_span), ramp, max_span), color=head_color(k),
                      dash="dash", width=2) for k, span in enumerate(others)]
     with plot:
-        show(mask_curves_figure(curves, max_span, "tokens", f"Soft span mask, S = {max_span}, R = {ramp}",
+        show_figure(mask_curves_figure(curves, max_span, "tokens", f"Soft span mask, S = {max_span}, R = {ramp}",
                                 marks=(z, z + ramp)), f"span_mask_z{z}_R{ramp}_S{max_span}")
     return z, ramp
 
@@ -143,10 +135,10 @@ def applied_section(z: int, ramp: int) -> None:
     stem = file_stem("span", current_spec(), f"L{layer}", f"H{head}", f"z{z}", f"R{ramp}")
     left, right = st.columns(2)
     with left:
-        show(attention_heatmap(before, run.tokens, run.tokens, f"Before: layer {layer}, head {head}",
+        show_figure(attention_heatmap(before, run.tokens, run.tokens, f"Before: layer {layer}, head {head}",
                                causal=run.causal, zmax=top), f"{stem}_before")
     with right:
-        show(span_heatmap(effect.after, effect.mask, run.tokens, f"After the span mask (z = {z}, R = {ramp})",
+        show_figure(span_heatmap(effect.after, effect.mask, run.tokens, f"After the span mask (z = {z}, R = {ramp})",
                           run.causal, top), f"{stem}_after")
     st.caption("Grey cells on the right: keys the span cuts off (mask 0)" +
                (", and the future a causal model never sees." if run.causal else "."))
@@ -155,7 +147,7 @@ def applied_section(z: int, ramp: int) -> None:
                       help="share of the query-key cells this head may see whose mask is 0")
     columns[1].metric("Mass removed, mean over queries", f"{effect.removed.mean():.1%}")
     columns[2].metric("Mass removed, worst query", f"{effect.removed.max():.1%}")
-    show(removed_mass_figure(effect.removed, run.tokens, "Attention mass each query loses to the mask "
+    show_figure(removed_mass_figure(effect.removed, run.tokens, "Attention mass each query loses to the mask "
                                                           "(before renormalising)"), f"{stem}_removed")
 
 
@@ -232,7 +224,7 @@ def learned_section() -> None:
 def trained_views(trained: TrainedRun, name: str) -> None:
     config, spans = trained.model_config, trained.spans()
     st.subheader("Learned span of every head")
-    show(span_bars_figure(spans, config.max_span,
+    show_figure(span_bars_figure(spans, config.max_span,
                           f"Learned spans, {plural(config.n_layers, 'layer')} × {plural(config.n_heads, 'head')} "
                           f"(λ = {trained.train_config.span_loss:g})"), f"span_bars_{name}")
     if trained.source == SOURCE_NAME:
@@ -244,11 +236,11 @@ def trained_views(trained: TrainedRun, name: str) -> None:
                     *mask_curve(spans[layer, head], config.ramp, config.max_span), color=head_color(head),
                     dash=("solid", "dash", "dot", "dashdot")[layer % 4], width=2.5)
               for layer in range(config.n_layers) for head in range(config.n_heads)]
-    show(mask_curves_figure(curves, config.max_span, "characters", f"Masking curves of every head (R = {config.ramp})"),
+    show_figure(mask_curves_figure(curves, config.max_span, "characters", f"Masking curves of every head (R = {config.ramp})"),
          f"span_curves_{name}")
     st.subheader("Spans over training")
     history = trained.history
-    show(spans_over_steps_figure(history.steps, history.spans_array(), history.lm_loss, config.max_span,
+    show_figure(spans_over_steps_figure(history.steps, history.spans_array(), history.lm_loss, config.max_span,
                                  f"Spans and loss over {history.steps[-1]} steps (trained in "
                                  f"{trained.train_seconds:.0f} s)"), f"span_history_{name}")
     savings_section(trained)

@@ -13,7 +13,7 @@ from models.lens import Lens, make_lens
 from models.neuron import NeuronViewUnsupported, neuron_vectors
 from models.scores import ScoresUnavailable
 from models.words import special_token_mask, stack_word_spans
-from pages._shared import bound, cached_model, cached_run, current_run, current_spec, current_texts, int_control_state
+from pages._shared import show_figure, lecture_mode, bound, cached_model, cached_run, current_run, current_spec, current_texts, int_control_state
 from viz.bars import token_bars
 from viz.bertviz_offline import (BertvizLimits, BertvizUnavailable, encoder_decoder_entries, head_view_html,
                                  model_view_html, neuron_view_html, self_attention_entries)
@@ -21,7 +21,7 @@ from viz.heatmap import attention_heatmap
 from viz.labels import display_token
 from viz.overview import ThumbnailGrid, heads_overview, thumbnail_grid
 from viz.stats import stats_heatmap, stats_table
-from viz.theme import IMAGE_FORMATS, LECTURE_KEY, LECTURE_SCALE, file_stem, for_projector, plotly_config
+from viz.theme import IMAGE_FORMATS, LECTURE_SCALE, file_stem
 
 LAYER_KEY, HEAD_KEY, STACK_KEY, OVERVIEW_KEY = "layer", "head", "stack", "overview"
 AGGREGATION_KEY, WORDS_KEY, PAIR_KEY, FORMAT_KEY = "aggregation", "words", "pair", "image_format"
@@ -96,16 +96,10 @@ def cached_bertviz(spec: str, text: str, text_b: str, view: str, words: bool, ma
 
 # --- widgets: each returns what it read ---
 
-def lecture_mode() -> bool:
-    return bool(st.session_state.get(LECTURE_KEY, False))
-
-
 def show(fig, name: str, **kwargs):
-    """A figure with the chosen camera format, enlarged for a projector in lecture mode."""
-    if lecture_mode():
-        for_projector(fig)
+    """show_figure with the camera format chosen on this page."""
     image_format = (st.session_state.get(FORMAT_KEY) or CAMERA_FORMATS[0]).lower()
-    return st.plotly_chart(fig, config=plotly_config(name, image_format), width="stretch", **kwargs)
+    return show_figure(fig, name, image_format=image_format, **kwargs)
 
 
 def section(title: str):

@@ -16,7 +16,6 @@ from models.scaling import (
 )
 from models.scores import IDENTITY_TOLERANCE, ScoreStack, ScoresUnavailable, head_scores, neuron_view
 from pages._shared import bound, cached_model, current_run, current_texts, int_control_state, show_figure
-from viz.theme import LECTURE_KEY, for_projector
 from viz.scaling import (
     dot_product_histograms,
     mean_abs_figure,
@@ -64,11 +63,6 @@ def cached_scored_run(spec: str, text: str, text_pair: str) -> AttentionRun:
     return run_attention(cached_model(spec), text, text_pair or None, with_scores=True)
 
 
-def show(fig, name: str) -> None:
-    """show_figure, enlarged for a projector when the sidebar's lecture mode is on."""
-    show_figure(for_projector(fig) if st.session_state.get(LECTURE_KEY) else fig, name)
-
-
 def random_vectors_ui() -> tuple[int, int, int]:
     left, middle, right = st.columns([3, 2, 1])
     d = left.select_slider("Dimension d of q and k (log steps)", DIMS, value=64, **bound(D_KEY))
@@ -109,12 +103,12 @@ def random_vectors_section() -> tuple[int, int]:
     d, n_samples, seed = random_vectors_ui()
     with st.spinner("Sampling random vectors…"):
         sample = cached_sample(d, n_samples, seed)
-    show(dot_product_histograms(sample), f"dot_products_d{d}_n{n_samples}_seed{seed}")
+    show_figure(dot_product_histograms(sample), f"dot_products_d{d}_n{n_samples}_seed{seed}")
     unscaled, scaled = sample.variances
     st.caption(f"Sample variance: q·k {unscaled:.4g} (theory {d}); q·k / √d {scaled:.3f} (theory 1).")
     with st.spinner("Sampling every dimension…"):
         curve = cached_curve(n_samples, seed)
-    show(mean_abs_figure(curve, sample), f"mean_abs_dot_n{n_samples}_seed{seed}")
+    show_figure(mean_abs_figure(curve, sample), f"mean_abs_dot_n{n_samples}_seed{seed}")
     classic_section(seed)
     return d, seed
 
@@ -135,10 +129,10 @@ def softmax_section(d: int, seed: int) -> None:
                 "nearly all weight on one key (entropy to 0) and its gradient vanishes. With q·k / √d "
                 "nothing depends on d.")
     n_keys = keys_ui()
-    show(softmax_sweep_figure(cached_sweep(n_keys, seed)), f"softmax_vs_d_n{n_keys}_seed{seed}")
+    show_figure(softmax_sweep_figure(cached_sweep(n_keys, seed)), f"softmax_vs_d_n{n_keys}_seed{seed}")
     temperature = temperature_ui()
     example = temperature_example(d, n_keys, seed, temperature)
-    show(temperature_figure(example), f"temperature_d{d}_t{temperature}")
+    show_figure(temperature_figure(example), f"temperature_d{d}_t{temperature}")
     st.caption(f"At t = {temperature:g}: largest weight {example.max_weight:.3f}, entropy {example.entropy:.3f} "
                f"nats (uniform: ln {n_keys}). The dimension d = {d} is the one chosen above.")
 
@@ -192,12 +186,12 @@ def live_section() -> None:
     st.markdown(scaling_note(stack, layer))
     identity_check(stack)
     title = f"{loaded.spec}, {name}, layer {layer}, head {head}: scores of every visible query-key pair"
-    show(score_histograms(head_scores(stack, layer, head), title), f"scores_{loaded.spec}_{name}_L{layer}_H{head}")
+    show_figure(score_histograms(head_scores(stack, layer, head), title), f"scores_{loaded.spec}_{name}_L{layer}_H{head}")
     st.caption("The black curves are the random-vector baseline for this d_head: what q·k would be if q and k "
                "had independent N(0, 1) components.")
     view = neuron_view(stack, layer, head, query)
     where = f"layer {layer}, head {head} ({name})"
-    show(neuron_figure(view, names.key_tokens, names.query_tokens[query], query, where),
+    show_figure(neuron_figure(view, names.key_tokens, names.query_tokens[query], query, where),
                 f"neuron_{loaded.spec}_{name}_L{layer}_H{head}_q{query}")
     st.caption("Red components are positive, blue negative; grey bars are keys the mask hides from this query.")
 
