@@ -100,7 +100,8 @@ def main() -> None:
     args = parser.parse_args()
     path = bundled_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path, attn_implementation="eager").eval()
+    # float32 as the app loads it: the checkpoint is stored in float16, which is slow on a CPU
+    model = AutoModel.from_pretrained(path, attn_implementation="eager", dtype=torch.float32).eval()
     print(f"torch threads: {torch.get_num_threads()}")
     print("| tokens | bare forward | Heads page (server) | ratio | sent to browser | change head "
           "| bertviz model_view | bertviz HTML |")

@@ -22,7 +22,8 @@ from models.run import RunError, encode
 from models.settings import Settings
 
 CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")  # the Hugging Face Trainer's folder names
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json")
 TRAINER_STATE = "trainer_state.json"
 HUB_STEP = re.compile(r"step[_-]?(\d+)(k?)\b", re.IGNORECASE)  # multiberts-seed_0-step_20k, pythia step143000
 # MultiBERTs seed 0: every 20k steps to 200k, then every 100k to 2M (Sellam et al. 2021)

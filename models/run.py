@@ -39,6 +39,12 @@ class AttentionRun:
         """[layers, heads, n, n] raw q.k before the scale (with_scores=True), of `attentions`' stack."""
         return None if self.score_stacks is None else next(iter(self.score_stacks.values())).scores
 
+    def __post_init__(self):
+        # a run is shared between sessions without copying (pages/_shared.py): never written to
+        for value in vars(self).values():
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+
     @property
     def n(self) -> int:
         return len(self.tokens)

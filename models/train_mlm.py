@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from tokenizers.pre_tokenizers import BertPreTokenizer
 from transformers import (
     AutoTokenizer,
     BertConfig,
@@ -100,7 +101,7 @@ def word_tokenizer(lines: list[str], vocab_size: int) -> BertTokenizer:
     Single characters and their ##-continuations are in the vocab too, so any other word
     still splits into pieces instead of becoming [UNK].
     """
-    split = BertTokenizer(vocab={t: i for i, t in enumerate(SPECIAL_TOKENS)}).backend_tokenizer.pre_tokenizer
+    split = BertPreTokenizer()  # what BERT splits on: whitespace and punctuation
     counts: dict[str, int] = {}
     for line in lines:
         for word, _ in split.pre_tokenize_str(line.lower()):
@@ -261,7 +262,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="output folder for the tokenizer and checkpoint-N folders")
     parser.add_argument("--save-at", type=parse_steps, default=[100, 1000], help="comma-separated steps")
     parser.add_argument("--tokenizer", default=CORPUS_TOKENIZER,
-                        help=f"'{CORPUS_TOKENIZER}' (word vocab of the text), 'bundled' (bert-base-uncased), a folder or hub id")
+                        help=f"'{CORPUS_TOKENIZER}' (word vocab of the text), 'bundled' (bert-base-uncased), "
+                             "a folder or a hub id")
     defaults = TrainConfig(output_dir=Path("."), save_at=[1])
     for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "max_length", "batch_size",
                  "warmup_steps", "logging_steps", "seed"):

@@ -11,12 +11,12 @@ from models.mlm import (Checkpoint, CheckpointFill, NoMaskError, SeriesError, Tr
                         fill_checkpoint, final_top, find_checkpoints, fingerprint, hub_checkpoints, multiberts_ids,
                         read_training_log, trajectories)
 from models.settings import settings_from_env
-from pages._shared import bound, int_control_state, show_figure
+from pages._shared import bound, int_control_state, lecture_mode, show_figure
 from viz.checkpoints import loss_figure, topk_table, trajectory_figure
 from viz.compare import shared_zmax
 from viz.heatmap import attention_heatmap
 from viz.overview import ThumbnailGrid, heads_overview, thumbnail_grid
-from viz.theme import LECTURE_KEY, LECTURE_SCALE, file_stem, for_projector
+from viz.theme import LECTURE_SCALE, file_stem
 
 # keys of their own: a link to this page never moves another page's controls
 SOURCE_KEY, FOLDER_KEY, HUB_KEY, TEXT_KEY, TOP_K_KEY = "ckpt_source", "ckpt_folder", "ckpt_hub", "ckpt_text", "ckpt_k"
@@ -49,14 +49,6 @@ def cached_hub_checkpoints(specs: tuple[str, ...]) -> list[Checkpoint]:
 
 
 # --- widgets: each returns what it read ---
-
-def lecture_mode() -> bool:
-    return bool(st.session_state.get(LECTURE_KEY, False))
-
-
-def show(fig, name: str, **kwargs):
-    return show_figure(for_projector(fig) if lecture_mode() else fig, name, **kwargs)
-
 
 def _use_multiberts() -> None:
     st.session_state[HUB_KEY] = "\n".join(multiberts_ids(0))
@@ -256,11 +248,11 @@ def trajectories_section(fills: list[CheckpointFill], good: list[CheckpointFill]
     paths = trajectories(fills, [by_word[word] for word in chosen], mask)
     left, right = st.columns(2)
     with left:
-        show(trajectory_figure(paths.labels, paths.steps, paths.tokens, paths.probability, "probability", log,
-                               f"Probability of each candidate at mask {mask + 1}"), f"{name}_probability")
+        show_figure(trajectory_figure(paths.labels, paths.steps, paths.tokens, paths.probability, "probability", log,
+                                      f"Probability of each candidate at mask {mask + 1}"), f"{name}_probability")
     with right:
-        show(trajectory_figure(paths.labels, paths.steps, paths.tokens, paths.rank, "rank", log,
-                               f"Rank of each candidate at mask {mask + 1} among all tokens"), f"{name}_rank")
+        show_figure(trajectory_figure(paths.labels, paths.steps, paths.tokens, paths.rank, "rank", log,
+                                      f"Rank of each candidate at mask {mask + 1} among all tokens"), f"{name}_rank")
 
 
 def loss_section(log: TrainingLog | None, checkpoints: list[Checkpoint], name: str) -> None:
@@ -270,8 +262,8 @@ def loss_section(log: TrainingLog | None, checkpoints: list[Checkpoint], name: s
                 "carry one), so there is no loss curve.")
         return
     marked = [c for c in checkpoints if c.step is not None and c.problem is None]
-    show(loss_figure(log.steps, log.loss, [c.step for c in marked], [c.label for c in marked],
-                     "Training loss, with the checkpoints marked"), f"{name}_loss")
+    show_figure(loss_figure(log.steps, log.loss, [c.step for c in marked], [c.label for c in marked],
+                            "Training loss, with the checkpoints marked"), f"{name}_loss")
     if not lecture_mode():
         st.caption(f"From {log.source}: the loss the Trainer logged every few steps; a diamond where each "
                    "checkpoint was saved.")
@@ -279,11 +271,12 @@ def loss_section(log: TrainingLog | None, checkpoints: list[Checkpoint], name: s
 
 def attention_views(label: str, run: AttentionRun, grid: ThumbnailGrid, focus: tuple[int, int], zmax: float,
                     key: str, name: str) -> None:
-    show(heads_overview(grid, focus, f"{label}: all heads (click one to focus it)"), f"{name}_heads", key=key,
-         on_select=functools.partial(_focus_clicked_head, key), selection_mode="points")
+    show_figure(heads_overview(grid, focus, f"{label}: all heads (click one to focus it)"), f"{name}_heads",
+                key=key, on_select=functools.partial(_focus_clicked_head, key), selection_mode="points")
     layer, head = focus
-    show(attention_heatmap(run.attentions[layer, head], run.tokens, run.tokens, f"{label}: layer {layer}, head {head}",
-                           zmax=zmax), f"{name}_L{layer}_H{head}")
+    title = f"{label}: layer {layer}, head {head}"
+    show_figure(attention_heatmap(run.attentions[layer, head], run.tokens, run.tokens, title, zmax=zmax),
+                f"{name}_L{layer}_H{head}")
 
 
 def attention_section(good: list[CheckpointFill], text: str, name: str) -> None:

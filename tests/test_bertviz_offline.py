@@ -34,7 +34,7 @@ def bert_run(tiny_models):
 
 
 def _torch_layers(attentions: np.ndarray) -> tuple:
-    return tuple(torch.from_numpy(layer)[None] for layer in attentions)  # bertviz wants [1, heads, n, n] per layer
+    return tuple(torch.tensor(layer)[None] for layer in attentions)  # bertviz wants [1, heads, n, n] per layer
 
 
 def test_head_view_sends_what_bertviz_itself_sends(bert_run):
