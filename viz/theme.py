@@ -68,6 +68,7 @@ def for_projector(fig: go.Figure) -> go.Figure:
         title=dict(font=dict(size=size * 1.3)),
         height=int((fig.layout.height or 450) * LECTURE_SCALE * 0.9),
         margin=dict(t=int(50 * LECTURE_SCALE)),
+        legend=dict(font=dict(size=size * 0.85, color=PROJECTOR_INK)),
     )
     # axis fonts are set explicitly: Streamlit's plotly theme would keep its own small ones
     ticks, titles = dict(size=size * 0.85, color=PROJECTOR_INK), dict(size=size, color=PROJECTOR_INK)
