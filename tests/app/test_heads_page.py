@@ -1,7 +1,11 @@
 """The Heads page through AppTest, starting from app.py as the browser does."""
+import shutil
+
 import numpy as np
+import pytest
 
 from tests.app.conftest import array, figure, messages, open_app
+from tests.test_bad_input import ODD_TEXTS
 
 PAGE = None  # the default page: app.py opens on it
 
@@ -84,3 +88,23 @@ def test_folders_outside_the_allowed_ones_are_refused(tiny_models, monkeypatch):
     monkeypatch.setenv("EXPLORER_ALLOWED_FOLDERS", "/srv/nothing-here")
     at = open_app(PAGE, model=str(tiny_models["roberta"]))
     assert "doesn't load models from" in messages(at)
+
+
+@pytest.mark.parametrize("text", ODD_TEXTS.values(), ids=ODD_TEXTS.keys())
+def test_odd_texts_are_drawn_and_kept(text):
+    at = open_app(PAGE, text=text)
+    assert not at.exception and not at.error
+    assert at.session_state["text"] == text
+    assert _focused(at)["data"][0]["type"] == "heatmap"
+
+
+def test_a_failed_load_does_not_poison_the_cache(tiny_models, tmp_path):
+    folder = shutil.copytree(tiny_models["bert"], tmp_path / "half-written")
+    weights = folder / "model.safetensors"
+    complete = weights.read_bytes()
+    weights.write_bytes(complete[:100])
+    at = open_app(PAGE, model=str(folder))
+    assert "Couldn't load the model" in messages(at)
+    weights.write_bytes(complete)  # the copy finished
+    at.run()
+    assert not at.error and _focused(at)["data"][0]["type"] == "heatmap"
