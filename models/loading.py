@@ -50,6 +50,7 @@ PRESETS = (
 MAX_TOKENS = 512  # longest input the app runs; longer text is truncated with a notice
 HUB_TIMEOUT_S = 3.0
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+REVISION = re.compile(r"^[\w./-]+$")
 PRETRAINING_HAS_MLM = ("bert", "albert", "megatron-bert")  # not ELECTRA/Funnel: theirs is a discriminator
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer_config.json")
 
@@ -127,35 +128,50 @@ def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
         return False
 
 
-def _load_config(source: str, local_only: bool) -> PretrainedConfig:
+@dataclass(frozen=True)
+class _Source:
+    """Where to load from: a folder or hub id, whether to stay offline, which hub revision."""
+
+    path_or_id: str
+    local_only: bool
+    revision: str | None = None
+
+
+def _load_config(source: _Source) -> PretrainedConfig:
     try:
-        return AutoConfig.from_pretrained(source, local_files_only=local_only, trust_remote_code=False)
+        return AutoConfig.from_pretrained(source.path_or_id, revision=source.revision,
+                                          local_files_only=source.local_only, trust_remote_code=False)
     except ValueError as error:
         if "trust_remote_code" in str(error) or "does not recognize" in str(error):
             raise ModelLoadError(
-                f"'{source}' needs code from its repository to run, and this app never runs remote code."
+                f"'{source.path_or_id}' needs code from its repository to run, and this app never runs remote code."
             ) from error
-        raise ModelLoadError(f"'{source}' has a config this version of transformers can't read: {error}") from error
+        raise ModelLoadError(f"'{source.path_or_id}' has a config this version of transformers can't read: "
+                             f"{error}") from error
 
 
-def _resolve(spec: str, settings: Settings | None) -> tuple[str, PretrainedConfig]:
+def _resolve(spec: str, settings: Settings | None) -> tuple[_Source, PretrainedConfig]:
     """The source to load from and its config, or a ModelLoadError saying why not."""
     if spec in ALIASES:
-        source = str(ALIASES[spec]())
-        return source, _load_config(source, local_only=True)
+        source = _Source(str(ALIASES[spec]()), local_only=True)
+        return source, _load_config(source)
     if _looks_like_path(spec):
         folder = _checked_folder(spec)
         if settings is not None and not settings.folder_allowed(folder):
             raise ModelLoadError(f"This server doesn't load models from '{spec}'; ask its host to allow the "
                                  "folder (EXPLORER_ALLOWED_FOLDERS).")
-        return str(folder), _load_config(str(folder), local_only=True)
-    if not HUB_ID.match(spec):
-        raise ModelLoadError(f"'{spec}' is neither a hub model id (like 'gpt2' or 'org/name') nor a folder.")
+        source = _Source(str(folder), local_only=True)
+        return source, _load_config(source)
+    repo_id, _, revision = spec.partition("@")  # "org/name@step1000": a hub revision (branch, tag, commit)
+    if not HUB_ID.match(repo_id) or (revision and not REVISION.match(revision)):
+        raise ModelLoadError(f"'{spec}' is neither a hub model id (like 'gpt2', 'org/name' or 'org/name@revision') "
+                             "nor a folder.")
     if settings is not None and not settings.allow_hub:
         raise ModelLoadError(f"This server doesn't load hub models like '{spec}': use '{DEFAULT_MODEL}' "
                              "or an allowed local folder.")
+    cached = _Source(repo_id, local_only=True, revision=revision or None)
     try:
-        return spec, _load_config(spec, local_only=True)  # already in the local cache
+        return cached, _load_config(cached)  # already in the local cache: load it all from there
     except (OSError, ModelLoadError):
         pass
     if not hub_reachable():
@@ -163,10 +179,13 @@ def _resolve(spec: str, settings: Settings | None) -> tuple[str, PretrainedConfi
             f"'{spec}' is not in the local cache and the Hugging Face hub can't be reached from here. "
             f"Offline, use the bundled '{DEFAULT_MODEL}' or a local model folder."
         )
+    online = _Source(repo_id, local_only=False, revision=revision or None)
     try:
-        return spec, _load_config(spec, local_only=False)
-    except (RepositoryNotFoundError, GatedRepoError, RevisionNotFoundError) as error:
-        raise ModelLoadError(f"The hub has no public model '{spec}'.") from error
+        return online, _load_config(online)
+    except (RepositoryNotFoundError, GatedRepoError) as error:
+        raise ModelLoadError(f"The hub has no public model '{repo_id}'.") from error
+    except RevisionNotFoundError as error:
+        raise ModelLoadError(f"The hub model '{repo_id}' has no revision '{revision}'.") from error
     except OSError as error:
         raise ModelLoadError(f"Couldn't fetch '{spec}' from the hub: {error}") from error
 
@@ -226,27 +245,25 @@ def load_model(spec: str, settings: Settings | None = None) -> LoadedModel:
     if settings is not None and (count := _parameter_count(auto_class, config)) > settings.max_parameters:
         raise ModelLoadError(f"'{spec}' has {count / 1e6:,.0f}M parameters; this server loads at most "
                              f"{settings.max_parameters / 1e6:,.0f}M.")
-    local_only = Path(source).is_dir()
+    where = dict(revision=source.revision, local_files_only=source.local_only, trust_remote_code=False)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            _tokenizer_source(source), local_files_only=local_only, trust_remote_code=False
-        )
+        tokenizer = AutoTokenizer.from_pretrained(_tokenizer_source(source.path_or_id), **where)
         model = auto_class.from_pretrained(
-            source,
+            source.path_or_id,
             config=config,
             attn_implementation=attention_fn.IMPLEMENTATION,
             dtype=torch.float32,
-            local_files_only=local_only,
-            trust_remote_code=False,
+            **where,
         )
     except ModelLoadError:
         raise
     except Exception as error:  # broken or half-written weights surface in many exception types
-        raise ModelLoadError(f"Couldn't load the model from '{source}': {type(error).__name__}: {error}") from error
+        raise ModelLoadError(f"Couldn't load the model from '{source.path_or_id}': "
+                             f"{type(error).__name__}: {error}") from error
     model.eval()
     return LoadedModel(
         spec=spec,
-        source=source,
+        source=source.path_or_id,
         model=model,
         tokenizer=tokenizer,
         kind=kind,

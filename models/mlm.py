@@ -176,8 +176,9 @@ def _hub_step(spec: str) -> int | None:
 
 
 def _in_hub_cache(spec: str) -> bool:
+    repo_id, _, revision = spec.partition("@")  # "org/name@step1000": a revision, as load_model reads it
     try:
-        return isinstance(try_to_load_from_cache(spec, "config.json"), str)
+        return isinstance(try_to_load_from_cache(repo_id, "config.json", revision=revision or None), str)
     except ValueError:  # not a valid repo id: load_model will say so
         return False
 

@@ -108,13 +108,12 @@ def test_offline_setting_means_no_hub():
     assert not loading.hub_reachable()
 
 
-def _hub_cache(tmp_path, repo_id, folder):
-    """Lay out `folder` as the Hugging Face cache would after downloading `repo_id`."""
+def _hub_cache(tmp_path, repo_id, folder, revision="main", commit="0" * 40):
+    """Lay out `folder` as the Hugging Face cache would after downloading `repo_id` at `revision`."""
     repo = tmp_path / ("models--" + repo_id.replace("/", "--"))
-    snapshot = repo / "snapshots" / ("0" * 40)
-    shutil.copytree(folder, snapshot)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("0" * 40)
+    shutil.copytree(folder, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / revision).write_text(commit)
     return tmp_path
 
 
@@ -124,3 +123,18 @@ def test_hub_ids_load_from_the_hub_cache(tiny_models, tmp_path):
     script = "from models import load_model; m = load_model('tiny-org/tiny-gpt2'); print(m.kind, m.source)"
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["decoder", "tiny-org/tiny-gpt2"], out.stderr
+
+
+def test_hub_revisions_load_their_own_snapshot(tiny_models, tmp_path):
+    cache = _hub_cache(tmp_path, "tiny-org/series", tiny_models["gpt2"])
+    _hub_cache(tmp_path, "tiny-org/series", tiny_models["bert"], revision="step10", commit="1" * 40)
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    script = ("from models import load_model; print(load_model('tiny-org/series').kind, "
+              "load_model('tiny-org/series@step10').kind)")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["decoder", "encoder"], out.stderr
+
+
+def test_a_malformed_revision_is_refused():
+    with pytest.raises(ModelLoadError, match="org/name@revision"):
+        load_model("org/name@bad revision!")
