@@ -22,12 +22,17 @@ def open_app(page: str | None = None, **query: str) -> AppTest:
 
     AppTest (streamlit 1.67) drops the sidebar's elements from its tree after switch_page and
     after reruns, so set the sidebar's model/text through `query` or `set_state(at, text=...)`
-    and read them back from `at.session_state`, rather than through its widgets.
+    and read them back from `at.session_state`, rather than through its widgets. A model typed
+    in through `query` is added to the options AppTest knows, so later runs re-send it as the
+    browser would (AppTest otherwise can't rerun with a typed-in option).
     """
     at = AppTest.from_file(APP, default_timeout=180)
     for key, value in query.items():
         at.query_params[key] = value
     at.run()
+    model = query.get("model")
+    if model and model not in at.selectbox(key="model").options:
+        at.selectbox(key="model").options.append(model)
     if page is not None:
         at.switch_page(page).run()
     return at

@@ -1,29 +1,13 @@
 """The Dot-product scaling page through AppTest: its controls, links, and models that scale differently."""
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from models.scaling import classic_demonstration
-from tests.app.conftest import APP, array, figure, messages, set_state
+from tests.app.conftest import array, figure, messages, open_app, set_state
 from tests.test_scores import save_tiny_gemma2
 
 PAGE = "pages/scaling.py"
 FAST = dict(samples="100")  # keep the sampling quick; every other control at its default
-
-
-def open_app(page: str, model: str | None = None, **query: str) -> AppTest:
-    """Open app.py with a link's query parameters, then switch to `page`.
-
-    A model typed into the sidebar's selectbox is added to the options AppTest knows, so the
-    switch re-sends it as the browser would (AppTest otherwise can't rerun with a typed-in option).
-    """
-    at = AppTest.from_file(APP, default_timeout=180)
-    for key, value in dict(query, **({"model": model} if model else {})).items():
-        at.query_params[key] = value
-    at.run()
-    if model and model not in at.selectbox(key="model").options:
-        at.selectbox(key="model").options.append(model)
-    return at.switch_page(page).run()
 
 
 def _metrics(at) -> dict[str, str]:
