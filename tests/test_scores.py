@@ -1,30 +1,15 @@
 """Captured q, k and scores against the model itself: its projections and its own attentions."""
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import transformers as tf
 
 from models import attention_stacks, load_model, run_attention
 from models.scaling import softmax
 from models.scores import ScoresUnavailable, head_scores, neuron_view
-from tests.tiny_models import bert_tokenizer
+from tests.tiny_models import save_tiny_gemma2
 
 TEXT, TARGET = "The animal didn't cross the street because it was too tired.", "It was late."
-
-
-def save_tiny_gemma2(folder: Path) -> Path:
-    """A decoder that scales by query_pre_attn_scalar**-0.5 (not 1/sqrt(d_head)), soft-caps its
-    scores inside the attention function and shares key heads (grouped-query attention)."""
-    config = tf.Gemma2Config(vocab_size=30522, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2, head_dim=8, query_pre_attn_scalar=16,
-                             attn_logit_softcapping=0.01, sliding_window=4, pad_token_id=0, bos_token_id=101,
-                             eos_token_id=102, architectures=["Gemma2ForCausalLM"])
-    torch.manual_seed(0)
-    tf.Gemma2ForCausalLM(config).save_pretrained(folder)
-    bert_tokenizer().save_pretrained(folder)
-    return folder
 
 
 def _reconstructed(stack) -> np.ndarray:

@@ -80,3 +80,16 @@ def save_tiny(kind: str, folder: Path, seed: int = 0) -> Path:
     MODEL_CLASSES[kind](tiny_config(kind)).save_pretrained(folder)
     TOKENIZERS[kind]().save_pretrained(folder)
     return folder
+
+
+def save_tiny_gemma2(folder: Path) -> Path:
+    """A decoder that scales by query_pre_attn_scalar**-0.5 (not 1/sqrt(d_head)), soft-caps its
+    scores inside the attention function and shares key heads (grouped-query attention)."""
+    config = tf.Gemma2Config(vocab_size=30522, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, head_dim=8, query_pre_attn_scalar=16,
+                             attn_logit_softcapping=0.01, sliding_window=4, pad_token_id=0, bos_token_id=101,
+                             eos_token_id=102, architectures=["Gemma2ForCausalLM"])
+    torch.manual_seed(0)
+    tf.Gemma2ForCausalLM(config).save_pretrained(folder)
+    bert_tokenizer().save_pretrained(folder)
+    return folder

@@ -4,7 +4,7 @@ import pytest
 
 from models.scaling import classic_demonstration
 from tests.app.conftest import array, figure, messages, open_app, set_state
-from tests.test_scores import save_tiny_gemma2
+from tests.tiny_models import save_tiny_gemma2
 
 PAGE = "pages/scaling.py"
 FAST = dict(samples="100")  # keep the sampling quick; every other control at its default
