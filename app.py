@@ -1,5 +1,6 @@
 """Attention Explorer: navigation, the shared sidebar (model and text) and the page frame."""
 import logging
+import time
 
 import streamlit as st
 
@@ -57,11 +58,15 @@ def lecture_mode_ui() -> bool:
 # an emoji favicon is drawn locally; a page's material icon as favicon would be fetched online
 st.set_page_config(page_title="Attention Explorer", page_icon="🔎", layout="wide")
 page = st.navigation(PAGES)
+log = logging.getLogger("attention_explorer")
+started = time.perf_counter()
 sidebar_ui()
 lecture_mode_ui()
 try:
     page.run()
 except Exception as error:  # a page bug must not cost the user their text or show a traceback
-    logging.getLogger("attention_explorer").exception("page %s failed", page.title)
+    log.exception("page %s failed", page.title)
     st.error(f"This view failed ({type(error).__name__}: {error}). Your text and settings are kept; "
              "try another setting or page.")
+# the script's whole server time, every figure serialised (benchmarks/heads_page.py reads these lines)
+log.debug("page %s rendered in %.1f ms", page.title, 1e3 * (time.perf_counter() - started))

@@ -4,12 +4,15 @@ Pages call `current_run()` (or `current_model()`) and get None after a message h
 shown when there is nothing to draw, so a page never has to handle load errors itself.
 """
 import logging
+import os
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 from models import AttentionRun, LoadedModel, ModelLoadError, RunError, load_model, run_attention
+from models.analysis import pooled
 from models.settings import settings_from_env
+from viz.overview import ThumbnailGrid, thumbnail_cell, thumbnail_grid
 from viz.theme import LECTURE_KEY, for_projector, plotly_config
 
 MODEL_KEY, TEXT_KEY, TEXT_B_KEY = "model", "text", "text_b"
@@ -17,7 +20,8 @@ CACHE_LIMITS = settings_from_env()  # cache sizes are fixed when the server star
 log = logging.getLogger("attention_explorer")
 if not log.handlers:  # streamlit configures only its own loggers
     log.addHandler(logging.StreamHandler())
-    log.setLevel(logging.INFO)
+    level = os.environ.get("EXPLORER_LOG_LEVEL", "INFO").upper()  # DEBUG: each page's render time
+    log.setLevel(level if level in logging.getLevelNamesMapping() else logging.INFO)
 
 
 @st.cache_resource(max_entries=CACHE_LIMITS.max_models, show_spinner=False)
@@ -34,6 +38,11 @@ def cached_run(spec: str, text: str, text_pair: str) -> AttentionRun:
     A resource cache, not st.cache_data: cache_data would unpickle a copy of the run on every
     rerun (90 ms for a 75 MB run at 512 tokens); the run's arrays are read-only instead."""
     return run_attention(cached_model(spec), text, text_pair or None, max_chars=settings_from_env().max_text_chars)
+
+
+def overview_grid(attentions) -> ThumbnailGrid:
+    """attentions [layers, heads, q, k] as the all-heads thumbnail grid (pooled in torch, drawn in viz)."""
+    return thumbnail_grid(pooled(attentions, thumbnail_cell(attentions.shape[1])))
 
 
 def bound(key: str) -> dict:

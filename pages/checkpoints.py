@@ -11,11 +11,11 @@ from models.mlm import (Checkpoint, CheckpointFill, NoMaskError, SeriesError, Tr
                         fill_checkpoint, final_top, find_checkpoints, fingerprint, hub_checkpoints, multiberts_ids,
                         read_training_log, trajectories)
 from models.settings import settings_from_env
-from pages._shared import bound, int_control_state, lecture_mode, show_figure
+from pages._shared import overview_grid, bound, int_control_state, lecture_mode, show_figure
 from viz.checkpoints import loss_figure, topk_table, trajectory_figure
 from viz.compare import shared_zmax
 from viz.heatmap import attention_heatmap
-from viz.overview import ThumbnailGrid, heads_overview, thumbnail_grid
+from viz.overview import ThumbnailGrid, heads_overview
 from viz.theme import LECTURE_SCALE, file_stem
 
 # keys of their own: a link to this page never moves another page's controls
@@ -40,7 +40,7 @@ def cached_fill(spec: str, step: int | None, problem: str | None, signature: str
 def cached_attention(spec: str, signature: str, text: str) -> tuple[AttentionRun, ThumbnailGrid]:
     settings = settings_from_env()
     run = run_attention(load_model(spec, settings), text, max_chars=settings.max_text_chars)
-    return run, thumbnail_grid(run.attentions)
+    return run, overview_grid(run.attentions)
 
 
 @st.cache_data(ttl=60, show_spinner=False)

@@ -13,19 +13,20 @@ from models.lens import Lens, make_lens
 from models.neuron import NeuronViewUnsupported, neuron_vectors
 from models.scores import ScoresUnavailable
 from models.words import special_token_mask, stack_word_spans
-from pages._shared import show_figure, lecture_mode, bound, cached_model, cached_run, current_run, current_spec, current_texts, int_control_state
+from pages._shared import overview_grid, show_figure, lecture_mode, bound, cached_model, cached_run, current_run, current_spec, current_texts, int_control_state
 from viz.bars import token_bars
 from viz.bertviz_offline import (BertvizLimits, BertvizUnavailable, encoder_decoder_entries, head_view_html,
                                  model_view_html, neuron_view_html, self_attention_entries)
 from viz.heatmap import attention_heatmap
 from viz.labels import display_token
-from viz.overview import ThumbnailGrid, heads_overview, thumbnail_grid
+from viz.overview import ThumbnailGrid, heads_overview
 from viz.stats import stats_heatmap, stats_table
 from viz.theme import IMAGE_FORMATS, LECTURE_SCALE, file_stem
 
 LAYER_KEY, HEAD_KEY, STACK_KEY, OVERVIEW_KEY = "layer", "head", "stack", "overview"
 AGGREGATION_KEY, WORDS_KEY, PAIR_KEY, FORMAT_KEY = "aggregation", "words", "pair", "image_format"
 ROLLOUT_TOKEN_KEY, METRIC_KEY, STATS_GRID_KEY, STATS_TABLE_KEY = "rollout_token", "metric", "stats_grid", "stats_table"
+STATISTICS_KEY = "statistics"
 BERTVIZ_KEY, BERTVIZ_TOKENS_KEY, BERTVIZ_ONE_LAYER_KEY = "bertviz", "bertviz_tokens", "bertviz_one_layer"
 # Bound widgets keep their option labels in the URL, so options are readable strings (no format_func).
 CAMERA_FORMATS = tuple(f.upper() for f in IMAGE_FORMATS)
@@ -51,7 +52,7 @@ def cached_lens(spec: str, text: str, text_b: str, stack_name: str, words: bool,
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_grid(spec: str, text: str, text_b: str, stack_name: str, words: bool, block: str) -> ThumbnailGrid:
     lens = cached_lens(spec, text, text_b, stack_name, words, block)
-    return thumbnail_grid(lens.apply(_stack(spec, text, text_b, stack_name).attentions))
+    return overview_grid(lens.apply(_stack(spec, text, text_b, stack_name).attentions))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -109,6 +110,12 @@ def section(title: str):
     container = st.container()
     container.subheader(title)
     return container
+
+
+def lazy_section(title: str, key: str):
+    """A folded section whose body the page runs only while it is open (open or not is in the
+    URL): its computation waits until someone asks for it."""
+    return st.expander(title, key=key, on_change="rerun", bind="query-params")
 
 
 def _focus(layer: int, head: int) -> None:
@@ -254,7 +261,10 @@ def export_section(run, lens: Lens, shown: np.ndarray, name: str) -> None:
 
 
 def statistics_section(key: tuple[str, str, str], stack, focused: tuple[int, int]) -> None:
-    with section("Head statistics"):
+    box = lazy_section("Head statistics: entropy, distance and where each head looks", STATISTICS_KEY)
+    if not box.open:
+        return
+    with box:
         if stack.name not in SELF_STACKS:
             st.info("Head statistics are for self-attention: pick the encoder or decoder stack.")
             return

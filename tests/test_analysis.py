@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from models import load_model, run_attention
-from models.analysis import (AGGREGATIONS, ALL_MEAN, HEAD, LAYER_MAX, LAYER_MEAN, METRICS, ROLLOUT, aggregate,
+from models.analysis import (AGGREGATIONS, pooled, ALL_MEAN, HEAD, LAYER_MAX, LAYER_MEAN, METRICS, ROLLOUT, aggregate,
                              attention_rollout, has_pair, head_statistics, max_over_heads, mean_over_all,
                              mean_over_heads, pair_block, pair_segments, punctuation_mask, rollout_layers,
                              uniform_entropy)
@@ -27,6 +27,14 @@ def test_rollout_matches_the_hand_computed_case():
     # R_1 = A'_1 A'_0 = [[.75 + .0625, .1875], [.25, .75]]
     np.testing.assert_allclose(rollout_layers(TWO_LAYERS)[0], [[1, 0], [0.25, 0.75]])
     np.testing.assert_allclose(attention_rollout(TWO_LAYERS), [[0.8125, 0.1875], [0.25, 0.75]])
+
+
+def test_pooled_averages_blocks_by_hand_for_every_head():
+    matrix = np.arange(16, dtype=np.float32).reshape(4, 4)
+    stack = np.stack([matrix, 2 * matrix])[None]  # [1 layer, 2 heads, 4, 4]
+    np.testing.assert_array_equal(pooled(stack, 2)[0, 1], 2 * np.array([[2.5, 4.5], [10.5, 12.5]]))
+    assert pooled(stack, 8) is stack  # small enough: never upsampled, never copied
+    assert pooled(np.ones((2, 3, 512, 40), np.float32), 87).shape == (2, 3, 87, 40)
 
 
 def test_rollout_renormalises_rows_and_keeps_identity():

@@ -8,7 +8,8 @@ from PIL import Image
 
 from viz.heatmap import attention_heatmap
 from viz.labels import axis_labels, display_token, escape
-from viz.overview import heads_overview, pool, thumbnail_grid
+from viz.overview import GAP, PALETTE_LEVELS, heads_overview, thumbnail_cell, thumbnail_grid
+from viz.sparse import pool
 from viz.theme import file_stem, plotly_config
 
 PAYLOAD = '<img src=x onerror="alert(1)">'
@@ -44,11 +45,28 @@ def test_pool_averages_blocks_by_hand():
     np.testing.assert_array_equal(pool(matrix, 8), matrix)  # never upsamples
 
 
+def test_overview_image_colours_each_head_to_its_own_maximum_with_white_gaps():
+    thumbnails = np.zeros((2, 3, 4, 4), dtype=np.float32)
+    thumbnails[1, 2, 0, 3] = 0.2  # head (1, 2): one cell, its own maximum, so the darkest colour
+    thumbnails[0, 0] = 0.5  # head (0, 0): flat, all at its maximum
+    grid = thumbnail_grid(thumbnails)
+    image = np.asarray(Image.open(io.BytesIO(grid.png)).convert("RGB")).astype(int)
+    cell, step = grid.cell, grid.cell + GAP
+    darkest, lightest = image[0, 0], image[0, step]  # head (0, 0) all dark; head (0, 1) all zero
+    assert darkest.sum() < 200 and lightest.sum() > 600
+    top, left = step, 2 * step  # head (1, 2)
+    np.testing.assert_array_equal(image[top, left + cell - 1], darkest)  # query 0, key 3: top-right corner
+    np.testing.assert_array_equal(image[top + cell - 1, left], lightest)
+    np.testing.assert_array_equal(image[cell + 1, 0], [255, 255, 255])  # the gap between layers
+    assert Image.open(io.BytesIO(grid.png)).mode == "P" and PALETTE_LEVELS == 255
+
+
 def test_overview_image_has_one_thumbnail_per_head():
     attentions = np.random.default_rng(0).dirichlet(np.ones(20), size=(3, 5, 20)).astype(np.float32)
     grid = thumbnail_grid(attentions)
     image = Image.open(io.BytesIO(grid.png))
-    assert image.size == (5 * (grid.cell + 4) - 4, 3 * (grid.cell + 4) - 4)
+    assert grid.cell == thumbnail_cell(5)
+    assert image.size == (5 * (grid.cell + GAP) - GAP, 3 * (grid.cell + GAP) - GAP)
     fig = heads_overview(grid, focused=(2, 3), title="all heads")
     points = fig.data[1]
     assert list(points.customdata[2 * 5 + 3]) == [2, 3]  # clicking that point focuses layer 2, head 3

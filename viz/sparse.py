@@ -10,7 +10,6 @@ from plotly.subplots import make_subplots
 
 from viz.heatmap import attention_heatmap
 from viz.labels import axis_labels, display_token, escape
-from viz.overview import pool
 from viz.theme import ATTENTION_SCALE, HIGHLIGHT_COLOR, MASKED_COLOR, style
 
 MASK_PIXELS = 1024  # a mask is pooled to at most this many pixels a side (4096 -> 4x4 cells a pixel)
@@ -18,6 +17,15 @@ ACTIVE_RGB = np.array([8, 48, 107])  # the darkest blue of ATTENTION_SCALE
 INACTIVE_RGB = np.array([int(MASKED_COLOR[k:k + 2], 16) for k in (1, 3, 5)])
 FIELDS = (("dense", "dense"), ("masked", "masked"), ("block-sparse (estimate)", "block_sparse"))
 SERIES = {"dense": "#4c72b0", "masked": HIGHLIGHT_COLOR, "block-sparse (estimate)": "#55a868", "n²": "#8c8c8c"}
+
+
+def pool(matrix: np.ndarray, size: int) -> np.ndarray:
+    """Mean-pool a [q, k] matrix to at most [size, size] (uneven bins where size doesn't divide)."""
+    rows = np.linspace(0, matrix.shape[0], min(size, matrix.shape[0]) + 1).astype(int)[:-1]
+    cols = np.linspace(0, matrix.shape[1], min(size, matrix.shape[1]) + 1).astype(int)[:-1]
+    summed = np.add.reduceat(np.add.reduceat(matrix, rows, axis=0), cols, axis=1)
+    counts = np.outer(np.diff(np.append(rows, matrix.shape[0])), np.diff(np.append(cols, matrix.shape[1])))
+    return summed / counts
 
 
 def _png_uri(rgb: np.ndarray) -> str:

@@ -79,8 +79,15 @@ def test_sentence_pair_filter_cuts_the_block():
     assert _focused(at)["data"][0]["y"] == ["0 it", "1 was", "2 late", "3 .", "4 [SEP]"]
 
 
-def test_metric_picker_heatmap_and_table(reference):
+def test_statistics_are_computed_only_once_their_section_is_opened(reference):
     at = open_app(None, text=TEXT)
+    assert "metric" not in at.session_state and not at.dataframe  # folded: nothing computed, nothing sent
+    set_state(at, statistics=True)
+    assert at.session_state["metric"] == "entropy" and len(at.dataframe) == 1
+
+
+def test_metric_picker_heatmap_and_table(reference):
+    at = open_app(None, text=TEXT, statistics="true")
     stats = head_statistics(reference.attentions, reference.tokens, reference.special_mask)
     np.testing.assert_allclose(array(figure(at, "Entropy (nats) of every head")["data"][0]["z"]),
                                stats.values["entropy"], rtol=1e-5)
@@ -96,12 +103,13 @@ def test_metric_picker_heatmap_and_table(reference):
 def test_every_control_lives_in_the_url():
     query = dict(text=TEXT, text_b=PAIR, aggregation="layer max", words="true", pair="B->A", metric="to self",
                  image_format="SVG", bertviz="model view", bertviz_tokens="16", bertviz_one_layer="true",
-                 layer="3", lecture="true")
+                 layer="3", lecture="true", statistics="true")
     at = open_app(None, **query)
     assert not at.exception and not at.error
     state = {key: at.session_state[key] for key in query if key not in ("text", "text_b")}
     assert state == dict(aggregation="layer max", words=True, pair="B->A", metric="to self", image_format="SVG",
-                         bertviz="model view", bertviz_tokens=16, bertviz_one_layer=True, layer=3, lecture=True)
+                         bertviz="model view", bertviz_tokens=16, bertviz_one_layer=True, layer=3, lecture=True,
+                         statistics=True)
     assert _focused(at)["layout"]["title"]["text"] == "Layer 3, max over its 12 heads (self-attention): words, B→A"
     configs = [json.loads(chart.proto.config) for chart in at.get("plotly_chart")]
     assert {c["toImageButtonOptions"]["format"] for c in configs} == {"svg"}
@@ -132,16 +140,17 @@ def test_bertviz_views_are_drawn_from_the_run_with_caps(reference):
 def test_lecture_mode_folds_the_details_and_enlarges_figures():
     at = open_app(None, text=TEXT)
     normal = _focused(at)["layout"]
-    assert not at.expander and at.toggle(key="lecture").value is False
+    statistics = "Head statistics: entropy, distance and where each head looks"
+    assert [e.label for e in at.expander] == [statistics] and at.toggle(key="lecture").value is False
     at.toggle(key="lecture").set_value(True).run()
-    assert [e.label for e in at.expander] == ["Export", "Head statistics", "bertviz, offline"]
+    assert [e.label for e in at.expander] == ["Export", statistics, "bertviz, offline"]
     lecture = _focused(at)["layout"]
     assert lecture["font"]["size"] > normal["font"]["size"] and lecture["height"] > normal["height"]
 
 
 def test_512_tokens_every_view(default_model):
     long_text = " ".join([TEXT] * 70)
-    at = open_app(None, text=long_text)
+    at = open_app(None, text=long_text, statistics="true")
     assert "only the first 512 are shown" in messages(at)
     for changes in (dict(aggregation="rollout"), dict(words=True), dict(aggregation="mean of all"),
                     dict(metric="mean distance"), dict(bertviz="head view")):
@@ -153,7 +162,7 @@ def test_512_tokens_every_view(default_model):
 def test_decoder_statistics_and_neuron_view(tiny_models):
     # typed-in models only through the link: AppTest can't re-submit a selectbox holding a typed-in option
     gpt2 = dict(model=str(tiny_models["gpt2"]), text="Hello world, hello tokens!")
-    at = open_app(None, **gpt2, bertviz="neuron view")
+    at = open_app(None, **gpt2, bertviz="neuron view", statistics="true")
     assert not at.error and not at.exception
     assert "to first special" not in at.selectbox(key="metric").options  # GPT-2 adds no special tokens
     assert "window.bertviz_params" in _srcdoc(at)
@@ -163,7 +172,7 @@ def test_decoder_statistics_and_neuron_view(tiny_models):
 
 def test_encoder_decoder_cross_attention_views(tiny_models):
     t5 = dict(model=str(tiny_models["t5"]), text="The cat sat.", text_b="Le chat.")
-    at = open_app(None, **t5, stack="cross", bertviz="neuron view")
+    at = open_app(None, **t5, stack="cross", bertviz="neuron view", statistics="true")
     assert "rollout" not in at.segmented_control(key="aggregation").options
     assert "Head statistics are for self-attention" in messages(at)
     assert "No neuron view for this model" in messages(at) and not at.error
@@ -172,7 +181,7 @@ def test_encoder_decoder_cross_attention_views(tiny_models):
 
 
 def test_bad_link_values_fall_back_without_breaking_the_page():
-    at = open_app(None, text=TEXT, text_b=PAIR, aggregation="median", metric="beauty", pair="A->C", bertviz="3d",
+    at = open_app(None, text=TEXT, text_b=PAIR, statistics="true", aggregation="median", metric="beauty", pair="A->C", bertviz="3d",
                   bertviz_tokens="999", rollout_token="zzz", image_format="gif", words="maybe")
     assert not at.exception and not at.error
     assert {key: at.session_state[key] for key in ("aggregation", "metric", "pair", "bertviz", "bertviz_tokens",

@@ -1,0 +1,69 @@
+"""Attention Explorer: navigation, the shared sidebar (model and text) and the page frame."""
+import logging
+
+import streamlit as st
+
+from models import DEFAULT_MODEL, PRESETS
+from pages._shared import MODEL_KEY, TEXT_B_KEY, TEXT_KEY, bound
+from viz.theme import LECTURE_CSS, LECTURE_KEY
+
+DEFAULT_TEXT = "The animal didn't cross the street because it was too tired."
+PRESET_NOTES = {DEFAULT_MODEL: "bundled, works offline"}
+
+PAGES = [
+    st.Page("pages/heads.py", title="Attention heads", icon=":material/grid_view:", default=True),
+    st.Page("pages/scaling.py", title="Dot-product scaling", icon=":material/functions:"),
+    st.Page("pages/sparse.py", title="Sparse attention", icon=":material/blur_on:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("pages/adaptive_span.py", title="Adaptive attention span", icon=":material/straighten:"),
+    st.Page("pages/checkpoints.py", title="Checkpoints: masked-LM predictions", icon=":material/timeline:"),
+]
+
+
+def sidebar_ui() -> None:
+    """The model and text every page reads; their values live in the URL."""
+    with st.sidebar:
+        st.selectbox(
+            "Model: a preset, a hub id or a local folder",
+            PRESETS,
+            index=0,
+            accept_new_options=True,
+            format_func=lambda spec: f"{spec} ({PRESET_NOTES[spec]})" if spec in PRESET_NOTES else spec,
+            help="Type a hub id (e.g. bert-base-cased) or the path of a saved model or checkpoint folder.",
+            **bound(MODEL_KEY),
+        )
+        st.text_area("Text", value=DEFAULT_TEXT, height=120, **bound(TEXT_KEY))
+        st.text_area(
+            "Second text (optional)",
+            value="",
+            height=80,
+            help="Sentence B of a pair for BERT-style models; the decoder's text for T5/BART.",
+            **bound(TEXT_B_KEY),
+        )
+
+
+def lecture_mode_ui() -> bool:
+    """The presentation switch (in the URL, so a lecturer can prepare links): larger type and
+    figures, the sidebar folded away; pages read st.session_state[LECTURE_KEY] to show the essentials."""
+    with st.sidebar:
+        lecture = st.toggle("Lecture mode", help="For a projector: larger type and figures, sidebar folded, "
+                            "details tucked into expanders.", **bound(LECTURE_KEY))
+    if lecture:
+        st.html(LECTURE_CSS)
+        st.set_page_config(initial_sidebar_state="collapsed")
+    return lecture
+
+
+# an emoji favicon is drawn locally; a page's material icon as favicon would be fetched online
+st.set_page_config(page_title="Attention Explorer", page_icon="🔎", layout="wide")
+page = st.navigation(PAGES)
+sidebar_ui()
+lecture_mode_ui()
+import cProfile as _cp, pstats as _ps; _pr=_cp.Profile(); _pr.enable()
+try:
+    page.run()
+    _pr.disable(); _ps.Stats(_pr).sort_stats('cumulative').print_stats(60)
+except Exception as error:  # a page bug must not cost the user their text or show a traceback
+    logging.getLogger("attention_explorer").exception("page %s failed", page.title)
+    st.error(f"This view failed ({type(error).__name__}: {error}). Your text and settings are kept; "
+             "try another setting or page.")
