@@ -12,7 +12,7 @@ import torch
 
 from models.attention_fn import extra_mask
 from models.loading import LoadedModel
-from models.run import _stack, encode  # tuple of layers x [1, heads, n, n] -> numpy
+from models.run import encode, layers_to_array
 
 
 def coverage(attentions: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -127,8 +127,8 @@ def enforced_run(loaded: LoadedModel, text: str, text_pair: str | None, masks: n
     return EnforcedRun(
         tokens=loaded.tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist()),
         cosine=_per_layer_cosine(dense.hidden_states, sparse.hidden_states),
-        attentions=_stack(sparse.attentions),
-        dense_attentions=_stack(dense.attentions),
+        attentions=layers_to_array(sparse.attentions),
+        dense_attentions=layers_to_array(dense.attentions),
         predictions=_mask_predictions(loaded, inputs["input_ids"], dense, sparse, top_k),
         rows_given_self=fixed,
     )

@@ -49,15 +49,20 @@ def cached_lens(spec: str, text: str, text_b: str, stack_name: str, words: bool,
     return make_lens(stack.query_tokens, stack.key_tokens, *spans, segments, block)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+# resource caches for what is shared read-only (bytes, read-only arrays): cache_data would
+# pickle a copy on every rerun
+
+@st.cache_resource(max_entries=16, show_spinner=False)
 def cached_grid(spec: str, text: str, text_b: str, stack_name: str, words: bool, block: str) -> ThumbnailGrid:
     lens = cached_lens(spec, text, text_b, stack_name, words, block)
     return overview_grid(lens.apply(_stack(spec, text, text_b, stack_name).attentions))
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_resource(max_entries=8, show_spinner=False)
 def cached_rollout(spec: str, text: str, text_b: str, stack_name: str) -> np.ndarray:
-    return rollout_layers(_stack(spec, text, text_b, stack_name).attentions)  # [layers, n, n]
+    rollouts = rollout_layers(_stack(spec, text, text_b, stack_name).attentions)  # [layers, n, n]
+    rollouts.setflags(write=False)
+    return rollouts
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -3,7 +3,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from viz.labels import axis_labels
-from viz.theme import ATTENTION_SCALE, MASKED_COLOR, style
+from viz.theme import ATTENTION_SCALE, MASKED_COLOR, base_layout
 
 MAX_TICK_LABELS = 64  # beyond this, tick labels would overlap: show every k-th
 
@@ -30,25 +30,21 @@ def attention_heatmap(
     """Heatmap of one head (or an aggregate); hover names query, key and weight."""
     z = masked_future(matrix) if causal else matrix.astype(np.float32, copy=False)
     x, y = axis_labels(key_tokens), axis_labels(query_tokens)
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=x,
-            y=y,
-            zmin=0,
-            zmax=zmax if zmax is not None else float(np.nanmax(z)) if z.size else 1.0,
-            colorscale=ATTENTION_SCALE,
-            colorbar=dict(title=dict(text="weight"), thickness=14),
-            hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>",
-            hoverongaps=False,
-        )
+    heatmap = dict(
+        type="heatmap", z=z, x=x, y=y, zmin=0,
+        zmax=zmax if zmax is not None else float(np.nanmax(z)) if z.size else 1.0,
+        colorscale=ATTENTION_SCALE,
+        colorbar=dict(title=dict(text="weight"), thickness=14),
+        hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>",
+        hoverongaps=False,
     )
-    step_x, step_y = tick_step(len(x)), tick_step(len(y))
-    fig.update_xaxes(title="key (attended to)", tickangle=-60,
-                     tickvals=x[::step_x], showgrid=False)
-    fig.update_yaxes(title="query (attending)", autorange="reversed",
-                     tickvals=y[::step_y], showgrid=False)
-    style(fig, title, height=int(min(900, max(420, 260 + 14 * min(len(y), 48)))))
+    layout = base_layout(title, height=int(min(900, max(420, 260 + 14 * min(len(y), 48)))))
+    layout.update(
+        xaxis=dict(title=dict(text="key (attended to)"), tickangle=-60, tickvals=x[::tick_step(len(x))],
+                   showgrid=False),
+        yaxis=dict(title=dict(text="query (attending)"), autorange="reversed", tickvals=y[::tick_step(len(y))],
+                   showgrid=False),
+    )
     if causal:
-        fig.update_layout(plot_bgcolor=MASKED_COLOR)  # NaN cells show the background
-    return fig
+        layout["plot_bgcolor"] = MASKED_COLOR  # NaN cells show the background
+    return go.Figure(data=[heatmap], layout=layout)

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.colors import sample_colorscale
 
-from viz.theme import ATTENTION_SCALE, HIGHLIGHT_COLOR, style
+from viz.theme import ATTENTION_SCALE, HIGHLIGHT_COLOR, base_layout
 
 GAP = 4  # pixels between thumbnails
 TARGET_WIDTH = 1100  # pixels of the whole grid, whatever the head count
@@ -65,34 +65,28 @@ def thumbnail_grid(thumbnails: np.ndarray) -> ThumbnailGrid:
 def heads_overview(grid: ThumbnailGrid, focused: tuple[int, int], title: str) -> go.Figure:
     """The grid with the focused (layer, head) outlined; each thumbnail is a clickable point."""
     step = grid.cell + GAP
-    source = "data:image/png;base64," + base64.b64encode(grid.png).decode()
+    centres = np.arange(max(grid.layers, grid.heads)) * step + grid.cell / 2
     layer_ids, head_ids = np.divmod(np.arange(grid.layers * grid.heads), grid.heads)
-    fig = go.Figure(go.Image(source=source, x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"))
-    fig.add_trace(
-        go.Scatter(
-            x=head_ids * step + grid.cell / 2,
-            y=layer_ids * step + grid.cell / 2,
-            # plain lists: a typed array would reach Streamlit's selection as a dict
-            customdata=np.stack([layer_ids, head_ids], axis=1).tolist(),
-            mode="markers",
-            marker=dict(size=grid.cell, symbol="square", opacity=0),
-            hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<br>click to focus<extra></extra>",
-            showlegend=False,
-        )
+    image = dict(type="image", source="data:image/png;base64," + base64.b64encode(grid.png).decode(),
+                 x0=0, y0=0, dx=1, dy=1, hoverinfo="skip")
+    points = dict(
+        type="scatter", x=centres[head_ids], y=centres[layer_ids],
+        # plain lists: a typed array would reach Streamlit's selection as a dict
+        customdata=np.stack([layer_ids, head_ids], axis=1).tolist(),
+        mode="markers", marker=dict(size=grid.cell, symbol="square", opacity=0),
+        hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<br>click to focus<extra></extra>",
+        showlegend=False,
     )
     layer, head = focused
-    fig.add_shape(
-        type="rect",
-        x0=head * step - 2, x1=head * step + grid.cell + 1,
-        y0=layer * step - 2, y1=layer * step + grid.cell + 1,
-        line=dict(color=HIGHLIGHT_COLOR, width=3),
+    outline = dict(type="rect", x0=head * step - 2, x1=head * step + grid.cell + 1,
+                   y0=layer * step - 2, y1=layer * step + grid.cell + 1, line=dict(color=HIGHLIGHT_COLOR, width=3))
+    layout = base_layout(title, height=int(90 + 760 * min(grid.layers / grid.heads, 1.2)))
+    layout.update(
+        shapes=[outline], dragmode=False, clickmode="event+select",
+        xaxis=dict(side="top", tickvals=centres[:grid.heads].tolist(), ticktext=[f"h{h}" for h in range(grid.heads)],
+                   tickangle=0, showgrid=False, zeroline=False),
+        yaxis=dict(tickvals=centres[:grid.layers].tolist(), ticktext=[f"layer {i}" for i in range(grid.layers)],
+                   showgrid=False, zeroline=False, scaleanchor="x", autorange="reversed"),
     )
-    fig.update_xaxes(side="top", tickvals=list(np.arange(grid.heads) * step + grid.cell / 2),
-                     ticktext=[f"h{h}" for h in range(grid.heads)], tickangle=0, showgrid=False, zeroline=False)
-    fig.update_yaxes(tickvals=list(np.arange(grid.layers) * step + grid.cell / 2),
-                     ticktext=[f"layer {i}" for i in range(grid.layers)], showgrid=False, zeroline=False,
-                     scaleanchor="x", autorange="reversed")
-    fig.update_layout(dragmode=False, clickmode="event+select")
-    fig = style(fig, title, height=int(90 + 760 * min(grid.layers / grid.heads, 1.2)))
-    fig.update_layout(margin=dict(t=70))
-    return fig
+    layout["margin"] = {**layout["margin"], "t": 70}
+    return go.Figure(data=[image, points], layout=layout)

@@ -24,6 +24,9 @@ def _segment(page, label: str) -> None:
     page.get_by_role("radio", name=label, exact=True).click()  # a segmented control is a radio group
 
 
+STATISTICS = "Head statistics: entropy, distance and where each head looks"
+
+
 def _bertviz_frame(page):
     return page.frame_locator('iframe[srcdoc*="bertviz"]')
 
@@ -34,7 +37,7 @@ def test_lecture_mode_aggregation_export_and_offline_bertviz(browser_page):
     expect(page.locator('[data-testid="stSidebar"]')).to_have_attribute("data-collapsed", "true")
     expect(page.locator('[data-testid="stExpandSidebarButton"]')).to_have_count(1)  # one click brings it back
     expect(page.locator("h1").first).to_have_css("font-size", "54.4px")  # 3.4rem, up from 2.75rem
-    expect(page.get_by_text("Head statistics", exact=True)).to_be_visible()  # folded into an expander
+    expect(page.get_by_text(STATISTICS, exact=True)).to_be_visible()  # folded into an expander
     bp.screenshot("heads_depth_lecture")
 
     _segment(page, "layer mean")
@@ -72,6 +75,10 @@ def test_lecture_mode_aggregation_export_and_offline_bertviz(browser_page):
 def test_statistics_focus_a_head_by_cell_and_by_row(browser_page):
     bp, page = browser_page, browser_page.page
     bp.open(f"/?text={TEXT.replace(' ', '+')}&metric=to+previous")
+    expect(_chart(page, "of every head")).to_have_count(0)  # folded: nothing computed until opened
+    page.get_by_text(STATISTICS, exact=True).click()
+    bp.wait_idle()
+    assert "statistics=true" in page.url  # an open section is part of the link
     stats = _chart(page, "To previous (share) of every head")
     expect(stats).to_have_count(1)
     stats.scroll_into_view_if_needed()
