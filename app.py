@@ -5,7 +5,7 @@ import time
 import streamlit as st
 
 from models import DEFAULT_MODEL, PRESETS
-from pages._shared import MODEL_KEY, TEXT_B_KEY, TEXT_KEY, bound
+from pages._shared import MODEL_KEY, TEXT_B_KEY, TEXT_KEY, bound, remember_link_values, report_link_values
 from viz.theme import LECTURE_CSS, LECTURE_KEY
 
 DEFAULT_TEXT = "The animal didn't cross the street because it was too tired."
@@ -60,10 +60,13 @@ st.set_page_config(page_title="Attention Explorer", page_icon="🔎", layout="wi
 page = st.navigation(PAGES)
 log = logging.getLogger("attention_explorer")
 started = time.perf_counter()
+remember_link_values()
 sidebar_ui()
 lecture_mode_ui()
+notices = st.container()  # above the page: what the link asked for that it can't show
 try:
     page.run()
+    report_link_values(notices)
 except Exception as error:  # a page bug must not cost the user their text or show a traceback
     log.exception("page %s failed", page.title)
     st.error(f"This view failed ({type(error).__name__}: {error}). Your text and settings are kept; "

@@ -12,6 +12,7 @@ from streamlit.runtime.pages_manager import PagesManager
 from models import AttentionRun, LoadedModel, ModelLoadError, RunError, load_model, run_attention
 from models.analysis import pooled
 from models.settings import settings_from_env
+from viz.labels import markdown_literal
 from viz.overview import ThumbnailGrid, thumbnail_cell, thumbnail_grid
 from viz.theme import LECTURE_KEY, for_projector, plotly_config
 
@@ -50,6 +51,56 @@ def bound(key: str) -> dict:
     return dict(key=key, bind="query-params")
 
 
+# --- values from a link: every bound widget's URL value is checked once the widget has drawn ---
+
+LINK_VALUES_KEY = "_link_values"  # the URL's values when the session opened, not yet checked
+
+
+def remember_link_values() -> None:
+    """On a session's first run: keep the link's values (app.py calls this before the page)."""
+    if LINK_VALUES_KEY not in st.session_state:
+        st.session_state[LINK_VALUES_KEY] = {key: st.query_params.get_all(key) for key in st.query_params}
+
+
+def _link_form(value) -> list[str]:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return [str(v).lower() if isinstance(v, bool) else str(v) for v in values]
+
+
+def _same_value(raw: list[str], value) -> bool:
+    shown = _link_form(value)
+    if len(raw) != len(shown):
+        return False
+    for asked, got in zip(raw, shown):
+        try:
+            if float(asked) == float(got):
+                continue
+        except ValueError:
+            pass
+        if asked.lower() != got.lower():
+            return False
+    return True
+
+
+def link_value_explained(key: str) -> None:
+    """A page has said itself why the link's value of `key` isn't shown: no second warning."""
+    st.session_state.get(LINK_VALUES_KEY, {}).pop(key, None)
+
+
+def report_link_values(notices) -> None:
+    """After a run (app.py): a warning in `notices` for each link value a widget refused.
+
+    Streamlit drops a bound widget's URL value that isn't one of its options, or is out of its
+    range, without a word; a link from a colleague should say why it shows something else."""
+    pending = st.session_state.get(LINK_VALUES_KEY, {})
+    for key in [key for key in pending if key in st.session_state]:
+        raw = pending.pop(key)
+        value = st.session_state[key]
+        if key not in st.query_params and not _same_value(raw, value):
+            notices.warning(f"The link sets {markdown_literal(key)} to '{markdown_literal(', '.join(raw))}', "
+                            f"which this page doesn't offer: showing {markdown_literal(', '.join(_link_form(value)))}.")
+
+
 def int_control_state(key: str, lo: int, hi: int, what: str) -> dict:
     """`bound(key)` for an integer control whose range depends on the model (layer, head).
 
@@ -63,7 +114,9 @@ def int_control_state(key: str, lo: int, hi: int, what: str) -> dict:
         except ValueError:
             valid = False
         if not valid:
-            st.warning(f"The link asks for {what} '{raw}', but this model has {what}s {lo} to {hi}: showing {lo}.")
+            st.warning(f"The link asks for {what} '{markdown_literal(raw)}', but this model has {what}s {lo} to "
+                       f"{hi}: showing {lo}.")
+        link_value_explained(key)
     if key in st.session_state and not lo <= st.session_state[key] <= hi:
         st.session_state[key] = min(max(st.session_state[key], lo), hi)
     return bound(key)

@@ -6,10 +6,11 @@ from models.adaptive_span import SpanEffect, apply_span, mask_curve, parse_spans
 from models.span_corpus import SOURCE_NAME, copy_distance, generate_corpus
 from models.span_lm import SpanLMConfig, TrainConfig, TrainedRun, TrainingTextError, TrainProgress, decode_text, train
 from models.span_runs import META_FILE, SavedRunInfo, SpanRunError, list_runs, load_run, runs_dir, save_run
-from pages._shared import bound, current_run, current_spec, int_control_state, show_figure
+from pages._shared import bound, current_run, current_spec, int_control_state, link_value_explained, show_figure
 from viz.adaptive_span import (Curve, head_color, mask_curves_figure, removed_mass_figure, span_bars_figure,
                                span_heatmap, spans_over_steps_figure)
 from viz.heatmap import attention_heatmap
+from viz.labels import markdown_literal
 from viz.theme import file_stem
 
 MAX_SPANS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
@@ -81,7 +82,9 @@ def run_picker_ui(runs: list[SavedRunInfo]) -> SavedRunInfo:
     names = [info.name for info in runs]
     asked = st.query_params.get(RUN_KEY)
     if asked is not None and asked not in names and RUN_KEY not in st.session_state:
-        st.warning(f"The link asks for the saved run '{asked}', which isn't on this machine: showing the newest.")
+        st.warning(f"The link asks for the saved run '{markdown_literal(asked)}', which isn't on this machine: "
+                   "showing the newest.")
+        link_value_explained(RUN_KEY)
     if st.session_state.get(RUN_KEY) not in names:
         st.session_state.pop(RUN_KEY, None)
     name = st.selectbox("Saved run", names, **bound(RUN_KEY), help=f"saved under {runs_dir()}")

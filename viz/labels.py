@@ -4,6 +4,7 @@ Plotly renders a subset of HTML in labels, so every token is escaped: a token ca
 become markup or a link, whatever the user typed.
 """
 import html
+import string
 import unicodedata
 
 # byte-level BPE (GPT-2, RoBERTa) marks a leading space with "Ġ" and a newline with "Ċ";
@@ -31,3 +32,11 @@ def escape(text: str) -> str:
 def axis_labels(tokens: list[str]) -> list[str]:
     """One unique, escaped label per position ("3 cat"), so repeated tokens keep their own row."""
     return [escape(f"{i} {display_token(t)}") for i, t in enumerate(tokens)]
+
+
+def markdown_literal(text: str, limit: int = 80) -> str:
+    """`text` (e.g. a value from a link) for a Streamlit message, which renders markdown: every
+    ASCII punctuation mark backslash-escaped, so it shows as typed and never becomes a link,
+    an image fetched from elsewhere, a colour or an icon; cut at `limit` characters."""
+    cut = text if len(text) <= limit else text[:limit] + "…"
+    return "".join("\\" + c if c in string.punctuation else c for c in display_token(cut))
