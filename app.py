@@ -5,7 +5,8 @@ import time
 import streamlit as st
 
 from models import DEFAULT_MODEL, PRESETS
-from pages._shared import MODEL_KEY, TEXT_B_KEY, TEXT_KEY, bound, remember_link_values, report_link_values
+from pages._shared import (MODEL_KEY, TEXT_B_KEY, TEXT_KEY, bound, remember_link_values, report_callback_failure,
+                           report_link_values)
 from viz.theme import LECTURE_CSS, LECTURE_KEY
 
 DEFAULT_TEXT = "The animal didn't cross the street because it was too tired."
@@ -63,7 +64,8 @@ started = time.perf_counter()
 remember_link_values()
 sidebar_ui()
 lecture_mode_ui()
-notices = st.container()  # above the page: what the link asked for that it can't show
+notices = st.container()  # above the page: what the link asked for that it can't show, a failed click
+report_callback_failure(notices)
 try:
     page.run()
     report_link_values(notices)

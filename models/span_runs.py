@@ -5,6 +5,7 @@
 """
 import json
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,10 +13,11 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import load_file, save_file
 
-from models.paths import data_dir
+from models.paths import data_dir, write_error_message
 from models.span_lm import SpanLM, SpanLMConfig, TrainConfig, TrainedRun, TrainingHistory
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+STAGING = ".incomplete-"  # a run being written; never a RUN_NAME
 META_FILE = "run.json"
 WEIGHTS_FILE = "weights.safetensors"
 
@@ -57,9 +59,7 @@ def save_run(run: TrainedRun, name: str | None = None) -> str:
     name = name or _new_name(run.source)
     if not RUN_NAME.match(name):
         raise SpanRunError(f"'{name}' is not a valid run name: use letters, digits, '.', '_' and '-'.")
-    folder = runs_dir() / name
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({key: value.contiguous() for key, value in run.model.state_dict().items()}, folder / WEIGHTS_FILE)
+    folder, staging = runs_dir() / name, runs_dir() / f"{STAGING}{name}"
     meta = {
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "source": run.source,
@@ -73,7 +73,18 @@ def save_run(run: TrainedRun, name: str | None = None) -> str:
             "spans": run.history.spans_array().round(4).tolist(),
         },
     }
-    (folder / META_FILE).write_text(json.dumps(meta))
+    # written whole into a staging folder, then renamed: an interrupted or failed save leaves no
+    # folder that looks like a run (list_runs skips staging folders: their names aren't run names)
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        save_file({key: value.contiguous() for key, value in run.model.state_dict().items()}, staging / WEIGHTS_FILE)
+        (staging / META_FILE).write_text(json.dumps(meta))
+        shutil.rmtree(folder, ignore_errors=True)  # a run saved again under its own name
+        staging.rename(folder)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise SpanRunError(write_error_message(error, runs_dir())) from error
     return name
 
 

@@ -46,6 +46,32 @@ def overview_grid(attentions) -> ThumbnailGrid:
     return thumbnail_grid(pooled(attentions, thumbnail_cell(attentions.shape[1])))
 
 
+CALLBACK_FAILURE_KEY = "_callback_failure"
+
+
+def safe_callback(fn, *args):
+    """`fn(*args)` as a widget callback that can't take the app down.
+
+    Streamlit runs callbacks before the script, outside app.py's guard: an exception there
+    would replace the whole page with a traceback. Here it is logged and shown as a warning by
+    report_callback_failure on the run that follows."""
+    def run() -> None:
+        try:
+            fn(*args)
+        except Exception as error:
+            log.exception("callback %s failed", getattr(fn, "__name__", fn))
+            st.session_state[CALLBACK_FAILURE_KEY] = f"{type(error).__name__}: {error}"
+    return run
+
+
+def report_callback_failure(notices) -> None:
+    """After a run (app.py): the warning for a callback that failed just before it."""
+    failure = st.session_state.pop(CALLBACK_FAILURE_KEY, None)
+    if failure is not None:
+        notices.warning(f"That click couldn't be followed ({markdown_literal(failure, limit=200)}). Your text and "
+                        "settings are kept.")
+
+
 def bound(key: str) -> dict:
     """Widget keyword arguments that mirror the widget's value in the URL (shareable links)."""
     return dict(key=key, bind="query-params")

@@ -194,9 +194,6 @@ def train_and_save(source: str, upload, model_config: SpanLMConfig, train_config
     except (TrainingTextError, SpanRunError) as error:
         st.error(str(error))
         return
-    except OSError as error:
-        st.error(f"The run could not be saved under {runs_dir()}: {error}")
-        return
     st.success(f"Trained in {run.train_seconds:.0f} s and saved as {name}.")
     st.session_state[RUN_KEY] = name
 

@@ -1,6 +1,5 @@
 """Checkpoints: a masked LM's predictions for one text at each point of its training, side by side,
 the candidates' probability and rank over steps, the loss curve, and two checkpoints' attention."""
-import functools
 from pathlib import Path
 
 import streamlit as st
@@ -10,8 +9,9 @@ from models.demo_series import demo_series_dir, demo_series_ready, ensure_demo_s
 from models.mlm import (Checkpoint, CheckpointFill, NoMaskError, SeriesError, TrainingLog, all_candidates,
                         fill_checkpoint, final_top, find_checkpoints, fingerprint, hub_checkpoints, multiberts_ids,
                         read_training_log, trajectories)
+from models.paths import write_error_message
 from models.settings import settings_from_env
-from pages._shared import overview_grid, bound, int_control_state, lecture_mode, show_figure
+from pages._shared import safe_callback, overview_grid, bound, int_control_state, lecture_mode, show_figure
 from viz.checkpoints import loss_figure, topk_table, trajectory_figure
 from viz.compare import shared_zmax
 from viz.heatmap import attention_heatmap
@@ -70,7 +70,7 @@ def hub_ui() -> list[str]:
     left, right = st.columns([4, 1])
     text = left.text_area("Hub ids, one checkpoint per line", "", height=110, **bound(HUB_KEY),
                           placeholder="google/multiberts-seed_0-step_0k\ngoogle/multiberts-seed_0-step_2000k")
-    right.button("MultiBERTs preset", on_click=_use_multiberts, icon=":material/playlist_add:",
+    right.button("MultiBERTs preset", on_click=safe_callback(_use_multiberts), icon=":material/playlist_add:",
                  help="google/multiberts-seed_0-step_0k … step_2000k: 29 BERT-base checkpoints (440 MB each); "
                       "they load only where the hub is reachable or they are already in the local cache")
     return [line.strip() for line in text.splitlines() if line.strip()]
@@ -151,7 +151,12 @@ def train_demo() -> None:
     def report(step: int, total: int) -> None:
         bar.progress(step / total, text=f"Training the demo series: step {step} of {total}")
 
-    ensure_demo_series(progress=report)
+    try:
+        ensure_demo_series(progress=report)
+    except OSError as error:  # checkpoints are staged: a failed save leaves none half-written
+        bar.empty()
+        st.error(write_error_message(error, demo_series_dir()))
+        return
     bar.empty()
     st.rerun()
 
@@ -272,7 +277,7 @@ def loss_section(log: TrainingLog | None, checkpoints: list[Checkpoint], name: s
 def attention_views(label: str, run: AttentionRun, grid: ThumbnailGrid, focus: tuple[int, int], zmax: float,
                     key: str, name: str) -> None:
     show_figure(heads_overview(grid, focus, f"{label}: all heads (click one to focus it)"), f"{name}_heads",
-                key=key, on_select=functools.partial(_focus_clicked_head, key), selection_mode="points")
+                key=key, on_select=safe_callback(_focus_clicked_head, key), selection_mode="points")
     layer, head = focus
     title = f"{label}: layer {layer}, head {head}"
     show_figure(attention_heatmap(run.attentions[layer, head], run.tokens, run.tokens, title, zmax=zmax),

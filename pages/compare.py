@@ -12,7 +12,7 @@ from models.demo_series import demo_series_dir
 from models.mlm import Checkpoint, SeriesError
 from models.series_stats import SeriesStatistics, run_series, series_checkpoints, series_statistics
 from models.settings import settings_from_env
-from pages._shared import lecture_mode, bound, cached_model, cached_run, current_spec, current_texts, int_control_state, show_figure
+from pages._shared import safe_callback, lecture_mode, bound, cached_model, cached_run, current_spec, current_texts, int_control_state, show_figure
 from viz.compare import (difference_heatmap, divergence_from_final_figure, divergence_heatmap, matching_heatmap,
                          matching_table, query_divergence_bars, series_panels, shared_zmax)
 from viz.heatmap import attention_heatmap
@@ -207,7 +207,7 @@ def divergence_section(aligned: AlignedRuns, names: tuple[str, str], focused: tu
     divergence = head_divergence(aligned.a, aligned.b)
     fig = divergence_heatmap(divergence, focused, "JS divergence of A's and B's same head (nats): a row per layer, "
                                                   "a column per head; click one to focus it")
-    show_figure(fig, file_stem("divergence", *names), key=MATRIX_KEY, on_select=_focus_clicked_cell, selection_mode="points")
+    show_figure(fig, file_stem("divergence", *names), key=MATRIX_KEY, on_select=safe_callback(_focus_clicked_cell), selection_mode="points")
     if not lecture_mode():
         st.caption("Jensen-Shannon divergence between A's and B's attention row of each query, averaged over "
                    "queries: 0 for identical heads, at most ln 2 = 0.693 nats for rows with no key in common.")

@@ -13,7 +13,7 @@ from models.lens import Lens, make_lens
 from models.neuron import NeuronViewUnsupported, neuron_vectors
 from models.scores import ScoresUnavailable
 from models.words import special_token_mask, stack_word_spans
-from pages._shared import overview_grid, show_figure, lecture_mode, bound, cached_model, cached_run, current_run, current_spec, current_texts, int_control_state
+from pages._shared import safe_callback, overview_grid, show_figure, lecture_mode, bound, cached_model, cached_run, current_run, current_spec, current_texts, int_control_state
 from viz.bars import token_bars
 from viz.bertviz_offline import (BertvizLimits, BertvizUnavailable, encoder_decoder_entries, head_view_html,
                                  model_view_html, neuron_view_html, self_attention_entries)
@@ -280,7 +280,7 @@ def statistics_section(key: tuple[str, str, str], stack, focused: tuple[int, int
                             f"{metric.key.capitalize()} ({metric.unit}) of every head ({stack.name}); click one to "
                             "focus it", baseline=baseline)
         show(fig, file_stem("head-stats", key[0], stack.name, metric.key), key=STATS_GRID_KEY,
-             on_select=functools.partial(_focus_clicked_point, STATS_GRID_KEY), selection_mode="points")
+             on_select=safe_callback(_focus_clicked_point, STATS_GRID_KEY), selection_mode="points")
         if baseline is not None:
             past = " (averaged over queries, each seeing its past)" if stack.causal else ""
             st.caption(f"Uniform attention over the {stack.attentions.shape[-1]} tokens would have entropy "
@@ -291,7 +291,7 @@ def statistics_section(key: tuple[str, str, str], stack, focused: tuple[int, int
         table = stats_table(statistics.values, {m.key: m.key if m.unit == "share" else f"{m.key} ({m.unit})"
                                                 for m in statistics.available()})
         st.dataframe(table, hide_index=True, height=320, key=STATS_TABLE_KEY, selection_mode="single-row",
-                     on_select=functools.partial(_focus_table_row, stack.attentions.shape[1]))
+                     on_select=safe_callback(_focus_table_row, stack.attentions.shape[1]))
         st.caption("Sort by clicking a column header; select a row to focus that head.")
 
 
@@ -340,7 +340,7 @@ if result is not None:
     overview = heads_overview(grid, (layer, head), f"All heads ({stack.name}): a row per layer, a column per "
                                                    "head (h0, h1, …); click one to focus it")
     show(overview, file_stem("heads", loaded.spec, stack.name), key=OVERVIEW_KEY,
-         on_select=functools.partial(_focus_clicked_point, OVERVIEW_KEY), selection_mode="points")
+         on_select=safe_callback(_focus_clicked_point, OVERVIEW_KEY), selection_mode="points")
     if not lecture_mode():
         st.caption("Each thumbnail is one head's token × token attention, scaled to its own maximum.")
     name = file_stem("attention", loaded.spec, stack.name, how, f"L{layer}", f"H{head}" if how == HEAD else "")

@@ -1,4 +1,5 @@
 """The adaptive-span language model: training, saved runs, the CLI, the generated corpus."""
+import errno
 import json
 
 import numpy as np
@@ -86,6 +87,35 @@ def test_a_damaged_run_is_skipped_in_the_list_and_refused_on_load(tiny_run, data
     assert span_runs.list_runs() == []
     with pytest.raises(span_runs.SpanRunError, match="damaged"):
         span_runs.load_run(name)
+
+
+def test_a_full_disk_during_save_says_so_and_leaves_no_run(tiny_run, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(span_runs, "save_file", full_disk)
+    with pytest.raises(span_runs.SpanRunError, match="The disk is full, so nothing was saved"):
+        span_runs.save_run(tiny_run, "full")
+    assert span_runs.list_runs() == [] and not any(span_runs.runs_dir().iterdir())
+
+
+def test_an_interrupted_save_leaves_nothing_that_looks_like_a_run_and_saving_again_works(tiny_run, monkeypatch):
+    real_save_file = span_runs.save_file
+
+    def killed_after_the_weights(tensors, path):  # the process dies between the weights and the meta
+        real_save_file(tensors, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(span_runs, "save_file", killed_after_the_weights)
+    with pytest.raises(KeyboardInterrupt):
+        span_runs.save_run(tiny_run, "interrupted")
+    assert span_runs.list_runs() == []
+    with pytest.raises(span_runs.SpanRunError, match="no saved run"):
+        span_runs.load_run("interrupted")
+    monkeypatch.setattr(span_runs, "save_file", real_save_file)
+    assert span_runs.save_run(tiny_run, "interrupted") == "interrupted"  # restarted under the same name
+    assert [info.name for info in span_runs.list_runs()] == ["interrupted"]
+    assert [p.name for p in span_runs.runs_dir().iterdir()] == ["interrupted"]  # the leftover staging is gone
 
 
 @pytest.mark.parametrize("name", ["nope", "../etc", "", "a/b"])

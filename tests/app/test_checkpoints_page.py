@@ -1,5 +1,6 @@
 """The Checkpoints page through AppTest: a tiny series from a folder, the demo series (built from
 the page with a stand-in trainer), hub ids offline, and every kind of bad input."""
+import errno
 import html
 import re
 
@@ -180,6 +181,17 @@ def test_hub_ids_offline_get_a_message_each_quickly():
     assert "29 of 29 checkpoints can't be shown" in text
     assert text.count("can't be reached") == 29 and "google/multiberts-seed_0-step_2000k" in text
     assert "no loss curve" in text and not tables(at)
+
+
+def test_a_full_disk_while_training_the_demo_series_is_explained(monkeypatch):
+    def full_disk(seed=0, progress=None):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(demo_series, "ensure_demo_series", full_disk)
+    at = open_app(PAGE)
+    at.button[0].click().run()
+    assert not at.exception
+    assert "The disk is full, so nothing was saved" in messages(at)
 
 
 def test_the_demo_series_is_trained_from_the_page_with_progress(series, monkeypatch):

@@ -2,6 +2,8 @@
 don't exist): the page still draws, says what it refused, and shows its defaults instead of
 silently dropping the values. The other pages: tests/e2e/test_link_values_e2e.py (AppTest
 runs a page after switch_page without app.py, which makes these checks)."""
+from streamlit.testing.v1 import AppTest
+
 from tests.app.conftest import messages, open_app
 from viz.labels import markdown_literal
 
@@ -33,3 +35,27 @@ def test_a_link_value_is_shown_as_text_never_as_markdown():
     warning = next(w.value for w in at.warning if "aggregation" in w.value)
     assert "![x](" not in warning and ":red[" not in warning and "](javascript" not in warning
     assert markdown_literal(payload) in warning
+
+
+def test_a_failing_click_callback_becomes_a_warning_and_keeps_the_text():
+    def script():
+        import streamlit as st
+
+        from pages._shared import report_callback_failure, safe_callback
+
+        def focus_missing_point():
+            raise KeyError("customdata")  # e.g. a selection payload without the expected fields
+
+        notices = st.container()
+        report_callback_failure(notices)
+        st.text_area("Text", "mine", key="text")
+        st.button("Focus", on_click=safe_callback(focus_missing_point))
+
+    at = AppTest.from_function(script, default_timeout=30).run()
+    at.text_area(key="text").set_value("my own words").run()
+    at.button[0].click().run()
+    assert not at.exception
+    assert "That click couldn't be followed (KeyError" in at.warning[0].value
+    assert at.text_area(key="text").value == "my own words"
+    at.run()
+    assert not at.warning  # said once
