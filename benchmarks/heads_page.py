@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -49,32 +50,20 @@ def text_of(tokenizer, n_tokens: int, shuffle: int = 0) -> str:
     return text
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: first calls pay for allocation and kernel selection
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def bare_forward(model, tokenizer, text: str, repeats: int) -> float:
+def forward_seconds(model, tokenizer, text: str) -> float:
     inputs = tokenizer(text, return_tensors="pt")
     with torch.inference_mode():
-        return median_seconds(lambda: model(**inputs, output_attentions=True), repeats)
-
-
-def kept_runs(loaded, n: int, repeats: int) -> float:
-    """Median seconds of models.run_attention on new texts whose runs are kept, as the app's
-    cache keeps them: the forward pass plus the attentions in fresh memory."""
-    kept, times = [], []
-    for repeat in range(repeats):
-        text = text_of(loaded.tokenizer, n, shuffle=100 + repeat)
         start = time.perf_counter()
-        kept.append(run_attention(loaded, text))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        model(**inputs, output_attentions=True)
+        return time.perf_counter() - start
+
+
+def run_seconds(loaded, text: str, kept: list) -> float:
+    """models.run_attention on a new text whose run is kept, as the app's cache keeps it: the
+    forward pass plus the attentions in fresh memory."""
+    start = time.perf_counter()
+    kept.append(run_attention(loaded, text))
+    return time.perf_counter() - start
 
 
 async def _session(url: str):
@@ -126,19 +115,32 @@ class HeadsPageClient:
         self.loop.close()
 
 
-def page_cost(client: HeadsPageClient, tokenizer, n: int, repeats: int) -> tuple[float, int, float]:
-    """Medians of (render ms of a new text, bytes sent, render ms of another head) over `repeats` texts.
+@dataclass
+class Row:
+    forward_s: float  # the bare forward pass (eager, output_attentions), in this process
+    run_s: float  # models.run_attention, results kept
+    page_ms: float  # the server's render of the Heads page for a new text
+    sent: int  # bytes of that render's messages
+    switch_ms: float  # the server's render of the same text with another head
 
-    A new text runs the model; the same text with another head finds the run cached, as when a
-    user moves the head slider."""
-    renders, sent, switches = [], [], []
+
+def measure(client: HeadsPageClient, model, loaded, n: int, repeats: int) -> Row:
+    """Medians over `repeats` rounds. Each round times the bare forward, a kept run and the page,
+    one after the other, so a slow phase of this shared machine weighs on all of them alike.
+
+    Each round's page opens a text the server hasn't seen (the model really runs), then the
+    same text with another head: the run is cached, as when a user moves the head slider."""
+    tokenizer, kept = loaded.tokenizer, []
+    forward_seconds(model, tokenizer, text_of(tokenizer, n))  # warm-up: allocation, kernel selection
+    rounds = []
     for repeat in range(repeats):
+        forward = forward_seconds(model, tokenizer, text_of(tokenizer, n, shuffle=1000 + repeat))
+        run = run_seconds(loaded, text_of(tokenizer, n, shuffle=2000 + repeat), kept)
         text = text_of(tokenizer, n, shuffle=repeat + 1)
-        ms, size = client.open(text=text)
-        renders.append(ms)
-        sent.append(size)
-        switches.append(client.open(text=text, head=str(1 + repeat % 11))[0])
-    return statistics.median(renders), int(statistics.median(sent)), statistics.median(switches)
+        page_ms, sent = client.open(text=text)
+        switch_ms = client.open(text=text, head=str(1 + repeat % 11))[0]
+        rounds.append(Row(forward, run, page_ms, sent, switch_ms))
+    return Row(*(statistics.median(getattr(r, f.name) for r in rounds) for f in fields(Row)))
 
 
 def bertviz_cost(model, tokenizer, text: str) -> tuple[float, int]:
@@ -174,14 +176,12 @@ def main() -> None:
         client = HeadsPageClient(url, log_path)
         client.open(text="warm up")  # the server loads the model once
         for n in args.tokens:
-            forward = bare_forward(model, tokenizer, text_of(tokenizer, n), args.repeats)
-            run = kept_runs(loaded, n, args.repeats)
-            page_ms, sent, switch_ms = page_cost(client, tokenizer, n, args.repeats)
+            row = measure(client, model, loaded, n, args.repeats)
             viz_s, viz_bytes = ((float("nan"), 0) if args.skip_bertviz
                                 else bertviz_cost(model, tokenizer, text_of(tokenizer, n)))
-            print(f"| {n} | {forward * 1e3:.0f} ms | {run * 1e3:.0f} ms | {page_ms:.0f} ms "
-                  f"| {page_ms / 1e3 / forward:.2f}x | {sent / 1e6:.2f} MB | {switch_ms:.0f} ms | {viz_s:.2f} s "
-                  f"| {viz_bytes / 1e6:.1f} MB |", flush=True)
+            print(f"| {n} | {row.forward_s * 1e3:.0f} ms | {row.run_s * 1e3:.0f} ms | {row.page_ms:.0f} ms "
+                  f"| {row.page_ms / 1e3 / row.forward_s:.2f}x | {row.sent / 1e6:.2f} MB | {row.switch_ms:.0f} ms "
+                  f"| {viz_s:.2f} s | {viz_bytes / 1e6:.1f} MB |", flush=True)
         client.close()
     finally:
         server.terminate()

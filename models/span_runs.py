@@ -18,6 +18,7 @@ from models.span_lm import SpanLM, SpanLMConfig, TrainConfig, TrainedRun, Traini
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 STAGING = ".incomplete-"  # a run being written; never a RUN_NAME
+REPLACED = ".replaced-"  # a run being replaced by one saved under its name; never a RUN_NAME
 META_FILE = "run.json"
 WEIGHTS_FILE = "weights.safetensors"
 
@@ -59,7 +60,7 @@ def save_run(run: TrainedRun, name: str | None = None) -> str:
     name = name or _new_name(run.source)
     if not RUN_NAME.match(name):
         raise SpanRunError(f"'{name}' is not a valid run name: use letters, digits, '.', '_' and '-'.")
-    folder, staging = runs_dir() / name, runs_dir() / f"{STAGING}{name}"
+    folder, staging, replaced = (runs_dir() / f"{prefix}{name}" for prefix in ("", STAGING, REPLACED))
     meta = {
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "source": run.source,
@@ -80,12 +81,26 @@ def save_run(run: TrainedRun, name: str | None = None) -> str:
         staging.mkdir(parents=True)
         save_file({key: value.contiguous() for key, value in run.model.state_dict().items()}, staging / WEIGHTS_FILE)
         (staging / META_FILE).write_text(json.dumps(meta))
-        shutil.rmtree(folder, ignore_errors=True)  # a run saved again under its own name
-        staging.rename(folder)
+        _move_into_place(staging, folder, replaced)
     except OSError as error:
         shutil.rmtree(staging, ignore_errors=True)
         raise SpanRunError(write_error_message(error, runs_dir())) from error
     return name
+
+
+def _move_into_place(staging: Path, folder: Path, replaced: Path) -> None:
+    """Rename `staging` to `folder`; a run already there (saved again under its name) is moved
+    aside first and removed only once the new one is in place, so a failure keeps one of them."""
+    shutil.rmtree(replaced, ignore_errors=True)
+    if folder.exists():
+        folder.rename(replaced)
+    try:
+        staging.rename(folder)
+    except OSError:
+        if replaced.exists():
+            replaced.rename(folder)
+        raise
+    shutil.rmtree(replaced, ignore_errors=True)
 
 
 def _read_meta(name: str) -> dict:

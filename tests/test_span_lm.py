@@ -1,6 +1,7 @@
 """The adaptive-span language model: training, saved runs, the CLI, the generated corpus."""
 import errno
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,6 +117,24 @@ def test_an_interrupted_save_leaves_nothing_that_looks_like_a_run_and_saving_aga
     assert span_runs.save_run(tiny_run, "interrupted") == "interrupted"  # restarted under the same name
     assert [info.name for info in span_runs.list_runs()] == ["interrupted"]
     assert [p.name for p in span_runs.runs_dir().iterdir()] == ["interrupted"]  # the leftover staging is gone
+
+
+def test_saving_under_an_existing_name_replaces_the_run_and_a_failed_replace_keeps_the_old_one(tiny_run, monkeypatch):
+    span_runs.save_run(tiny_run, "same")
+    span_runs.save_run(tiny_run, "same")
+    assert [p.name for p in span_runs.runs_dir().iterdir()] == ["same"]
+    real_rename = Path.rename
+
+    def new_run_refused(path, target):  # e.g. a permission error on the last step
+        if path.name.startswith(span_runs.STAGING):
+            raise OSError(errno.EACCES, "Permission denied")
+        return real_rename(path, target)
+
+    monkeypatch.setattr(Path, "rename", new_run_refused)
+    with pytest.raises(span_runs.SpanRunError):
+        span_runs.save_run(tiny_run, "same")
+    np.testing.assert_array_equal(span_runs.load_run("same").spans(), tiny_run.spans())
+    assert [p.name for p in span_runs.runs_dir().iterdir()] == ["same"]
 
 
 @pytest.mark.parametrize("name", ["nope", "../etc", "", "a/b"])

@@ -5,6 +5,7 @@ as numbers). An invisible scatter point over each thumbnail makes heads clickabl
 click on a plotly image or heatmap gives Streamlit no selection.
 """
 import base64
+import functools
 import io
 from dataclasses import dataclass
 
@@ -33,11 +34,12 @@ def thumbnail_cell(heads: int) -> int:
     return int(np.clip(TARGET_WIDTH // heads - GAP, 16, 96))
 
 
-def _palette(scale: str) -> list[int]:
-    """PALETTE_LEVELS colours of `scale`, then white for the gaps, flat as PIL wants."""
+@functools.cache  # sampling the colour scale costs more than the PNG itself
+def _palette(scale: str) -> bytes:
+    """PALETTE_LEVELS colours of `scale`, then white for the gaps, as PIL's flat RGB bytes."""
     colors = sample_colorscale(scale, list(np.linspace(0, 1, PALETTE_LEVELS)), colortype="tuple")
     rgb = (np.array(colors) * 255).round().astype(np.uint8)  # [PALETTE_LEVELS, 3]
-    return np.vstack([rgb, [255, 255, 255]]).ravel().tolist()
+    return np.vstack([rgb, [255, 255, 255]]).astype(np.uint8).tobytes()
 
 
 def thumbnail_grid(thumbnails: np.ndarray) -> ThumbnailGrid:
