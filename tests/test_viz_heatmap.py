@@ -8,7 +8,7 @@ from PIL import Image
 
 from viz.heatmap import attention_heatmap
 from viz.labels import axis_labels, display_token, escape
-from viz.overview import GAP, PALETTE_LEVELS, heads_overview, thumbnail_cell, thumbnail_grid
+from viz.overview import GAP, OUTLINE_WIDTH, PALETTE_LEVELS, heads_overview, thumbnail_cell, thumbnail_grid
 from viz.sparse import pool
 from viz.theme import file_stem, plotly_config
 
@@ -72,6 +72,14 @@ def test_overview_image_has_one_thumbnail_per_head():
     assert list(points.customdata[2 * 5 + 3]) == [2, 3]  # clicking that point focuses layer 2, head 3
     rect = fig.layout.shapes[0]
     assert rect.x0 < points.x[13] < rect.x1 and rect.y0 < points.y[13] < rect.y1
+    # the outline runs in the gaps, clear of the focused head's edge pixels (pixel i spans i ± 0.5)
+    # and of its neighbours', even with the grid shown at half size (a line of w screen pixels
+    # then covers 2w image pixels, w either side of its centre)
+    step, margin = grid.cell + GAP, OUTLINE_WIDTH / 2 * 2
+    left, top = 3 * step - 0.5, 2 * step - 0.5  # the focused cell's outer edges
+    right, bottom = left + grid.cell, top + grid.cell
+    assert left - GAP + margin <= rect.x0 <= left - margin and right + margin <= rect.x1 <= right + GAP - margin
+    assert top - GAP + margin <= rect.y0 <= top - margin and bottom + margin <= rect.y1 <= bottom + GAP - margin
     assert fig.data[0].source.startswith("data:image/png;base64,")
     assert base64.b64decode(fig.data[0].source.split(",", 1)[1]) == grid.png
 

@@ -16,8 +16,9 @@ from plotly.colors import sample_colorscale
 
 from viz.theme import ATTENTION_SCALE, HIGHLIGHT_COLOR, base_layout
 
-GAP = 4  # pixels between thumbnails
+GAP = 6  # pixels between thumbnails: room for the focus outline, which must not cover a head's edge
 TARGET_WIDTH = 1100  # pixels of the whole grid, whatever the head count
+OUTLINE_WIDTH = 2  # screen pixels; the grid shows at ~0.5-1 screen pixel per image pixel
 PALETTE_LEVELS = 255  # colour levels of a thumbnail; palette index 255 is the white gap
 
 
@@ -80,8 +81,11 @@ def heads_overview(grid: ThumbnailGrid, focused: tuple[int, int], title: str) ->
         showlegend=False,
     )
     layer, head = focused
-    outline = dict(type="rect", x0=head * step - 2, x1=head * step + grid.cell + 1,
-                   y0=layer * step - 2, y1=layer * step + grid.cell + 1, line=dict(color=HIGHLIGHT_COLOR, width=3))
+    # pixel i of the image spans [i - 0.5, i + 0.5]: the outline runs down the middle of the gaps
+    # around the cell, so it never hides the focused head's first or last row and column
+    x0, y0 = head * step - 0.5 - GAP / 2, layer * step - 0.5 - GAP / 2
+    outline = dict(type="rect", x0=x0, x1=x0 + step, y0=y0, y1=y0 + step,
+                   line=dict(color=HIGHLIGHT_COLOR, width=OUTLINE_WIDTH))
     layout = base_layout(title, height=int(90 + 760 * min(grid.layers / grid.heads, 1.2)))
     layout.update(
         shapes=[outline], dragmode=False, clickmode="event+select",
