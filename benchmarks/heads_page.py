@@ -7,7 +7,7 @@ each script run's time (the run plus every element serialised), and the bytes ar
 received. Each repeat opens a new text of the same length (the words shuffled), so the model
 really runs, then that text with another head, as a user moving the head slider.
 
-    .venv/bin/python benchmarks/heads_page.py [--tokens 32 128 512] [--repeats 5] [--skip-bertviz]
+    .venv/bin/python benchmarks/heads_page.py [--tokens 32 128 512] [--repeats 7] [--skip-bertviz]
 """
 import argparse
 import asyncio
@@ -158,7 +158,7 @@ def bertviz_cost(model, tokenizer, text: str) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, nargs="+", default=[32, 128, 512])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-bertviz", action="store_true", help="bertviz at 512 tokens takes ~1 GB and 15 s+")
     args = parser.parse_args()
     path = bundled_model_path()
