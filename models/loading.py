@@ -150,6 +150,12 @@ def _load_config(source: _Source) -> PretrainedConfig:
                              f"{error}") from error
 
 
+def hub_revision(spec: str) -> tuple[str, str | None]:
+    """(repo id, revision or None) of a hub spec: "org/name@step1000" names a branch, tag or commit."""
+    repo_id, _, revision = spec.partition("@")
+    return repo_id, revision or None
+
+
 def _resolve(spec: str, settings: Settings | None) -> tuple[_Source, PretrainedConfig]:
     """The source to load from and its config, or a ModelLoadError saying why not."""
     if spec in ALIASES:
@@ -162,14 +168,14 @@ def _resolve(spec: str, settings: Settings | None) -> tuple[_Source, PretrainedC
                                  "folder (EXPLORER_ALLOWED_FOLDERS).")
         source = _Source(str(folder), local_only=True)
         return source, _load_config(source)
-    repo_id, _, revision = spec.partition("@")  # "org/name@step1000": a hub revision (branch, tag, commit)
+    repo_id, revision = hub_revision(spec)
     if not HUB_ID.match(repo_id) or (revision and not REVISION.match(revision)):
         raise ModelLoadError(f"'{spec}' is neither a hub model id (like 'gpt2', 'org/name' or 'org/name@revision') "
                              "nor a folder.")
     if settings is not None and not settings.allow_hub:
         raise ModelLoadError(f"This server doesn't load hub models like '{spec}': use '{DEFAULT_MODEL}' "
                              "or an allowed local folder.")
-    cached = _Source(repo_id, local_only=True, revision=revision or None)
+    cached = _Source(repo_id, local_only=True, revision=revision)
     try:
         return cached, _load_config(cached)  # already in the local cache: load it all from there
     except (OSError, ModelLoadError):
@@ -179,7 +185,7 @@ def _resolve(spec: str, settings: Settings | None) -> tuple[_Source, PretrainedC
             f"'{spec}' is not in the local cache and the Hugging Face hub can't be reached from here. "
             f"Offline, use the bundled '{DEFAULT_MODEL}' or a local model folder."
         )
-    online = _Source(repo_id, local_only=False, revision=revision or None)
+    online = _Source(repo_id, local_only=False, revision=revision)
     try:
         return online, _load_config(online)
     except (RepositoryNotFoundError, GatedRepoError) as error:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from huggingface_hub import try_to_load_from_cache
 
-from models.loading import LoadedModel, ModelLoadError, hub_reachable, load_model
+from models.loading import LoadedModel, ModelLoadError, hub_reachable, hub_revision, load_model
 from models.run import RunError, encode
 from models.settings import Settings
 
@@ -176,9 +176,9 @@ def _hub_step(spec: str) -> int | None:
 
 
 def _in_hub_cache(spec: str) -> bool:
-    repo_id, _, revision = spec.partition("@")  # "org/name@step1000": a revision, as load_model reads it
+    repo_id, revision = hub_revision(spec)
     try:
-        return isinstance(try_to_load_from_cache(repo_id, "config.json", revision=revision or None), str)
+        return isinstance(try_to_load_from_cache(repo_id, "config.json", revision=revision), str)
     except ValueError:  # not a valid repo id: load_model will say so
         return False
 
