@@ -118,7 +118,7 @@ def formula_section() -> tuple[int, int]:
                      dash="dash", width=2) for k, span in enumerate(others)]
     with plot:
         show_figure(mask_curves_figure(curves, max_span, "tokens", f"Soft span mask, S = {max_span}, R = {ramp}",
-                                marks=(z, z + ramp)), f"span_mask_z{z}_R{ramp}_S{max_span}")
+                                       marks=(z, z + ramp)), f"span_mask_z{z}_R{ramp}_S{max_span}")
     return z, ramp
 
 
@@ -139,10 +139,10 @@ def applied_section(z: int, ramp: int) -> None:
     left, right = st.columns(2)
     with left:
         show_figure(attention_heatmap(before, run.tokens, run.tokens, f"Before: layer {layer}, head {head}",
-                               causal=run.causal, zmax=top), f"{stem}_before")
+                                      causal=run.causal, zmax=top), f"{stem}_before")
     with right:
-        show_figure(span_heatmap(effect.after, effect.mask, run.tokens, f"After the span mask (z = {z}, R = {ramp})",
-                          run.causal, top), f"{stem}_after")
+        show_figure(span_heatmap(effect.after, effect.mask, run.tokens,
+                                 f"After the span mask (z = {z}, R = {ramp})", run.causal, top), f"{stem}_after")
     st.caption("Grey cells on the right: keys the span cuts off (mask 0)" +
                (", and the future a causal model never sees." if run.causal else "."))
     columns = st.columns(3)
@@ -151,7 +151,7 @@ def applied_section(z: int, ramp: int) -> None:
     columns[1].metric("Mass removed, mean over queries", f"{effect.removed.mean():.1%}")
     columns[2].metric("Mass removed, worst query", f"{effect.removed.max():.1%}")
     show_figure(removed_mass_figure(effect.removed, run.tokens, "Attention mass each query loses to the mask "
-                                                          "(before renormalising)"), f"{stem}_removed")
+                                                                 "(before renormalising)"), f"{stem}_removed")
 
 
 def train_section(has_runs: bool) -> None:
@@ -225,24 +225,26 @@ def trained_views(trained: TrainedRun, name: str) -> None:
     config, spans = trained.model_config, trained.spans()
     st.subheader("Learned span of every head")
     show_figure(span_bars_figure(spans, config.max_span,
-                          f"Learned spans, {plural(config.n_layers, 'layer')} × {plural(config.n_heads, 'head')} "
-                          f"(λ = {trained.train_config.span_loss:g})"), f"span_bars_{name}")
+                                 f"Learned spans, {plural(config.n_layers, 'layer')} × "
+                                 f"{plural(config.n_heads, 'head')} (λ = {trained.train_config.span_loss:g})"),
+                f"span_bars_{name}")
     if trained.source == SOURCE_NAME:
-        st.caption(f"Each head reads z plus the {config.ramp}-character ramp. In the generated corpus each line is a phrase, a bar and the same phrase again: a character of "
-                   f"the copy is {copy_distance()} characters after its original. Heads that copy need long "
-                   f"spans (with the ramp and the layer below reaching that far); the others can shrink to 0.")
+        st.caption(f"Each head reads z plus the {config.ramp}-character ramp. In the generated corpus each line is a "
+                   f"phrase, a bar and the same phrase again: a character of the copy is {copy_distance()} "
+                   "characters after its original. Heads that copy need long spans (with the ramp and the layer "
+                   "below reaching that far); the others can shrink to 0.")
     st.subheader("All heads' masking curves")
     curves = [Curve(f"L{layer} H{head}: z = {spans[layer, head]:.1f}",
                     *mask_curve(spans[layer, head], config.ramp, config.max_span), color=head_color(head),
                     dash=("solid", "dash", "dot", "dashdot")[layer % 4], width=2.5)
               for layer in range(config.n_layers) for head in range(config.n_heads)]
-    show_figure(mask_curves_figure(curves, config.max_span, "characters", f"Masking curves of every head (R = {config.ramp})"),
-         f"span_curves_{name}")
+    show_figure(mask_curves_figure(curves, config.max_span, "characters",
+                                   f"Masking curves of every head (R = {config.ramp})"), f"span_curves_{name}")
     st.subheader("Spans over training")
     history = trained.history
     show_figure(spans_over_steps_figure(history.steps, history.spans_array(), history.lm_loss, config.max_span,
-                                 f"Spans and loss over {history.steps[-1]} steps (trained in "
-                                 f"{trained.train_seconds:.0f} s)"), f"span_history_{name}")
+                                        f"Spans and loss over {history.steps[-1]} steps (trained in "
+                                        f"{trained.train_seconds:.0f} s)"), f"span_history_{name}")
     savings_section(trained)
 
 

@@ -11,7 +11,7 @@ from models.mlm import (Checkpoint, CheckpointFill, NoMaskError, SeriesError, Tr
                         read_training_log, trajectories)
 from models.paths import write_error_message
 from models.settings import settings_from_env
-from pages._shared import safe_callback, overview_grid, bound, int_control_state, lecture_mode, show_figure
+from pages._shared import bound, int_control_state, lecture_mode, overview_grid, safe_callback, show_figure
 from viz.checkpoints import loss_figure, topk_table, trajectory_figure
 from viz.compare import shared_zmax
 from viz.heatmap import attention_heatmap

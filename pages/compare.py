@@ -12,7 +12,8 @@ from models.demo_series import demo_series_dir
 from models.mlm import Checkpoint, SeriesError
 from models.series_stats import SeriesStatistics, run_series, series_checkpoints, series_statistics
 from models.settings import settings_from_env
-from pages._shared import safe_callback, lecture_mode, bound, cached_model, cached_run, current_spec, current_texts, int_control_state, show_figure
+from pages._shared import (bound, cached_model, cached_run, current_spec, current_texts, int_control_state,
+                           lecture_mode, safe_callback, show_figure)
 from viz.compare import (difference_heatmap, divergence_from_final_figure, divergence_heatmap, matching_heatmap,
                          matching_table, query_divergence_bars, series_panels, shared_zmax)
 from viz.heatmap import attention_heatmap
@@ -182,16 +183,17 @@ def side_by_side_section(aligned: AlignedRuns, names: tuple[str, str], causal: t
     for column, tag, (name, at_layer, at_head, matrix, is_causal) in zip(top, "AB", heads_shown):
         with column:
             show_figure(attention_heatmap(matrix, labels, labels, f"{tag} ({name}): layer {at_layer}, head {at_head}",
-                                   causal=is_causal, zmax=zmax),
-                 file_stem("compare", tag, name, f"L{at_layer}", f"H{at_head}"))
+                                          causal=is_causal, zmax=zmax),
+                        file_stem("compare", tag, name, f"L{at_layer}", f"H{at_head}"))
     with bottom[0]:
         show_figure(difference_heatmap(b - a, labels, labels, "B − A: red where B attends more, blue where A does",
-                                causal=all(causal)),
-             file_stem("compare", "difference", *names, f"L{layer}", f"H{head}"))
+                                       causal=all(causal)),
+                    file_stem("compare", "difference", *names, f"L{layer}", f"H{head}"))
     rows = js_divergence(a, b)  # [m]
     with bottom[1]:
-        show_figure(query_divergence_bars(rows, labels, f"Where they differ: JS divergence per query, mean {rows.mean():.3f}"),
-             file_stem("compare", "query-divergence", *names, f"L{layer}", f"H{head}"))
+        show_figure(query_divergence_bars(rows, labels,
+                                          f"Where they differ: JS divergence per query, mean {rows.mean():.3f}"),
+                    file_stem("compare", "query-divergence", *names, f"L{layer}", f"H{head}"))
     st.caption(f"Same axes ({aligned.level}s) and colour range (0 to {zmax:.2f}) for A and B. Jensen-Shannon "
                "divergence of two attention rows: 0 when identical, at most ln 2 = 0.693 nats when they share no key.")
     return layer, head
@@ -207,7 +209,8 @@ def divergence_section(aligned: AlignedRuns, names: tuple[str, str], focused: tu
     divergence = head_divergence(aligned.a, aligned.b)
     fig = divergence_heatmap(divergence, focused, "JS divergence of A's and B's same head (nats): a row per layer, "
                                                   "a column per head; click one to focus it")
-    show_figure(fig, file_stem("divergence", *names), key=MATRIX_KEY, on_select=safe_callback(_focus_clicked_cell), selection_mode="points")
+    show_figure(fig, file_stem("divergence", *names), key=MATRIX_KEY, on_select=safe_callback(_focus_clicked_cell),
+                selection_mode="points")
     if not lecture_mode():
         st.caption("Jensen-Shannon divergence between A's and B's attention row of each query, averaged over "
                    "queries: 0 for identical heads, at most ln 2 = 0.693 nats for rows with no key in common.")
@@ -274,15 +277,16 @@ def series_view(folder: str, checkpoints: list[Checkpoint]) -> None:
     name = short_name(folder)
     st.subheader(f"Every head's {metric.key} across training")
     show_figure(series_panels(series.values[metric.key], series.steps, metric.key, metric.unit,
-                       f"{metric.key.capitalize()} ({metric.unit}) of each head over training steps: a panel per "
-                       "layer, a line per head", baseline), file_stem("series", name, metric.key))
+                              f"{metric.key.capitalize()} ({metric.unit}) of each head over training steps: a panel "
+                              "per layer, a line per head", baseline), file_stem("series", name, metric.key))
     st.caption(f"{metric.key}: {metric.help}." + (f" Dotted: uniform attention ({baseline:.2f} nats)."
                                                    if baseline is not None else "")
                + " A head specialises where its line leaves the pack.")
     st.subheader("How far each checkpoint still is from the final one")
     show_figure(divergence_from_final_figure(series.layer_divergence, series.steps,
-                                      "JS divergence from the final checkpoint, per layer (mean over its heads)"),
-         file_stem("series-divergence", name))
+                                             "JS divergence from the final checkpoint, per layer (mean over its "
+                                             "heads)"),
+                file_stem("series-divergence", name))
     st.caption("Each head's attention rows compared with the same head at the last step (Jensen-Shannon "
                "divergence, averaged over queries), then averaged over the layer's heads. 0 at the last step.")
 

@@ -13,7 +13,8 @@ from models.lens import Lens, make_lens
 from models.neuron import NeuronViewUnsupported, neuron_vectors
 from models.scores import ScoresUnavailable
 from models.words import special_token_mask, stack_word_spans
-from pages._shared import safe_callback, overview_grid, show_figure, lecture_mode, bound, cached_model, cached_run, current_run, current_spec, current_texts, int_control_state
+from pages._shared import (bound, cached_model, cached_run, current_run, current_spec, current_texts, int_control_state,
+                           lecture_mode, overview_grid, safe_callback, show_figure)
 from viz.bars import token_bars
 from viz.bertviz_offline import (BertvizLimits, BertvizUnavailable, encoder_decoder_entries, head_view_html,
                                  model_view_html, neuron_view_html, self_attention_entries)

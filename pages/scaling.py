@@ -186,7 +186,8 @@ def live_section() -> None:
     st.markdown(scaling_note(stack, layer))
     identity_check(stack)
     title = f"{loaded.spec}, {name}, layer {layer}, head {head}: scores of every visible query-key pair"
-    show_figure(score_histograms(head_scores(stack, layer, head), title), f"scores_{loaded.spec}_{name}_L{layer}_H{head}")
+    show_figure(score_histograms(head_scores(stack, layer, head), title),
+                f"scores_{loaded.spec}_{name}_L{layer}_H{head}")
     st.caption("The black curves are the random-vector baseline for this d_head: what q·k would be if q and k "
                "had independent N(0, 1) components.")
     view = neuron_view(stack, layer, head, query)
