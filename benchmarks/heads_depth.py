@@ -5,13 +5,15 @@ bertviz pages. Prints markdown tables (paste them into the README).
     .venv/bin/python benchmarks/heads_depth.py [--tokens 32 128 512] [--repeats 3]
 """
 import argparse
+import statistics
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from heads_page import median_seconds, text_of  # noqa: E402  (benchmarks/ is on the path when run)
+from heads_page import text_of  # noqa: E402  (benchmarks/ is on the path when run)
 
 from models import load_model, run_attention  # noqa: E402
 from models.analysis import ALL_MEAN, aggregate, head_statistics, rollout_layers  # noqa: E402
@@ -19,6 +21,15 @@ from models.export import matrix_csv, run_npz  # noqa: E402
 from models.lens import make_lens  # noqa: E402
 from models.words import stack_word_spans  # noqa: E402
 from viz.bertviz_offline import BertvizLimits, head_view_html, model_view_html, self_attention_entries  # noqa: E402
+
+
+def median_seconds(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def compute_rows(loaded, tokens: list[int], repeats: int) -> list[str]:
