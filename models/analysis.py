@@ -77,21 +77,31 @@ def aggregate(attentions: np.ndarray, how: str, layer: int, head: int) -> np.nda
     raise ValueError(f"unknown aggregation {how!r}; expected one of {AGGREGATIONS}")
 
 
+def _bins(n: int, size: int) -> torch.Tensor:
+    """[n] bin of each position: `size` consecutive bins, bin i starting at floor(i * n / size)
+    (the bins of viz.sparse.pool), so their sizes differ by at most one."""
+    return ((torch.arange(n) + 1) * size - 1) // n
+
+
 def pooled(attentions: np.ndarray, size: int) -> np.ndarray:
     """[..., q, k] -> [..., min(size, q), min(size, k)]: every matrix mean-pooled, for thumbnails.
 
-    torch's adaptive average pooling (bins of ~q/size rows, neighbours may share an edge row)
-    is ~4x faster than numpy's reduceat over 72 heads at 512 tokens.
+    Summed into row bins, then column bins, with index_add (whole rows of keys at a time): about
+    twice as fast as torch's adaptive average pooling and 8x numpy's reduceat at 512 tokens.
     """
     *lead, q, k = attentions.shape
     if q <= size and k <= size:
         return attentions
+    rows, cols = min(size, q), min(size, k)
     with warnings.catch_warnings():  # runs are read-only; torch only reads them here
         warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-        flat = torch.from_numpy(np.ascontiguousarray(attentions, dtype=np.float32)).reshape(-1, 1, q, k)
+        flat = torch.from_numpy(np.ascontiguousarray(attentions, dtype=np.float32)).reshape(-1, q, k)
+    row_bins, col_bins = _bins(q, rows), _bins(k, cols)
     with torch.inference_mode():
-        small = torch.nn.functional.adaptive_avg_pool2d(flat, (min(size, q), min(size, k)))
-    return small.reshape(*lead, *small.shape[-2:]).numpy()
+        by_rows = torch.zeros(len(flat), rows, k).index_add_(1, row_bins, flat)  # [m, rows, k]
+        summed = torch.zeros(len(flat), rows, cols).index_add_(2, col_bins, by_rows)  # [m, rows, cols]
+        counts = torch.outer(torch.bincount(row_bins, minlength=rows), torch.bincount(col_bins, minlength=cols))
+        return (summed / counts).reshape(*lead, rows, cols).numpy()
 
 
 # --- head statistics (Clark et al. 2019; mean distance as in Vig & Belinkov 2019) ---

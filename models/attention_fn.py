@@ -1,11 +1,12 @@
 """The attention function every model is loaded with.
 
 It calls the model family's own `eager_attention_forward`, so the weights are exactly
-those of attn_implementation="eager". A caller can switch on two hooks for the forward
+those of attn_implementation="eager". A caller can switch on three hooks for the forward
 passes it runs in its own thread (a context variable, so concurrent sessions sharing
 one model never see each other's hooks):
 - `recording()`: keep q, k, the scale and the weights of every attention call;
-- `extra_mask(fn)`: add an extra additive mask to the scores before softmax.
+- `extra_mask(fn)`: add an extra additive mask to the scores before softmax;
+- `weights_into(buffer)`: the weights of successive calls land in buffer[0], buffer[1], ...
 """
 import contextlib
 import contextvars
@@ -37,10 +38,40 @@ class AttentionCall:
     weights: torch.Tensor  # [batch, heads, q_len, k_len], the softmax output
 
 
+class LayerBuffer:
+    """A preallocated [layers, heads, q, k] tensor that attention calls fill in call order.
+
+    Each call of weights [1, heads, q, k] is copied into the next free layer while the model
+    is still at that layer (the weights are then still in the CPU cache), and the model gets
+    that layer's view back: its outputs.attentions come out already stacked, and the memory of
+    each layer's own weights is freed at once for the next layer to reuse."""
+
+    def __init__(self, buffer: torch.Tensor):
+        self.buffer = buffer  # [layers, heads, q, k]
+        self.filled = 0
+
+    def take(self, weights: torch.Tensor) -> torch.Tensor:
+        """weights [1, heads, q, k] -> the same values as a view of the next free layer."""
+        if (self.filled == len(self.buffer) or weights.dtype != self.buffer.dtype
+                or weights.shape != (1, *self.buffer.shape[1:])):
+            return weights
+        layer = self.buffer[self.filled]
+        layer.copy_(weights[0])
+        self.filled += 1
+        return layer.unsqueeze(0)
+
+    def holds(self, attentions: tuple[torch.Tensor, ...]) -> bool:
+        """Are these (a model's outputs.attentions) exactly the buffer's layers, in order?"""
+        return (len(attentions) == self.filled == len(self.buffer)
+                and all(a.data_ptr() == layer.data_ptr() and a.shape == (1, *layer.shape)
+                        for a, layer in zip(attentions, self.buffer)))
+
+
 @dataclass
 class _Hooks:
     calls: list[AttentionCall] | None = None
     extra_mask: ExtraMask | None = None
+    layers: LayerBuffer | None = None
 
 
 _hooks: contextvars.ContextVar[_Hooks | None] = contextvars.ContextVar("attention_hooks", default=None)
@@ -49,7 +80,7 @@ _hooks: contextvars.ContextVar[_Hooks | None] = contextvars.ContextVar("attentio
 @contextlib.contextmanager
 def _with_hooks(**changes) -> Iterator[_Hooks]:
     current = _hooks.get() or _Hooks()
-    hooks = _Hooks(**{"calls": current.calls, "extra_mask": current.extra_mask, **changes})
+    hooks = _Hooks(**{**vars(current), **changes})
     token = _hooks.set(hooks)
     try:
         yield hooks
@@ -69,6 +100,14 @@ def extra_mask(fn: ExtraMask) -> Iterator[None]:
     """Add fn(module, q_len, k_len) to the scores of every attention call in the block."""
     with _with_hooks(extra_mask=fn):
         yield
+
+
+@contextlib.contextmanager
+def weights_into(buffer: torch.Tensor) -> Iterator[LayerBuffer]:
+    """Stack the attention weights of the calls made inside the block (this thread only) into
+    `buffer` [layers, heads, q, k]; calls of another shape or dtype are left alone."""
+    with _with_hooks(layers=LayerBuffer(buffer)) as hooks:
+        yield hooks.layers
 
 
 def _family_eager(module: torch.nn.Module) -> Callable:
@@ -98,6 +137,8 @@ def explorer_attention(module, query, key, value, attention_mask, scaling=None, 
     output, weights = _family_eager(module)(
         module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
     )
+    if hooks is not None and hooks.layers is not None:
+        weights = hooks.layers.take(weights)
     if hooks is not None and hooks.calls is not None:
         hooks.calls.append(
             AttentionCall(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.attention_fn import recording
+from models.attention_fn import LayerBuffer, recording, weights_into
 from models.loading import LoadedModel
 from models.scores import ScoreStack, capture_scores
 
@@ -94,6 +94,22 @@ def layers_to_array(attentions: tuple[torch.Tensor, ...]) -> np.ndarray:
     return torch.stack([a[0].float() for a in attentions]).numpy()
 
 
+def _layer_buffer(loaded: LoadedModel, n: int) -> torch.Tensor | None:
+    """[layers, heads, n, n] for an encoder's or decoder's weights to be stacked in as the model
+    runs (models.attention_fn.weights_into); None for encoder-decoders, whose calls interleave
+    three stacks. Untouched memory costs nothing if the model doesn't fill it."""
+    layers, heads = (getattr(loaded.config, name, None) for name in ("num_hidden_layers", "num_attention_heads"))
+    if loaded.kind == "encoder-decoder" or not isinstance(layers, int) or not isinstance(heads, int):
+        return None
+    return torch.empty((layers, heads, n, n))
+
+
+def _stacked(attentions: tuple[torch.Tensor, ...], filled: LayerBuffer | None) -> np.ndarray:
+    """The model's attentions as one array: the buffer they already are views of, when they are
+    exactly its layers (a model whose attention bypassed the hook is stacked afterwards)."""
+    return filled.buffer.numpy() if filled is not None and filled.holds(attentions) else layers_to_array(attentions)
+
+
 def encode(loaded: LoadedModel, text: str, text_pair: str | None = None, max_chars: int | None = None):
     """Tokenize for the model, truncated to loaded.max_tokens. Returns (encoding, untruncated count)."""
     if not text or not text.strip():
@@ -146,7 +162,10 @@ def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None,
         target = text_pair if text_pair and text_pair.strip() else text
         inputs["decoder_input_ids"] = _decoder_inputs(loaded, target)
         decoder_tokens = tokenizer.convert_ids_to_tokens(inputs["decoder_input_ids"][0].tolist())
-    with torch.inference_mode(), recording() if with_scores else contextlib.nullcontext() as calls:
+    with torch.inference_mode(), contextlib.ExitStack() as hooks:
+        calls = hooks.enter_context(recording()) if with_scores else None
+        buffer = _layer_buffer(loaded, inputs["input_ids"].shape[1])
+        filled = None if buffer is None else hooks.enter_context(weights_into(buffer))
         outputs = loaded.model(**inputs, output_attentions=True, use_cache=False)
     seq2seq = loaded.kind == "encoder-decoder"
     if not getattr(outputs, "encoder_attentions" if seq2seq else "attentions", None):
@@ -157,7 +176,7 @@ def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None,
     return AttentionRun(
         model_spec=loaded.spec,
         tokens=tokenizer.convert_ids_to_tokens(encoding["input_ids"][0].tolist()),
-        attentions=layers_to_array(outputs.encoder_attentions if seq2seq else outputs.attentions),
+        attentions=layers_to_array(outputs.encoder_attentions) if seq2seq else _stacked(outputs.attentions, filled),
         causal=loaded.kind == "decoder",
         segment_ids=_segments(encoding),
         special_mask=encoding["special_tokens_mask"][0].numpy().astype(bool),

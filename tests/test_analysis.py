@@ -9,6 +9,7 @@ from models.analysis import (AGGREGATIONS, pooled, ALL_MEAN, HEAD, LAYER_MAX, LA
                              uniform_entropy)
 from models.lens import make_lens
 from models.words import WordSpans
+from viz.sparse import pool
 
 # Two layers of two heads over two tokens, chosen so the head means are simple:
 # layer 0 mean [[1, 0], [.5, .5]], layer 1 mean [[.5, .5], [0, 1]].
@@ -35,6 +36,16 @@ def test_pooled_averages_blocks_by_hand_for_every_head():
     np.testing.assert_array_equal(pooled(stack, 2)[0, 1], 2 * np.array([[2.5, 4.5], [10.5, 12.5]]))
     assert pooled(stack, 8) is stack  # small enough: never upsampled, never copied
     assert pooled(np.ones((2, 3, 512, 40), np.float32), 87).shape == (2, 3, 87, 40)
+
+
+def test_pooled_bins_are_those_of_the_sparse_mask_images():
+    """Uneven bins: the same partition as viz.sparse.pool's, the numpy reference."""
+    rng = np.random.default_rng(0)
+    stack = rng.random((2, 3, 437, 300), dtype=np.float32)
+    pooled_stack = pooled(stack, 85)
+    assert pooled_stack.shape == (2, 3, 85, 85)
+    for layer, head in [(0, 0), (1, 2)]:
+        np.testing.assert_allclose(pooled_stack[layer, head], pool(stack[layer, head], 85), rtol=1e-5)
 
 
 def test_rollout_renormalises_rows_and_keeps_identity():

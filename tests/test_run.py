@@ -7,7 +7,8 @@ import torch
 import transformers as tf
 
 from models import RunError, attention_stacks, load_model, run_attention
-from models.attention_fn import extra_mask, recording
+import models.run
+from models.attention_fn import extra_mask, recording, weights_into
 
 TEXT, PAIR = "The animal didn't cross the street because it was too tired.", "It was late."
 
@@ -28,6 +29,30 @@ def test_attentions_equal_eager_outputs_exactly(tiny_models, kind):
     expected = _eager_reference(loaded, {"input_ids": encoded["input_ids"]}).attentions
     np.testing.assert_array_equal(run.attentions, torch.stack(expected)[:, 0].numpy())
     assert run.tokens == loaded.tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
+
+
+@pytest.mark.parametrize("kind", ["bert", "distilbert", "roberta", "gpt2", "bundled"])
+def test_weights_are_stacked_as_the_model_runs(tiny_models, default_model, monkeypatch, kind):
+    """The model's own outputs.attentions are views of one buffer: nothing is stacked afterwards."""
+    loaded = default_model if kind == "bundled" else load_model(str(tiny_models[kind]))
+    inputs = loaded.tokenizer(TEXT, return_tensors="pt")
+    n = inputs["input_ids"].shape[1]
+    buffer = torch.empty((loaded.config.num_hidden_layers, loaded.config.num_attention_heads, n, n))
+    with torch.inference_mode(), weights_into(buffer) as filled:
+        outputs = loaded.model(**inputs, output_attentions=True)
+    assert filled.holds(outputs.attentions)
+    reference = run_attention(loaded, TEXT)
+    monkeypatch.setattr(models.run, "layers_to_array", None)  # a call would fail
+    np.testing.assert_array_equal(run_attention(loaded, TEXT).attentions, reference.attentions)
+    np.testing.assert_array_equal(buffer.numpy(), reference.attentions)
+
+
+def test_a_buffer_the_model_does_not_fill_is_stacked_afterwards(tiny_models, monkeypatch):
+    loaded = load_model(str(tiny_models["bert"]))
+    reference = run_attention(loaded, TEXT)
+    # one head too many: no call fits, so every call keeps its own weights
+    monkeypatch.setattr(models.run, "_layer_buffer", lambda loaded, n: torch.empty((2, 5, n, n)))
+    np.testing.assert_array_equal(run_attention(loaded, TEXT).attentions, reference.attentions)
 
 
 @pytest.mark.parametrize("kind", ["t5", "bart"])

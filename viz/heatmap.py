@@ -29,7 +29,8 @@ def attention_heatmap(
 ) -> go.Figure:
     """Heatmap of one head (or an aggregate); hover names query, key and weight."""
     z = masked_future(matrix) if causal else matrix.astype(np.float32, copy=False)
-    x, y = axis_labels(key_tokens), axis_labels(query_tokens)
+    x = axis_labels(key_tokens)
+    y = x if query_tokens == key_tokens else axis_labels(query_tokens)  # self-attention: once
     heatmap = dict(
         type="heatmap", z=z, x=x, y=y, zmin=0,
         zmax=zmax if zmax is not None else float(np.nanmax(z)) if z.size else 1.0,

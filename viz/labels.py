@@ -9,7 +9,7 @@ import unicodedata
 
 # byte-level BPE (GPT-2, RoBERTa) marks a leading space with "Ġ" and a newline with "Ċ";
 # SentencePiece (T5) marks a leading space with "▁"
-_MARKERS = {"Ġ": " ", "Ċ": "\\n", "▁": " "}
+_MARKERS = str.maketrans({"Ġ": " ", "Ċ": "\\n", "▁": " "})
 
 
 def _visible(char: str) -> str:
@@ -20,7 +20,9 @@ def _visible(char: str) -> str:
 
 def display_token(token: str) -> str:
     """A token as a reader should see it: markers decoded, control characters made visible."""
-    text = "".join(_MARKERS.get(c, c) for c in token).strip() or token
+    text = token.translate(_MARKERS).strip() or token
+    if text.isprintable():  # no control or format character in it: the usual case, checked in C
+        return text
     return "".join(_visible(c) for c in text)
 
 
