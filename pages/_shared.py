@@ -22,12 +22,12 @@ from viz.theme import LECTURE_KEY, for_projector, plotly_config
 def freeze_imported_objects() -> None:
     """Take the objects that exist now out of the cyclic garbage collector's view, for good.
 
-    Streamlit runs a full collection after every script run (runner.postScriptGC). With torch,
-    transformers and plotly imported, that walks ~450,000 long-lived objects: ~230 ms holding
-    the GIL after each rerun, before the browser hears that the run finished, so every click
-    waited for it. Modules live as long as the process; frozen once, a collection only walks
-    what the app made since (well under a millisecond). Garbage is collected first, so none is
-    frozen; refcounting still frees frozen objects."""
+    With torch, transformers, pandas and plotly imported, a full collection walks ~450,000
+    long-lived objects: ~230 ms holding the GIL. Streamlit ran one after every script run
+    (before the browser heard that the run finished: every click waited for it; now switched
+    off in .streamlit/config.toml) and Python runs them now and then. Modules live as long as
+    the process; frozen once, a collection only walks what the app made since. Garbage is
+    collected first, so none is frozen; refcounting still frees frozen objects."""
     gc.collect()
     gc.freeze()
 
