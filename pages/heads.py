@@ -7,20 +7,20 @@ import streamlit as st
 
 from models import attention_stacks
 from models.analysis import (AGGREGATIONS, ALL_MEAN, HEAD, LAYER_MAX, LAYER_MEAN, METRIC_BY_KEY, PAIR_BLOCKS,
-                             ROLLOUT, HeadStatistics, aggregate, has_pair, head_statistics, rollout_layers)
+                             ROLLOUT, HeadStatistics, aggregate, has_pair)
 from models.export import matrix_csv, run_npz
-from models.lens import Lens, make_lens
-from models.neuron import NeuronViewUnsupported, neuron_vectors
+from models.lens import Lens
+from models.neuron import NeuronViewUnsupported
 from models.scores import ScoresUnavailable
-from models.words import special_token_mask, stack_word_spans
-from pages._shared import (bound, cached_model, cached_run, current_run, current_spec, current_texts, int_control_state,
-                           lecture_mode, overview_grid, safe_callback, show_figure)
+from pages._heads_cache import (BERTVIZ_OFF, HEAD_VIEW, MODEL_VIEW, NEURON_VIEW, cached_bertviz, cached_grid,
+                                cached_lens, cached_rollout, cached_statistics)
+from pages._shared import (bound, current_run, current_spec, current_texts, int_control_state, lecture_mode,
+                           safe_callback, show_figure)
 from viz.bars import token_bars
-from viz.bertviz_offline import (BertvizLimits, BertvizUnavailable, encoder_decoder_entries, head_view_html,
-                                 model_view_html, neuron_view_html, self_attention_entries)
+from viz.bertviz_offline import BertvizUnavailable
 from viz.heatmap import attention_heatmap
 from viz.labels import display_token
-from viz.overview import ThumbnailGrid, heads_overview
+from viz.overview import heads_overview
 from viz.stats import stats_heatmap, stats_table
 from viz.theme import IMAGE_FORMATS, LECTURE_SCALE, file_stem
 
@@ -31,74 +31,8 @@ STATISTICS_KEY = "statistics"
 BERTVIZ_KEY, BERTVIZ_TOKENS_KEY, BERTVIZ_ONE_LAYER_KEY = "bertviz", "bertviz_tokens", "bertviz_one_layer"
 # Bound widgets keep their option labels in the URL, so options are readable strings (no format_func).
 CAMERA_FORMATS = tuple(f.upper() for f in IMAGE_FORMATS)
-BERTVIZ_OFF, HEAD_VIEW, MODEL_VIEW, NEURON_VIEW = "off", "head view", "model view", "neuron view"
 BERTVIZ_TOKEN_CHOICES = (8, 16, 24, 32, 40, 48, 64, 96, 128)  # beyond 128 its HTML runs to tens of MB
 SELF_STACKS = ("self-attention", "encoder", "decoder")
-
-
-# --- cached computations, keyed by (model, text, sentence B, ...) so widgets never re-run the model ---
-
-def _stack(spec: str, text: str, text_b: str, stack_name: str):
-    return attention_stacks(cached_run(spec, text, text_b))[stack_name]
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def cached_lens(spec: str, text: str, text_b: str, stack_name: str, words: bool, block: str) -> Lens:
-    run, stack = cached_run(spec, text, text_b), _stack(spec, text, text_b, stack_name)
-    spans = stack_word_spans(cached_model(spec), run, stack_name, text, text_b or None) if words else (None, None)
-    segments = run.segment_ids if stack_name == "self-attention" else None
-    return make_lens(stack.query_tokens, stack.key_tokens, *spans, segments, block)
-
-
-# resource caches for what is shared read-only (bytes, read-only arrays): cache_data would
-# pickle a copy on every rerun
-
-@st.cache_resource(max_entries=16, show_spinner=False)
-def cached_grid(spec: str, text: str, text_b: str, stack_name: str, words: bool, block: str) -> ThumbnailGrid:
-    lens = cached_lens(spec, text, text_b, stack_name, words, block)
-    return overview_grid(lens.apply(_stack(spec, text, text_b, stack_name).attentions))
-
-
-@st.cache_resource(max_entries=8, show_spinner=False)
-def cached_rollout(spec: str, text: str, text_b: str, stack_name: str) -> np.ndarray:
-    rollouts = rollout_layers(_stack(spec, text, text_b, stack_name).attentions)  # [layers, n, n]
-    rollouts.setflags(write=False)
-    return rollouts
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def cached_statistics(spec: str, text: str, text_b: str, stack_name: str) -> HeadStatistics:
-    run, stack = cached_run(spec, text, text_b), _stack(spec, text, text_b, stack_name)
-    special = special_token_mask(cached_model(spec), stack.key_tokens) if stack_name == "decoder" else run.special_mask
-    return head_statistics(stack.attentions, stack.key_tokens, special, stack.causal)
-
-
-@st.cache_data(max_entries=2, show_spinner=False)
-def cached_neuron_vectors(spec: str, text: str, text_b: str) -> tuple[np.ndarray, np.ndarray]:
-    return neuron_vectors(cached_model(spec), text, text_b or None)
-
-
-@st.cache_data(max_entries=6, show_spinner=False)
-def cached_bertviz(spec: str, text: str, text_b: str, view: str, words: bool, max_tokens: int,
-                   layers: tuple[int, ...], layer: int, head: int, zoom: float) -> str:
-    run, limits = cached_run(spec, text, text_b), BertvizLimits(max_tokens=max_tokens)
-    if view == NEURON_VIEW:
-        queries, keys = cached_neuron_vectors(spec, text, text_b)
-        lens = cached_lens(spec, text, text_b, "self-attention", False, "all")
-        entries = self_attention_entries(run.attentions, run.tokens, lens.sentence_b_start, limits, queries, keys)
-        return neuron_view_html(entries, run.causal, layer, head, limits, zoom)
-    if run.decoder_tokens is not None:
-        lenses = {name: cached_lens(spec, text, text_b, name, words, "all") for name in ("encoder", "decoder", "cross")}
-        entries = encoder_decoder_entries(lenses["encoder"].apply(run.attentions),
-                                          lenses["decoder"].apply(run.decoder_attentions),
-                                          lenses["cross"].apply(run.cross_attentions),
-                                          lenses["encoder"].query_tokens, lenses["decoder"].query_tokens, limits)
-    else:
-        lens = cached_lens(spec, text, text_b, "self-attention", words, "all")
-        entries = self_attention_entries(lens.apply(run.attentions), lens.query_tokens, lens.sentence_b_start, limits)
-    if view == HEAD_VIEW:
-        return head_view_html(entries, list(layers), layer, limits, zoom)
-    return model_view_html(entries, list(layers), limits, zoom)
 
 
 # --- widgets: each returns what it read ---
