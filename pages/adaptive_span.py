@@ -5,7 +5,8 @@ import streamlit as st
 from models.adaptive_span import SpanEffect, apply_span, mask_curve, parse_spans, span_savings
 from models.span_corpus import SOURCE_NAME, copy_distance, generate_corpus
 from models.span_lm import SpanLMConfig, TrainConfig, TrainedRun, TrainingTextError, TrainProgress, decode_text, train
-from models.span_runs import META_FILE, SavedRunInfo, SpanRunError, list_runs, load_run, runs_dir, save_run
+from models.span_runs import META_FILE, SavedRunInfo, SpanRunError, list_runs, runs_dir, save_run
+from pages._adaptive_span_cache import cached_span_run
 from pages._shared import bound, current_run, current_spec, int_control_state, link_value_explained, show_figure
 from viz.adaptive_span import (Curve, head_color, mask_curves_figure, removed_mass_figure, span_bars_figure,
                                span_heatmap, spans_over_steps_figure)
@@ -23,12 +24,6 @@ SOURCES = (SOURCE_NAME, "my text file")
 STEP_CHOICES = (20, 50, 100, 200, 400, 600, 800, 1000, 1500, 2000, 3000)
 LAMBDA_CHOICES = (0.0, 1e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2)
 DEFAULT_MODEL, DEFAULT_TRAINING = SpanLMConfig(), TrainConfig()
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def cached_span_run(name: str, saved_at: float) -> TrainedRun:
-    """A saved run, loaded once per process (saved_at: run.json's mtime, so a re-save reloads)."""
-    return load_run(name)
 
 
 def plural(count: int, word: str) -> str:

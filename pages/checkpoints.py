@@ -4,14 +4,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from models import AttentionRun, ModelLoadError, RunError, load_model, run_attention
+from models import AttentionRun, ModelLoadError, RunError
 from models.demo_series import demo_series_dir, demo_series_ready, ensure_demo_series
-from models.mlm import (Checkpoint, CheckpointFill, NoMaskError, SeriesError, TrainingLog, all_candidates,
-                        fill_checkpoint, final_top, find_checkpoints, fingerprint, hub_checkpoints, multiberts_ids,
-                        read_training_log, trajectories)
+from models.mlm import (Checkpoint, CheckpointFill, NoMaskError, SeriesError, TrainingLog, all_candidates, final_top,
+                        find_checkpoints, fingerprint, multiberts_ids, read_training_log, trajectories)
 from models.paths import write_error_message
 from models.settings import settings_from_env
-from pages._shared import bound, int_control_state, lecture_mode, overview_grid, safe_callback, show_figure
+from pages._checkpoints_cache import cached_attention, cached_fill, cached_hub_checkpoints
+from pages._shared import bound, int_control_state, lecture_mode, safe_callback, show_figure
 from viz.checkpoints import loss_figure, topk_table, trajectory_figure
 from viz.compare import shared_zmax
 from viz.heatmap import attention_heatmap
@@ -25,27 +25,6 @@ A_KEY, B_KEY, LAYER_KEY, HEAD_KEY = "ckpt_a", "ckpt_b", "ckpt_layer", "ckpt_head
 OVERVIEW_KEYS = ("ckpt_overview_a", "ckpt_overview_b")
 DEMO, FOLDER, HUB = "demo series", "folder", "hub ids"
 DEFAULT_TEXT = "The capital of [MASK] is Rome."
-
-
-# --- cached computations: one model in memory at a time, results kept ---
-
-@st.cache_data(max_entries=96, show_spinner=False)  # each holds [masks, vocab] probabilities
-def cached_fill(spec: str, step: int | None, problem: str | None, signature: str, text: str,
-                top_k: int) -> CheckpointFill:
-    """`signature` changes when the checkpoint folder is rewritten."""
-    return fill_checkpoint(Checkpoint(spec, step, problem), text, top_k, settings_from_env())
-
-
-@st.cache_data(max_entries=4, show_spinner=False)
-def cached_attention(spec: str, signature: str, text: str) -> tuple[AttentionRun, ThumbnailGrid]:
-    settings = settings_from_env()
-    run = run_attention(load_model(spec, settings), text, max_chars=settings.max_text_chars)
-    return run, overview_grid(run.attentions)
-
-
-@st.cache_data(ttl=60, show_spinner=False)
-def cached_hub_checkpoints(specs: tuple[str, ...]) -> list[Checkpoint]:
-    return hub_checkpoints(list(specs))  # checks the network once a minute at most
 
 
 # --- widgets: each returns what it read ---

@@ -6,14 +6,14 @@ import streamlit as st
 
 from models import DEFAULT_MODEL, PRESETS, LoadedModel, ModelLoadError, RunError
 from models.analysis import METRIC_BY_KEY
-from models.compare import (MATCH_QUERIES, AlignedRuns, AlignmentError, HeadMatching, align_runs, head_divergence,
-                            js_divergence, match_heads)
+from models.compare import MATCH_QUERIES, AlignedRuns, AlignmentError, HeadMatching, head_divergence, js_divergence
 from models.demo_series import demo_series_dir
 from models.mlm import Checkpoint, SeriesError
-from models.series_stats import SeriesStatistics, run_series, series_checkpoints, series_statistics
+from models.series_stats import SeriesStatistics, series_checkpoints
 from models.settings import settings_from_env
-from pages._shared import (bound, cached_model, cached_run, current_spec, current_texts, int_control_state,
-                           lecture_mode, safe_callback, show_figure)
+from pages._compare_cache import cached_alignment, cached_matching, cached_series
+from pages._shared import (bound, cached_model, current_spec, current_texts, int_control_state, lecture_mode,
+                           safe_callback, show_figure)
 from viz.compare import (difference_heatmap, divergence_from_final_figure, divergence_heatmap, matching_heatmap,
                          matching_table, query_divergence_bars, series_panels, shared_zmax)
 from viz.heatmap import attention_heatmap
@@ -26,32 +26,6 @@ MATRIX_KEY, METRIC_KEY = "divergence_matrix", "series_metric"
 TWO_MODELS, SERIES = "Two models", "Checkpoint series"
 SIDEBAR_MODEL = "the sidebar's model"
 SAME_HEAD, CLOSEST_HEAD = "same layer and head", "closest to A's head"
-
-
-# --- cached computations, keyed by (model A, model B, text, sentence B) ---
-
-def _loaded_run(spec: str, text: str, text_b: str):
-    return cached_model(spec), cached_run(spec, text, text_b)
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def cached_alignment(spec_a: str, spec_b: str, text: str, text_b: str) -> AlignedRuns:
-    return align_runs(*_loaded_run(spec_a, text, text_b), *_loaded_run(spec_b, text, text_b), text, text_b or None)
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def cached_matching(spec_a: str, spec_b: str, text: str, text_b: str) -> HeadMatching:
-    aligned = cached_alignment(spec_a, spec_b, text, text_b)
-    return match_heads(aligned.a, aligned.b)
-
-
-@st.cache_data(max_entries=4, show_spinner=False)
-def cached_series(folder: str, signature: tuple, text: str, text_b: str) -> SeriesStatistics:
-    """`signature` (the checkpoints' steps and times) makes a retrained series recompute."""
-    settings = settings_from_env()
-    checkpoints, _ = series_checkpoints(folder, settings)
-    runs = run_series(checkpoints, text, text_b or None, settings)
-    return series_statistics(runs, [c.step for c in checkpoints])
 
 
 def _signature(checkpoints: list[Checkpoint]) -> tuple:
