@@ -1,21 +1,18 @@
 """Dot-product scaling: why attention divides q·k by √d, on random vectors and in the live model."""
 import streamlit as st
 
-from models import AttentionRun, attention_stacks, run_attention
-from models.scaling import (
-    CLASSIC_SAMPLES,
-    DotProductSample,
-    MeanAbsCurve,
-    SoftmaxSweep,
-    classic_demonstration,
-    dot_product_sample,
-    log_grid,
-    mean_abs_curve,
-    softmax_sweep,
-    temperature_example,
-)
+from models import attention_stacks
+from models.scaling import CLASSIC_SAMPLES, temperature_example
 from models.scores import IDENTITY_TOLERANCE, ScoreStack, ScoresUnavailable, head_scores, neuron_view
-from pages._shared import bound, cached_model, current_run, current_texts, int_control_state, show_figure
+from pages._scaling_cache import (
+    CURVE_DIMS,
+    cached_classic,
+    cached_curve,
+    cached_sample,
+    cached_scored_run,
+    cached_sweep,
+)
+from pages._shared import bound, current_run, current_texts, int_control_state, show_figure
 from viz.scaling import (
     dot_product_histograms,
     mean_abs_figure,
@@ -28,39 +25,10 @@ from viz.scaling import (
 D_KEY, SAMPLES_KEY, SEED_KEY, KEYS_KEY, TEMPERATURE_KEY = "d", "samples", "seed", "keys", "temperature"
 # the live-model controls have keys of their own: a link to this page never moves the Heads page's focus
 STACK_KEY, LAYER_KEY, HEAD_KEY, QUERY_KEY = "scores_stack", "scores_layer", "scores_head", "neuron_query"
-CURVE_DIMS = log_grid(1, 16384)  # the x values of the curves against d
 DIMS = sorted(set(CURVE_DIMS) | {10, 100, 1000, 10_000})  # the d slider: log steps, plus the classic 10 and 10000
 SAMPLE_COUNTS = [100, 200, 500, 1000, 2000]  # 2000 pairs at d = 16384 already take seconds
 KEY_COUNTS = [2, 4, 8, 16, 32, 64, 128, 256]
 TEMPERATURES = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
-TRIALS = 500  # softmax trials per d
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def cached_sample(d: int, n_samples: int, seed: int) -> DotProductSample:
-    return dot_product_sample(d, n_samples, seed)
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def cached_curve(n_samples: int, seed: int) -> MeanAbsCurve:
-    return mean_abs_curve(CURVE_DIMS, n_samples, seed)
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def cached_classic(seed: int) -> MeanAbsCurve:
-    return classic_demonstration(seed)
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def cached_sweep(n_keys: int, seed: int) -> SoftmaxSweep:
-    return softmax_sweep(CURVE_DIMS, n_keys, TRIALS, seed)
-
-
-@st.cache_resource(max_entries=2, show_spinner=False)
-def cached_scored_run(spec: str, text: str, text_pair: str) -> AttentionRun:
-    """The run with q, k and pre-softmax scores: twice a plain run's arrays (150 MB for MiniLM at
-    512 tokens), so kept as one read-only copy rather than unpickled on every rerun."""
-    return run_attention(cached_model(spec), text, text_pair or None, with_scores=True)
 
 
 def random_vectors_ui() -> tuple[int, int, int]:

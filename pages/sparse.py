@@ -1,16 +1,15 @@
 """Sparse attention patterns: the masks, their cost, how information still flows, and the
 patterns applied to the live model."""
-import numpy as np
 import streamlit as st
 
-from models.reachability import Reachability, path, reachability
-from models.sparse import (DESCRIPTIONS, KINDS, SPLIT, AnyPattern, HeadPatterns, Pattern, PatternError, head_patterns,
+from models.reachability import path
+from models.sparse import (DESCRIPTIONS, KINDS, SPLIT, HeadPatterns, Pattern, PatternError, head_patterns,
                            parse_positions)
-from models.sparse_cost import (ROWWISE_MAX_N, CostPoint, Growth, active_cells, counted_in_closed_form, growth,
-                                measure_cost)
-from models.sparse_run import EnforcedRun, coverage, enforced_run
-from pages._shared import (bound, cached_model, cached_run, current_run, current_spec, current_texts, int_control_state,
-                           show_figure)
+from models.sparse_cost import ROWWISE_MAX_N, counted_in_closed_form
+from models.sparse_run import EnforcedRun
+from pages._shared import bound, current_run, current_spec, current_texts, int_control_state, show_figure
+from pages._sparse_cache import (cached_cells, cached_cost, cached_coverage, cached_enforced, cached_growth,
+                                 cached_mask_figure, cached_reachability)
 from viz.sparse import (cost_figure, cost_frame, cost_summary, cosine_figure, coverage_figure, distance_figure,
                         growth_figure, mark_path, mask_figure, overlay_figure, path_figure, predictions_frame,
                         reach_figure)
@@ -23,44 +22,6 @@ KIND_NAMES = {"full": "full", "causal": "causal", "sliding_window": "sliding win
 PARTS = ("union", "A1", "A2", SPLIT)
 ARRANGEMENTS = ("none", "union", "intersection", "alternate")
 MAX_N, MAX_REACH_N = 4096, 512  # reachability is all-pairs shortest paths: kept to the live model's size
-
-
-# ---- cached computations: keyed by the patterns' values, so moving a slider elsewhere recomputes nothing ----
-
-@st.cache_data(max_entries=24, show_spinner=False)
-def cached_mask_figure(pattern: AnyPattern, n: int, title: str, height: int):
-    return mask_figure(pattern.build(n), title, height)
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def cached_cells(pattern: AnyPattern, n: int) -> int:
-    return active_cells(pattern, n)
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def cached_growth(pattern: AnyPattern, scale_stride: bool) -> Growth:
-    return growth(pattern, scale_stride=scale_stride)
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def cached_reachability(pattern: AnyPattern, n: int) -> Reachability:
-    return reachability(pattern.build(n))
-
-
-@st.cache_data(max_entries=4, show_spinner=False)
-def cached_cost(pattern: AnyPattern) -> list[CostPoint]:
-    return measure_cost(pattern)
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def cached_coverage(spec: str, text: str, text_b: str, patterns: HeadPatterns) -> np.ndarray:
-    run = cached_run(spec, text, text_b)
-    return coverage(run.attentions, patterns.masks(run.n, run.num_heads))
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def cached_enforced(spec: str, text: str, text_b: str, patterns: HeadPatterns, n: int, heads: int) -> EnforcedRun:
-    return enforced_run(cached_model(spec), text, text_b or None, patterns.masks(n, heads))
 
 
 # ---- controls: each returns what it read; every value lives in the URL ----
