@@ -253,7 +253,8 @@ def savings_section(trained: TrainedRun) -> None:
     columns[1].metric("Attention FLOPs per token", f"{saved.flops_per_token:,.0f}",
                       f"of {saved.full_flops_per_token:,.0f} at span S", delta_color="off", delta_arrow="off")
     columns[2].metric("Key/value memory per token", f"{saved.bytes_per_token / 1024:,.1f} KiB",
-                      f"of {saved.full_bytes_per_token / 1024:,.1f} KiB at span S", delta_color="off", delta_arrow="off")
+                      f"of {saved.full_bytes_per_token / 1024:,.1f} KiB at span S", delta_color="off",
+                      delta_arrow="off")
     st.caption(f"Per query, a head reads min(z + R, S) keys: q·k and a·v cost 2 FLOPs per key and dimension each "
                f"({config.head_dim} dimensions a head), and keeping a key and a value costs 8 bytes per dimension "
                f"(float32), summed over {config.n_layers * config.n_heads} heads.")
