@@ -9,7 +9,7 @@ garbage collection after each run included); the bytes are the messages received
 opens a new text of the same length (the words shuffled), so the model really runs, then that
 text with another head, as a user moving the head slider.
 
-    .venv/bin/python benchmarks/heads_page.py [--tokens 32 128 512] [--repeats 7] [--skip-bertviz]
+    .venv/bin/python benchmarks/heads_page.py [--tokens 32 128 512] [--repeats 11] [--skip-bertviz]
 """
 import argparse
 import asyncio
@@ -152,7 +152,7 @@ def bertviz_cost(model, tokenizer, text: str) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, nargs="+", default=[32, 128, 512])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--skip-bertviz", action="store_true", help="bertviz at 512 tokens takes ~1 GB and 15 s+")
     args = parser.parse_args()
     path = bundled_model_path()
