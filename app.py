@@ -73,5 +73,5 @@ except Exception as error:  # a page bug must not cost the user their text or sh
     log.exception("page %s failed", page.title)
     st.error(f"This view failed ({type(error).__name__}: {error}). Your text and settings are kept; "
              "try another setting or page.")
-# the script's whole server time, every figure serialised (benchmarks/heads_page.py reads these lines)
+# the script's own server time, every figure serialised (EXPLORER_LOG_LEVEL=DEBUG shows it)
 log.debug("page %s rendered in %.1f ms", page.title, 1e3 * (time.perf_counter() - started))
