@@ -24,6 +24,7 @@ from viz.bertviz_offline import BertvizLimits, head_view_html, model_view_html, 
 
 
 def median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up: first calls pay for allocation and kernel selection
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -4,10 +4,10 @@ pass and against bertviz's model_view. Prints a markdown table (paste it into th
 The page is measured on a real `streamlit run app.py`, opened over Streamlit's websocket
 protocol (a browser on the same cores would compete with the server it times): the server time
 runs from the rerun request to the message that the script finished, as a browser sees it, so
-it holds the run, every element serialised and Streamlit's own work around the script (its
-garbage collection after each run included); the bytes are the messages received. Each repeat
-opens a new text of the same length (the words shuffled), so the model really runs, then that
-text with another head, as a user moving the head slider.
+it holds the run, every element serialised and Streamlit's own work around the script (such as
+a garbage collection after each run, which the app's config switches off); the bytes are the
+messages received. Each repeat opens a new text of the same length (the words shuffled), so
+the model really runs, then that text with another head, as a user moving the head slider.
 
     .venv/bin/python benchmarks/heads_page.py [--tokens 32 128 512] [--repeats 11] [--skip-bertviz]
 """

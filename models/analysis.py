@@ -86,8 +86,8 @@ def _bins(n: int, size: int) -> torch.Tensor:
 def pooled(attentions: np.ndarray, size: int) -> np.ndarray:
     """[..., q, k] -> [..., min(size, q), min(size, k)]: every matrix mean-pooled, for thumbnails.
 
-    Summed into row bins, then column bins, with index_add (whole rows of keys at a time): about
-    twice as fast as torch's adaptive average pooling and 8x numpy's reduceat at 512 tokens.
+    Summed into row bins, then column bins, with index_add (whole rows of keys at a time): 10 ms
+    for 72 heads at 512 tokens, where torch's adaptive average pooling took 16 ms.
     """
     *lead, q, k = attentions.shape
     if q <= size and k <= size:

@@ -88,9 +88,9 @@ def attention_stacks(run: AttentionRun) -> dict[str, AttentionStack]:
 def layers_to_array(attentions: tuple[torch.Tensor, ...]) -> np.ndarray:
     """tuple of layers x [batch=1, heads, q, k] -> float32 [layers, heads, q, k].
 
-    Stacked by torch, not numpy: numpy asks the kernel for huge pages for large arrays, and where
-    the kernel then compacts memory first (Linux's default THP defrag=madvise), the 75 MB of a
-    512-token run took 10 to 250 ms; torch's plain allocation takes a steady ~27 ms."""
+    Stacked by torch, not numpy: numpy asks the kernel for huge pages for arrays of 4 MB or
+    more, and on this project's VM the 75 MB of a 512-token run then took 10 to 250 ms (not
+    memory compaction: /proc/vmstat showed none); torch's plain allocation takes a steady ~27 ms."""
     return torch.stack([a[0].float() for a in attentions]).numpy()
 
 
