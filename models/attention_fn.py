@@ -6,7 +6,8 @@ passes it runs in its own thread (a context variable, so concurrent sessions sha
 one model never see each other's hooks):
 - `recording()`: keep q, k, the scale and the weights of every attention call;
 - `extra_mask(fn)`: add an extra additive mask to the scores before softmax;
-- `weights_into(buffer)`: the weights of successive calls land in buffer[0], buffer[1], ...
+- `weights_into(buffer)`: the weights of successive calls land in buffer[0], buffer[1], ...;
+  with stop_when_full=True the forward pass ends (LayersFull) as soon as every layer is in.
 """
 import contextlib
 import contextvars
@@ -38,17 +39,25 @@ class AttentionCall:
     weights: torch.Tensor  # [batch, heads, q_len, k_len], the softmax output
 
 
+class LayersFull(Exception):
+    """Raised out of a forward pass once a stop_when_full LayerBuffer holds every layer."""
+
+
 class LayerBuffer:
     """A preallocated [layers, heads, q, k] tensor that attention calls fill in call order.
 
     Each call of weights [1, heads, q, k] is copied into the next free layer while the model
     is still at that layer (the weights are then still in the CPU cache), and the model gets
     that layer's view back: its outputs.attentions come out already stacked, and the memory of
-    each layer's own weights is freed at once for the next layer to reuse."""
+    each layer's own weights is freed at once for the next layer to reuse.
 
-    def __init__(self, buffer: torch.Tensor):
+    stop_when_full: the last layer's weights end the forward pass; what would follow (that
+    layer's values and feed-forward, a pooler: ~10% of a BERT pass) changes none of them."""
+
+    def __init__(self, buffer: torch.Tensor, stop_when_full: bool = False):
         self.buffer = buffer  # [layers, heads, q, k]
         self.filled = 0
+        self.stop_when_full = stop_when_full
 
     def take(self, weights: torch.Tensor) -> torch.Tensor:
         """weights [1, heads, q, k] -> the same values as a view of the next free layer."""
@@ -103,10 +112,11 @@ def extra_mask(fn: ExtraMask) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def weights_into(buffer: torch.Tensor) -> Iterator[LayerBuffer]:
+def weights_into(buffer: torch.Tensor, stop_when_full: bool = False) -> Iterator[LayerBuffer]:
     """Stack the attention weights of the calls made inside the block (this thread only) into
-    `buffer` [layers, heads, q, k]; calls of another shape or dtype are left alone."""
-    with _with_hooks(layers=LayerBuffer(buffer)) as hooks:
+    `buffer` [layers, heads, q, k]; calls of another shape or dtype are left alone. With
+    stop_when_full the model call raises LayersFull once the buffer holds every layer."""
+    with _with_hooks(layers=LayerBuffer(buffer, stop_when_full)) as hooks:
         yield hooks.layers
 
 
@@ -151,6 +161,9 @@ def explorer_attention(module, query, key, value, attention_mask, scaling=None, 
                 weights=weights.detach(),
             )
         )
+    if hooks is not None and hooks.layers is not None and hooks.layers.stop_when_full and (
+            hooks.layers.filled == len(hooks.layers.buffer)):
+        raise LayersFull
     return output, weights
 
 

@@ -1,13 +1,15 @@
 """Run a loaded model on a text and keep its attention as numpy arrays."""
 import contextlib
 import functools
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from models.attention_fn import LayerBuffer, recording, weights_into
+from models.attention_fn import LayerBuffer, LayersFull, recording, weights_into
 from models.loading import LoadedModel
+from models.memory import RunMemory
 from models.scores import ScoreStack, capture_scores
 
 
@@ -94,14 +96,44 @@ def layers_to_array(attentions: tuple[torch.Tensor, ...]) -> np.ndarray:
     return torch.stack([a[0].float() for a in attentions]).numpy()
 
 
-def _layer_buffer(loaded: LoadedModel, n: int) -> torch.Tensor | None:
+def _buffer_shape(loaded: LoadedModel, n: int) -> tuple[int, int, int, int] | None:
     """[layers, heads, n, n] for an encoder's or decoder's weights to be stacked in as the model
     runs (models.attention_fn.weights_into); None for encoder-decoders, whose calls interleave
     three stacks. Untouched memory costs nothing if the model doesn't fill it."""
     layers, heads = (getattr(loaded.config, name, None) for name in ("num_hidden_layers", "num_attention_heads"))
     if loaded.kind == "encoder-decoder" or not isinstance(layers, int) or not isinstance(heads, int):
         return None
-    return torch.empty((layers, heads, n, n))
+    return layers, heads, n, n
+
+
+# Models whose outputs.attentions were, in a full pass, exactly the weights the attention function
+# gave (LayerBuffer.holds), with their forward hooks counted then: their later passes may stop once
+# every layer's weights are in. A model that changes its weights after that function is never
+# added; a hook added or removed since (it may change them) means a full pass again.
+_REPORTS_ITS_WEIGHTS: "weakref.WeakKeyDictionary[torch.nn.Module, int]" = weakref.WeakKeyDictionary()
+
+
+def _forward_hooks(model: torch.nn.Module) -> int:
+    return len(torch.nn.modules.module._global_forward_hooks) + sum(len(m._forward_hooks) for m in model.modules())
+
+
+def _forward(loaded: LoadedModel, inputs: dict, memory: RunMemory | None):
+    """(outputs, LayerBuffer or None): the forward pass, the weights stacked into a buffer as the
+    model runs where it can be; outputs is None when the pass stopped once the buffer was full."""
+    shape = _buffer_shape(loaded, inputs["input_ids"].shape[1])
+    if shape is None:
+        return loaded.model(**inputs, output_attentions=True, use_cache=False), None
+    buffer = memory.take(shape) if memory is not None else torch.empty(shape)
+    stop = _REPORTS_ITS_WEIGHTS.get(loaded.model) == _forward_hooks(loaded.model)
+    with weights_into(buffer, stop_when_full=stop) as filled:
+        try:
+            outputs = loaded.model(**inputs, output_attentions=True, use_cache=False)
+        except LayersFull:  # every layer's weights are in: the rest of the pass can't change them
+            return None, filled
+    if getattr(outputs, "attentions", None) and filled.holds(outputs.attentions):
+        # counted after the pass: transformers adds its own hooks on a model's first pass
+        _REPORTS_ITS_WEIGHTS[loaded.model] = _forward_hooks(loaded.model)
+    return outputs, filled
 
 
 def _stacked(attentions: tuple[torch.Tensor, ...], filled: LayerBuffer | None) -> np.ndarray:
@@ -143,14 +175,15 @@ def _decoder_inputs(loaded: LoadedModel, target: str) -> torch.Tensor:
     return loaded.model.prepare_decoder_input_ids_from_labels(labels=labels)
 
 
-def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None,
-                  with_scores: bool = False, max_chars: int | None = None) -> AttentionRun:
+def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None, with_scores: bool = False,
+                  max_chars: int | None = None, memory: RunMemory | None = None) -> AttentionRun:
     """Attention of every layer and head for `text` (and sentence B `text_pair`).
 
     For encoder-decoder models `text_pair` is the decoder's text (teacher-forced); without it
     the decoder reads `text` itself. with_scores=True also keeps the pre-softmax scores
     (models.scores; raises models.scores.ScoresUnavailable where a model can't give them).
-    `max_chars` refuses longer texts with a RunError (a server's cap).
+    `max_chars` refuses longer texts with a RunError (a server's cap). A server that keeps runs
+    passes its `memory`: the attentions then land in memory touched in advance (models.memory).
     """
     encoding, full_length = encode(loaded, text, text_pair, max_chars)
     inputs = {"input_ids": encoding["input_ids"], "attention_mask": encoding["attention_mask"]}
@@ -164,25 +197,26 @@ def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None,
         decoder_tokens = tokenizer.convert_ids_to_tokens(inputs["decoder_input_ids"][0].tolist())
     with torch.inference_mode(), contextlib.ExitStack() as hooks:
         calls = hooks.enter_context(recording()) if with_scores else None
-        buffer = _layer_buffer(loaded, inputs["input_ids"].shape[1])
-        filled = None if buffer is None else hooks.enter_context(weights_into(buffer))
-        outputs = loaded.model(**inputs, output_attentions=True, use_cache=False)
+        outputs, filled = _forward(loaded, inputs, memory)
     seq2seq = loaded.kind == "encoder-decoder"
-    if not getattr(outputs, "encoder_attentions" if seq2seq else "attentions", None):
+    if outputs is None:
+        named = {"self-attention": tuple(filled.buffer.unsqueeze(1))}  # layers x [1, heads, n, n]
+    elif not getattr(outputs, "encoder_attentions" if seq2seq else "attentions", None):
         raise RunError(f"'{loaded.spec}' gives no attention weights: a {loaded.config.model_type} model has "
                        "no attention layers, or doesn't report them.")
-    named = ({"encoder": outputs.encoder_attentions, "decoder": outputs.decoder_attentions,
-              "cross": outputs.cross_attentions} if seq2seq else {"self-attention": outputs.attentions})
+    else:
+        named = ({"encoder": outputs.encoder_attentions, "decoder": outputs.decoder_attentions,
+                  "cross": outputs.cross_attentions} if seq2seq else {"self-attention": outputs.attentions})
     return AttentionRun(
         model_spec=loaded.spec,
         tokens=tokenizer.convert_ids_to_tokens(encoding["input_ids"][0].tolist()),
-        attentions=layers_to_array(outputs.encoder_attentions) if seq2seq else _stacked(outputs.attentions, filled),
+        attentions=layers_to_array(named["encoder"]) if seq2seq else _stacked(named["self-attention"], filled),
         causal=loaded.kind == "decoder",
         segment_ids=_segments(encoding),
         special_mask=encoding["special_tokens_mask"][0].numpy().astype(bool),
         n_input_tokens=full_length,
         decoder_tokens=decoder_tokens,
-        decoder_attentions=layers_to_array(outputs.decoder_attentions) if seq2seq else None,
-        cross_attentions=layers_to_array(outputs.cross_attentions) if seq2seq else None,
+        decoder_attentions=layers_to_array(named["decoder"]) if seq2seq else None,
+        cross_attentions=layers_to_array(named["cross"]) if seq2seq else None,
         score_stacks=capture_scores(calls, named) if with_scores else None,
     )
