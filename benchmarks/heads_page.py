@@ -45,7 +45,7 @@ from models.memory import RunMemory, keep_freed_memory  # noqa: E402
 from server import start_server  # noqa: E402
 
 TIMEOUT_S = 300
-IDLE_S = 0.4  # before each timed step; the server's background work after a page takes ~50-200 ms
+IDLE_S = 0.5  # before each timed step: the server touches the next run's memory after a page, 25-300 ms here
 FINISHED = ForwardMsg.FINISHED_SUCCESSFULLY
 
 
