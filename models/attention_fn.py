@@ -59,9 +59,13 @@ class LayerBuffer:
         self.filled = 0
         self.stop_when_full = stop_when_full
 
+    @property
+    def full(self) -> bool:
+        return self.filled == len(self.buffer)
+
     def take(self, weights: torch.Tensor) -> torch.Tensor:
         """weights [1, heads, q, k] -> the same values as a view of the next free layer."""
-        if (self.filled == len(self.buffer) or weights.dtype != self.buffer.dtype
+        if (self.full or weights.dtype != self.buffer.dtype
                 or weights.shape != (1, *self.buffer.shape[1:])):
             return weights
         layer = self.buffer[self.filled]
@@ -71,7 +75,7 @@ class LayerBuffer:
 
     def holds(self, attentions: tuple[torch.Tensor, ...]) -> bool:
         """Are these (a model's outputs.attentions) exactly the buffer's layers, in order?"""
-        return (len(attentions) == self.filled == len(self.buffer)
+        return (self.full and len(attentions) == self.filled
                 and all(a.data_ptr() == layer.data_ptr() and a.shape == (1, *layer.shape)
                         for a, layer in zip(attentions, self.buffer)))
 
@@ -161,8 +165,7 @@ def explorer_attention(module, query, key, value, attention_mask, scaling=None, 
                 weights=weights.detach(),
             )
         )
-    if hooks is not None and hooks.layers is not None and hooks.layers.stop_when_full and (
-            hooks.layers.filled == len(hooks.layers.buffer)):
+    if hooks is not None and hooks.layers is not None and hooks.layers.stop_when_full and hooks.layers.full:
         raise LayersFull
     return output, weights
 

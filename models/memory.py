@@ -52,11 +52,15 @@ class RunMemory:
         # the model's temporaries in it, to the next page's thread
         self._toucher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-memory")
 
+    def _spare_has(self, shape: tuple[int, ...]) -> bool:
+        """Is a spare of this shape there? (called with the lock held)"""
+        return self._spare is not None and tuple(self._spare.shape) == shape
+
     def take(self, shape: tuple[int, ...]) -> torch.Tensor:
         with self._lock:
             if 4 * math.prod(shape) >= SPARE_MIN_BYTES:
                 self._wanted = shape
-            if self._spare is not None and tuple(self._spare.shape) == shape:
+            if self._spare_has(shape):
                 spare, self._spare = self._spare, None
                 return spare
         return torch.empty(shape)
@@ -66,8 +70,7 @@ class RunMemory:
         way; returns its future."""
         with self._lock:
             shape = self._wanted
-            if shape is None or shape == self._preparing or (
-                    self._spare is not None and tuple(self._spare.shape) == shape):
+            if shape is None or shape == self._preparing or self._spare_has(shape):
                 return None
             self._preparing = shape
         return self._toucher.submit(self._touch, shape)

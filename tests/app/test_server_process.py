@@ -10,6 +10,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from tests.test_memory import block_lands_in_heap
+
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
 import gc, sys
@@ -38,22 +40,7 @@ def test_streamlit_leaves_garbage_to_pythons_own_collector():
     assert config["runner"]["postScriptGC"] is False  # ~6 ms after every click, frozen objects or not
 
 
-BLOCK_AFTER_IMPORT = """
-import sys, torch
-sys.path.insert(0, {root!r})
-import pages._shared
-block = torch.empty(4_000_000)  # 16 MB, as a layer's temporaries at 512 tokens
-heap = next(line for line in open("/proc/self/maps") if line.rstrip().endswith("[heap]"))
-start, end = (int(address, 16) for address in heap.split()[0].split("-"))
-print(start <= block.data_ptr() < end)
-"""
-
-
 def test_the_server_keeps_freed_memory_for_reuse():
     """pages/_shared switches glibc's malloc to keep freed blocks up to 32 MB in its heap for reuse
-    (models.memory.keep_freed_memory; tests/test_memory.py checks the reuse): with glibc's
-    defaults a fresh process maps such a block on its own, to unmap it when it is freed."""
-    result = subprocess.run([sys.executable, "-W", "ignore", "-c", BLOCK_AFTER_IMPORT.format(root=str(ROOT))],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split()[-1] == "True"
+    (models.memory.keep_freed_memory; tests/test_memory.py checks the reuse)."""
+    assert block_lands_in_heap("import pages._shared")
