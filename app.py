@@ -5,7 +5,7 @@ import time
 import streamlit as st
 
 from models import DEFAULT_MODEL, PRESETS
-from pages._shared import (MODEL_KEY, RUN_MEMORY, TEXT_B_KEY, TEXT_KEY, bound, remember_link_values,
+from pages._shared import (MODEL_KEY, TEXT_B_KEY, TEXT_KEY, bound, remember_link_values,
                            report_callback_failure, report_link_values)
 from viz.theme import LECTURE_CSS, LECTURE_KEY
 
@@ -73,6 +73,5 @@ except Exception as error:  # a page bug must not cost the user their text or sh
     log.exception("page %s failed", page.title)
     st.error(f"This view failed ({type(error).__name__}: {error}). Your text and settings are kept; "
              "try another setting or page.")
-RUN_MEMORY.prepare()  # the next text's memory, touched in the background while the user reads this page
 # the script's own server time, every figure serialised (EXPLORER_LOG_LEVEL=DEBUG shows it)
 log.debug("page %s rendered in %.1f ms", page.title, 1e3 * (time.perf_counter() - started))

@@ -16,10 +16,11 @@ sys.path.insert(0, str(ROOT))
 from heads_page import text_of  # noqa: E402  (benchmarks/ is on the path when run)
 
 from models import load_model, run_attention  # noqa: E402
-from models.analysis import ALL_MEAN, aggregate, head_statistics, rollout_layers  # noqa: E402
-from models.export import matrix_csv, run_npz  # noqa: E402
-from models.lens import make_lens  # noqa: E402
-from models.words import stack_word_spans  # noqa: E402
+from models.analysis.aggregation import ALL_MEAN, aggregate, rollout_layers
+from models.analysis.head_stats import head_statistics  # noqa: E402
+from models.analysis.export import matrix_csv, run_npz  # noqa: E402
+from models.analysis.matrix_view import matrix_view  # noqa: E402
+from models.analysis.words import stack_word_spans  # noqa: E402
 from viz.bertviz_offline import BertvizLimits, head_view_html, model_view_html, self_attention_entries  # noqa: E402
 
 
@@ -42,7 +43,7 @@ def compute_rows(loaded, tokens: list[int], repeats: int) -> list[str]:
 
         def words():
             spans = stack_word_spans(loaded, run, "self-attention", text, None)
-            return make_lens(run.tokens, run.tokens, *spans, None).apply(run.attentions)
+            return matrix_view(run.tokens, run.tokens, *spans, None).apply(run.attentions)
 
         timings = [
             median_seconds(lambda: head_statistics(run.attentions, run.tokens, run.special_mask), repeats),

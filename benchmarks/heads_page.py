@@ -9,14 +9,9 @@ a garbage collection after each run, which the app's config switches off); the b
 messages received. Each repeat opens a new text of the same length (the words shuffled), so
 the model really runs, then that text with another head, as a user moving the head slider.
 
-Both processes use the same malloc settings (models.memory.keep_freed_memory), so the bare
-forward is not slowed by page faults the server avoids; --plain-malloc times it with glibc's
-defaults instead, as in a plain Python process. Each timed step starts after a pause, as a
-person's clicks do: the server touches the next run's memory in that idle time, and the bare
-forward must not share the cores with it.
+Each timed step starts after a pause, as a person's clicks do.
 
     .venv/bin/python benchmarks/heads_page.py [--tokens 32 128 512] [--repeats 11] [--skip-bertviz]
-                                              [--plain-malloc]
 """
 import argparse
 import asyncio
@@ -40,12 +35,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from models import load_model, run_attention  # noqa: E402
-from models.loading import bundled_model_path  # noqa: E402
-from models.memory import RunMemory, keep_freed_memory  # noqa: E402
+from models.core.loading import bundled_model_path  # noqa: E402
 from server import start_server  # noqa: E402
 
 TIMEOUT_S = 300
-IDLE_S = 0.5  # before each timed step: the server touches the next run's memory after a page, 25-300 ms here
+IDLE_S = 0.5  # before each timed step, as between a person's clicks
 FINISHED = ForwardMsg.FINISHED_SUCCESSFULLY
 
 
@@ -67,14 +61,11 @@ def forward_seconds(model, tokenizer, text: str) -> float:
         return time.perf_counter() - start
 
 
-def run_seconds(loaded, text: str, kept: list, memory: RunMemory) -> float:
-    """models.run_attention on a new text whose run is kept, as the app's cache keeps it, in
-    memory touched in advance, as the server touches it after each page."""
+def run_seconds(loaded, text: str, kept: list) -> float:
+    """models.run_attention on a new text whose run is kept, as the app's cache keeps it."""
     start = time.perf_counter()
-    kept.append(run_attention(loaded, text, memory=memory))
-    elapsed = time.perf_counter() - start
-    memory.prepare()
-    return elapsed
+    kept.append(run_attention(loaded, text))
+    return time.perf_counter() - start
 
 
 async def _session(url: str):
@@ -136,13 +127,13 @@ def measure(client: HeadsPageClient, model, loaded, n: int, repeats: int) -> Row
 
     Each round's page opens a text the server hasn't seen (the model really runs), then the
     same text with another head: the run is cached, as when a user moves the head slider."""
-    tokenizer, kept, memory = loaded.tokenizer, [], RunMemory()
+    tokenizer, kept = loaded.tokenizer, []
     forward_seconds(model, tokenizer, text_of(tokenizer, n))  # warm-up: allocation, kernel selection
     rounds = []
     for repeat in range(repeats):
         time.sleep(IDLE_S)
         forward = forward_seconds(model, tokenizer, text_of(tokenizer, n, shuffle=1000 + repeat))
-        run = run_seconds(loaded, text_of(tokenizer, n, shuffle=2000 + repeat), kept, memory)
+        run = run_seconds(loaded, text_of(tokenizer, n, shuffle=2000 + repeat), kept)
         text = text_of(tokenizer, n, shuffle=repeat + 1)
         page_ms, sent = client.open(text=text)
         switch_ms = client.open(text=text, head=str(1 + repeat % 11))[0]
@@ -167,11 +158,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, nargs="+", default=[32, 128, 512])
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--skip-bertviz", action="store_true", help="bertviz at 512 tokens takes ~1 GB and 15 s+")
-    parser.add_argument("--plain-malloc", action="store_true",
-                        help="time the bare forward with glibc's malloc defaults, not the server's settings")
     args = parser.parse_args()
-    if not args.plain_malloc:
-        keep_freed_memory()  # as the server does (pages/_shared.py)
     path = bundled_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
     # float32 as the app loads it: the checkpoint is stored in float16, which is slow on a CPU

@@ -14,12 +14,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.span_corpus import generate_corpus  # noqa: E402
-from models.span_lm import SpanLMConfig, TrainConfig, train  # noqa: E402
+from models.span.corpus import generate_corpus  # noqa: E402
+from models.span.lm import SpanLMConfig, SpanTrainConfig, train_span_lm  # noqa: E402
 
 
 def row(span_loss: float, steps: int) -> str:
-    run = train(generate_corpus(), SpanLMConfig(), TrainConfig(steps=steps, span_loss=span_loss))
+    run = train_span_lm(generate_corpus(), SpanLMConfig(), SpanTrainConfig(steps=steps, span_loss=span_loss))
     loss, spans = run.history.lm_loss, run.history.spans_array()
     moved = np.abs(spans[-1] - spans[0]).max()
     final = " ".join(f"{s:.0f}" for s in spans[-1].ravel())
@@ -29,14 +29,14 @@ def row(span_loss: float, steps: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=TrainConfig().steps)
+    parser.add_argument("--steps", type=int, default=SpanTrainConfig().steps)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{args.steps} steps, {args.threads} threads, default model ({SpanLMConfig()})\n")
     print("| λ | time | LM loss (nats/char) | largest span move | final spans (min – max) | final spans, L0 then L1 |")
     print("|---|---|---|---|---|---|")
-    for span_loss in (TrainConfig().span_loss, 0.0):
+    for span_loss in (SpanTrainConfig().span_loss, 0.0):
         print(row(span_loss, args.steps), flush=True)
 
 

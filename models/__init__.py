@@ -5,8 +5,8 @@
     run = run_attention(loaded, "The cat sat on the mat.")
     run.tokens, run.attentions.shape   # [layers, heads, n, n]
 """
-from models.loading import DEFAULT_MODEL, PRESETS, LoadedModel, ModelLoadError, load_model
-from models.run import AttentionRun, AttentionStack, RunError, attention_stacks, run_attention
+from models.core.loading import DEFAULT_MODEL, PRESETS, LoadedModel, ModelLoadError, load_model
+from models.core.run import AttentionRun, AttentionStack, RunError, attention_stacks, run_attention
 
 __all__ = [
     "DEFAULT_MODEL",

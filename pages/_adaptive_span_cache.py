@@ -5,8 +5,8 @@ Streamlit doesn't re-read its source on every click (see pages/_heads_cache.py).
 """
 import streamlit as st
 
-from models.span_lm import TrainedRun
-from models.span_runs import load_run
+from models.span.lm import TrainedRun
+from models.span.runs import load_run
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)

@@ -6,8 +6,9 @@ Streamlit doesn't re-read their source on every click (see pages/_heads_cache.py
 import streamlit as st
 
 from models import AttentionRun, load_model, run_attention
-from models.mlm import Checkpoint, CheckpointFill, fill_checkpoint, hub_checkpoints
-from models.settings import settings_from_env
+from models.checkpoints.discovery import Checkpoint, hub_checkpoints
+from models.checkpoints.series import CheckpointFill, fill_checkpoint
+from models.core.settings import settings_from_env
 from pages._shared import overview_grid
 from viz.overview import ThumbnailGrid
 

@@ -5,9 +5,10 @@ Streamlit doesn't re-read their source on every click (see pages/_heads_cache.py
 """
 import streamlit as st
 
-from models.compare import AlignedRuns, HeadMatching, align_runs, match_heads
-from models.series_stats import SeriesStatistics, run_series, series_checkpoints, series_statistics
-from models.settings import settings_from_env
+from models.compare.alignment import AlignedRuns, align_runs
+from models.compare.divergence import HeadMatching, match_heads
+from models.compare.series import SeriesStatistics, run_series, series_checkpoints, series_statistics
+from models.core.settings import settings_from_env
 from pages._shared import cached_model, cached_run
 
 

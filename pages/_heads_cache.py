@@ -9,10 +9,11 @@ import numpy as np
 import streamlit as st
 
 from models import attention_stacks
-from models.analysis import HeadStatistics, head_statistics, rollout_layers
-from models.lens import Lens, make_lens
-from models.neuron import neuron_vectors
-from models.words import special_token_mask, stack_word_spans
+from models.analysis.head_stats import HeadStatistics, head_statistics
+from models.analysis.aggregation import rollout_layers
+from models.analysis.matrix_view import MatrixView, matrix_view
+from models.analysis.neuron import neuron_vectors
+from models.analysis.words import special_token_mask, stack_word_spans
 from pages._shared import cached_model, cached_run, overview_grid
 from viz.bertviz_offline import (BertvizLimits, encoder_decoder_entries, head_view_html, model_view_html,
                                  neuron_view_html, self_attention_entries)
@@ -26,11 +27,11 @@ def _stack(spec: str, text: str, text_b: str, stack_name: str):
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def cached_lens(spec: str, text: str, text_b: str, stack_name: str, words: bool, block: str) -> Lens:
+def cached_lens(spec: str, text: str, text_b: str, stack_name: str, words: bool, block: str) -> MatrixView:
     run, stack = cached_run(spec, text, text_b), _stack(spec, text, text_b, stack_name)
     spans = stack_word_spans(cached_model(spec), run, stack_name, text, text_b or None) if words else (None, None)
     segments = run.segment_ids if stack_name == "self-attention" else None
-    return make_lens(stack.query_tokens, stack.key_tokens, *spans, segments, block)
+    return matrix_view(stack.query_tokens, stack.key_tokens, *spans, segments, block)
 
 
 # resource caches for what is shared read-only (bytes, read-only arrays): cache_data would

@@ -12,9 +12,8 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 from models import AttentionRun, LoadedModel, ModelLoadError, RunError, load_model, run_attention
-from models.analysis import pooled
-from models.memory import RunMemory, keep_freed_memory
-from models.settings import settings_from_env
+from models.analysis.numerics import pooled
+from models.core.settings import settings_from_env
 from viz.labels import markdown_literal
 from viz.overview import ThumbnailGrid, thumbnail_cell, thumbnail_grid
 from viz.theme import LECTURE_KEY, for_projector, plotly_config
@@ -35,8 +34,6 @@ def freeze_imported_objects() -> None:
 
 # this module is imported once per process, after the heavy imports
 freeze_imported_objects()
-keep_freed_memory()
-RUN_MEMORY = RunMemory()  # the memory of the next run at the last run's size, touched in advance
 MODEL_KEY, TEXT_KEY, TEXT_B_KEY = "model", "text", "text_b"
 CACHE_LIMITS = settings_from_env()  # cache sizes are fixed when the server starts
 log = logging.getLogger("attention_explorer")
@@ -59,8 +56,7 @@ def cached_run(spec: str, text: str, text_pair: str) -> AttentionRun:
 
     A resource cache, not st.cache_data: cache_data would unpickle a copy of the run on every
     rerun (90 ms for a 75 MB run at 512 tokens); the run's arrays are read-only instead."""
-    return run_attention(cached_model(spec), text, text_pair or None, max_chars=settings_from_env().max_text_chars,
-                         memory=RUN_MEMORY)
+    return run_attention(cached_model(spec), text, text_pair or None, max_chars=settings_from_env().max_text_chars)
 
 
 def overview_grid(attentions) -> ThumbnailGrid:

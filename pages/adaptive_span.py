@@ -2,10 +2,10 @@
 model's attention, and a small model whose heads learn their spans while you watch."""
 import streamlit as st
 
-from models.adaptive_span import SpanEffect, apply_span, mask_curve, parse_spans, span_savings
-from models.span_corpus import SOURCE_NAME, copy_distance, generate_corpus
-from models.span_lm import SpanLMConfig, TrainConfig, TrainedRun, TrainingTextError, TrainProgress, decode_text, train
-from models.span_runs import META_FILE, SavedRunInfo, SpanRunError, list_runs, runs_dir, save_run
+from models.span.mask import SpanEffect, apply_span, mask_curve, parse_spans, span_savings
+from models.span.corpus import SOURCE_NAME, copy_distance, generate_corpus
+from models.span.lm import (SpanLMConfig, SpanTrainConfig, TrainedRun, TrainingTextError, TrainProgress, decode_text, train_span_lm)
+from models.span.runs import META_FILE, SavedRunInfo, SpanRunError, list_runs, runs_dir, save_run
 from pages._adaptive_span_cache import cached_span_run
 from pages._shared import bound, current_run, current_spec, int_control_state, link_value_explained, show_figure
 from viz.adaptive_span import (Curve, head_color, mask_curves_figure, removed_mass_figure, span_bars_figure,
@@ -23,7 +23,7 @@ TRAIN_RAMP_KEY, INIT_KEY, LAYERS_KEY, HEADS_KEY, TRAIN_S_KEY = "train_ramp", "tr
 SOURCES = (SOURCE_NAME, "my text file")
 STEP_CHOICES = (20, 50, 100, 200, 400, 600, 800, 1000, 1500, 2000, 3000)
 LAMBDA_CHOICES = (0.0, 1e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2)
-DEFAULT_MODEL, DEFAULT_TRAINING = SpanLMConfig(), TrainConfig()
+DEFAULT_SPAN_LM, DEFAULT_TRAINING = SpanLMConfig(), SpanTrainConfig()
 
 
 def plural(count: int, word: str) -> str:
@@ -51,7 +51,7 @@ def focus_ui(layers: int, heads: int) -> tuple[int, int]:
     return layer, head
 
 
-def training_ui() -> tuple[str, object, SpanLMConfig, TrainConfig]:
+def training_ui() -> tuple[str, object, SpanLMConfig, SpanTrainConfig]:
     """(text source, uploaded file or None, model settings, training settings), inside a form."""
     source = st.radio("Training text", SOURCES, horizontal=True, **bound(SOURCE_KEY))
     upload = st.file_uploader("Text file (UTF-8)", type=["txt", "md", "csv", "py"],
@@ -60,17 +60,17 @@ def training_ui() -> tuple[str, object, SpanLMConfig, TrainConfig]:
     steps = columns[0].select_slider("Training steps", STEP_CHOICES, value=DEFAULT_TRAINING.steps, **bound(STEPS_KEY))
     span_loss = columns[1].select_slider("λ: span loss", LAMBDA_CHOICES, value=DEFAULT_TRAINING.span_loss,
                                          **bound(LAMBDA_KEY), help="0 switches the span loss off")
-    ramp = columns[2].slider("R: ramp (characters)", 1, 32, DEFAULT_MODEL.ramp, **bound(TRAIN_RAMP_KEY))
-    init = columns[3].slider("Start span z/S", 0.0, 1.0, DEFAULT_MODEL.init_fraction, 0.05, **bound(INIT_KEY),
+    ramp = columns[2].slider("R: ramp (characters)", 1, 32, DEFAULT_SPAN_LM.ramp, **bound(TRAIN_RAMP_KEY))
+    init = columns[3].slider("Start span z/S", 0.0, 1.0, DEFAULT_SPAN_LM.init_fraction, 0.05, **bound(INIT_KEY),
                              help="1: every head starts seeing all S characters; 0: only the ramp (the "
                                   "reference code's default)")
     columns = st.columns(4)
-    layers = columns[0].slider("Layers", 1, 4, DEFAULT_MODEL.n_layers, **bound(LAYERS_KEY))
-    heads = columns[1].select_slider("Heads per layer", (1, 2, 4, 8), value=DEFAULT_MODEL.n_heads, **bound(HEADS_KEY))
-    max_span = columns[2].select_slider("S: maximum span (characters)", (32, 64, 128), value=DEFAULT_MODEL.max_span,
+    layers = columns[0].slider("Layers", 1, 4, DEFAULT_SPAN_LM.n_layers, **bound(LAYERS_KEY))
+    heads = columns[1].select_slider("Heads per layer", (1, 2, 4, 8), value=DEFAULT_SPAN_LM.n_heads, **bound(HEADS_KEY))
+    max_span = columns[2].select_slider("S: maximum span (characters)", (32, 64, 128), value=DEFAULT_SPAN_LM.max_span,
                                         **bound(TRAIN_S_KEY), help="also the context the model trains on")
     model = SpanLMConfig(n_layers=layers, n_heads=heads, max_span=max_span, ramp=ramp, init_fraction=init)
-    return source, upload, model, TrainConfig(steps=steps, span_loss=span_loss)
+    return source, upload, model, SpanTrainConfig(steps=steps, span_loss=span_loss)
 
 
 def run_picker_ui(runs: list[SavedRunInfo]) -> SavedRunInfo:
@@ -155,7 +155,7 @@ def train_section(has_runs: bool) -> None:
             source, upload, model_config, train_config = training_ui()
             submitted = st.form_submit_button("Train", type="primary", icon=":material/model_training:")
         st.caption(f"At the defaults training takes about a minute on 2 CPU cores. Changing a control on the page "
-                   f"while it runs stops it. Ahead of time: `python -m models.train_span --steps "
+                   f"while it runs stops it. Ahead of time: `python -m models.span --steps "
                    f"{DEFAULT_TRAINING.steps}`.")
     if submitted:
         train_and_save(source, upload, model_config, train_config)
@@ -171,7 +171,7 @@ def training_text(source: str, upload) -> tuple[str, str] | None:
     return decode_text(upload.getvalue(), upload.name), upload.name
 
 
-def train_and_save(source: str, upload, model_config: SpanLMConfig, train_config: TrainConfig) -> None:
+def train_and_save(source: str, upload, model_config: SpanLMConfig, train_config: SpanTrainConfig) -> None:
     """Train with a progress bar, save the run and select it in the run picker below."""
     try:
         chosen = training_text(source, upload)
@@ -184,7 +184,7 @@ def train_and_save(source: str, upload, model_config: SpanLMConfig, train_config
                          text=f"Step {progress.step} of {progress.total_steps}: loss {progress.lm_loss:.3f} "
                               f"nats/char, mean span {progress.spans.mean():.1f} characters")
 
-        run = train(chosen[0], model_config, train_config, report, source=chosen[1])
+        run = train_span_lm(chosen[0], model_config, train_config, report, source=chosen[1])
         name = save_run(run)
     except (TrainingTextError, SpanRunError) as error:
         st.error(str(error))
@@ -203,7 +203,7 @@ def learned_section() -> None:
     runs = list_runs()
     if not runs:
         st.info("No trained run on this machine yet: train one above (about a minute), or ahead of time with "
-                "`python -m models.train_span`.")
+                "`python -m models.span`.")
         return
     info = run_picker_ui(runs)
     st.caption(f"{info.created} · trained on the {info.source} · {info.steps} steps · final loss "

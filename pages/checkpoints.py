@@ -5,11 +5,13 @@ from pathlib import Path
 import streamlit as st
 
 from models import AttentionRun, ModelLoadError, RunError
-from models.demo_series import demo_series_dir, demo_series_ready, ensure_demo_series
-from models.mlm import (Checkpoint, CheckpointFill, NoMaskError, SeriesError, TrainingLog, all_candidates, final_top,
-                        find_checkpoints, fingerprint, multiberts_ids, read_training_log, trajectories)
-from models.paths import write_error_message
-from models.settings import settings_from_env
+from models.checkpoints.demo import demo_series_dir, demo_series_ready, ensure_demo_series
+from models.checkpoints.discovery import Checkpoint, SeriesError, find_checkpoints, fingerprint, multiberts_ids
+from models.checkpoints.series import CheckpointFill, all_candidates, final_top, trajectories
+from models.core.predictions import NoMaskError
+from models.checkpoints.training_log import TrainingLog, read_training_log
+from models.core.storage import write_error_message
+from models.core.settings import settings_from_env
 from pages._checkpoints_cache import cached_attention, cached_fill, cached_hub_checkpoints
 from pages._shared import bound, int_control_state, lecture_mode, safe_callback, show_figure
 from viz.checkpoints import loss_figure, topk_table, trajectory_figure
@@ -117,7 +119,7 @@ def demo_checkpoints() -> list[Checkpoint] | None:
         st.info("The demo series isn't built yet: a small BERT (2 layers × 4 heads) trained from scratch on "
                 "sentences generated from a table of countries, capitals and languages, saved at 8 steps. "
                 "Training takes 1–2 minutes on 2 CPU cores, once; then it is kept on disk. Changing a control "
-                "while it trains stops it. Ahead of time: `python -m models.train_mlm --demo`.")
+                "while it trains stops it. Ahead of time: `python -m models.checkpoints --demo`.")
         if st.button("Train the demo series", type="primary", icon=":material/model_training:"):
             train_demo()
         return None
@@ -143,7 +145,7 @@ def train_demo() -> None:
 def folder_checkpoints(folder: str) -> list[Checkpoint] | None:
     if not folder:
         st.info("Type the folder that holds the checkpoint-N folders (the output_dir of a Hugging Face Trainer, "
-                "or of `python -m models.train_mlm`).")
+                "or of `python -m models.checkpoints`).")
         return None
     if not settings_from_env().folder_allowed(Path(folder).expanduser()):
         st.error(f"This server doesn't read '{folder}'; ask its host to allow the folder (EXPLORER_ALLOWED_FOLDERS).")

@@ -5,12 +5,13 @@ from pathlib import Path
 import streamlit as st
 
 from models import DEFAULT_MODEL, PRESETS, LoadedModel, ModelLoadError, RunError
-from models.analysis import METRIC_BY_KEY
-from models.compare import MATCH_QUERIES, AlignedRuns, AlignmentError, HeadMatching, head_divergence, js_divergence
-from models.demo_series import demo_series_dir
-from models.mlm import Checkpoint, SeriesError
-from models.series_stats import SeriesStatistics, series_checkpoints
-from models.settings import settings_from_env
+from models.analysis.head_stats import METRIC_BY_KEY
+from models.compare.divergence import MATCH_QUERIES, HeadMatching, head_divergence, js_divergence
+from models.compare.alignment import AlignedRuns, AlignmentError
+from models.checkpoints.demo import demo_series_dir
+from models.checkpoints.discovery import Checkpoint, SeriesError
+from models.compare.series import SeriesStatistics, series_checkpoints
+from models.core.settings import settings_from_env
 from pages._compare_cache import cached_alignment, cached_matching, cached_series
 from pages._shared import (bound, cached_model, current_spec, current_texts, int_control_state, lecture_mode,
                            safe_callback, show_figure)
@@ -41,7 +42,7 @@ def short_name(spec: str) -> str:
 
 def series_ui() -> tuple[str, bool]:
     """(the series folder, whether it is the default: the demo series)."""
-    default = str(demo_series_dir())  # built by `python -m models.train_mlm --demo`
+    default = str(demo_series_dir())  # built by `python -m models.checkpoints --demo`
     folder = st.text_input("Checkpoint series: a folder of checkpoint-N folders", default, **bound(SERIES_KEY),
                            help="a Hugging Face Trainer output folder; its checkpoints can also be picked as A or B")
     return folder, folder == default
@@ -104,7 +105,7 @@ def series_members(folder: str, is_demo: bool) -> list[Checkpoint]:
     try:
         checkpoints, problems = series_checkpoints(folder, settings_from_env())
     except SeriesError as error:
-        st.info(f"{error}" + (" Build the offline demo series with `python -m models.train_mlm --demo`."
+        st.info(f"{error}" + (" Build the offline demo series with `python -m models.checkpoints --demo`."
                               if is_demo else ""))
         return []
     if problems:

@@ -6,12 +6,13 @@ import numpy as np
 import streamlit as st
 
 from models import attention_stacks
-from models.analysis import (AGGREGATIONS, ALL_MEAN, HEAD, LAYER_MAX, LAYER_MEAN, METRIC_BY_KEY, PAIR_BLOCKS,
-                             ROLLOUT, HeadStatistics, aggregate, has_pair)
-from models.export import matrix_csv, run_npz
-from models.lens import Lens
-from models.neuron import NeuronViewUnsupported
-from models.scores import ScoresUnavailable
+from models.analysis.aggregation import AGGREGATIONS, ALL_MEAN, HEAD, LAYER_MAX, LAYER_MEAN, ROLLOUT, aggregate
+from models.analysis.head_stats import METRIC_BY_KEY, HeadStatistics
+from models.analysis.pairs import PAIR_BLOCKS, has_pair
+from models.analysis.export import matrix_csv, run_npz
+from models.analysis.matrix_view import MatrixView
+from models.analysis.neuron import NeuronViewUnsupported
+from models.core.scores import ScoresUnavailable
 from pages._heads_cache import (BERTVIZ_OFF, HEAD_VIEW, MODEL_VIEW, NEURON_VIEW, cached_bertviz, cached_grid,
                                 cached_lens, cached_rollout, cached_statistics)
 from pages._shared import (bound, current_run, current_spec, current_texts, int_control_state, lecture_mode,
@@ -151,7 +152,7 @@ def view_title(how: str, layer: int, head: int, stack, words: bool, block: str) 
     return title + (": " + ", ".join(extras) if extras else "")
 
 
-def focused_section(key: tuple[str, str, str], stack, lens: Lens, how: str, layer: int, head: int,
+def focused_section(key: tuple[str, str, str], stack, lens: MatrixView, how: str, layer: int, head: int,
                     words: bool, block: str, name: str) -> np.ndarray:
     """The focused head or aggregate as a heatmap (and the rollout's bars); returns the shown matrix."""
     if how == ROLLOUT:
@@ -184,7 +185,7 @@ def focused_section(key: tuple[str, str, str], stack, lens: Lens, how: str, laye
     return shown
 
 
-def export_section(run, lens: Lens, shown: np.ndarray, name: str) -> None:
+def export_section(run, lens: MatrixView, shown: np.ndarray, name: str) -> None:
     with section("Export"):
         st.caption("Every figure: the camera button in its top-right corner saves it (PNG at 3× or SVG, as chosen "
                    "above). The data: the whole run, or the matrix shown above.")

@@ -2,11 +2,10 @@
 patterns applied to the live model."""
 import streamlit as st
 
-from models.reachability import path
-from models.sparse import (DESCRIPTIONS, KINDS, SPLIT, HeadPatterns, Pattern, PatternError, head_patterns,
-                           parse_positions)
-from models.sparse_cost import ROWWISE_MAX_N, counted_in_closed_form
-from models.sparse_run import EnforcedRun
+from models.sparse.reachability import path
+from models.sparse.patterns import (DESCRIPTIONS, KINDS, SPLIT, HeadPatterns, Pattern, PatternError, head_patterns, parse_positions)
+from models.sparse.cost import ROWWISE_MAX_N, counted_in_closed_form
+from models.sparse.enforce import EnforcedRun
 from pages._shared import bound, current_run, current_spec, current_texts, int_control_state, show_figure
 from pages._sparse_cache import (cached_cells, cached_cost, cached_coverage, cached_enforced, cached_growth,
                                  cached_mask_figure, cached_reachability)

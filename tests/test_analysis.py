@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 
 from models import load_model, run_attention
-from models.analysis import (AGGREGATIONS, pooled, ALL_MEAN, HEAD, LAYER_MAX, LAYER_MEAN, METRICS, ROLLOUT, aggregate,
-                             attention_rollout, has_pair, head_statistics, max_over_heads, mean_over_all,
-                             mean_over_heads, pair_block, pair_segments, punctuation_mask, rollout_layers,
-                             uniform_entropy)
-from models.lens import make_lens
-from models.words import WordSpans
+from models.analysis.aggregation import (AGGREGATIONS, ALL_MEAN, HEAD, LAYER_MAX, LAYER_MEAN, ROLLOUT, aggregate, attention_rollout, max_over_heads, mean_over_all, mean_over_heads, rollout_layers)
+from models.analysis.numerics import pooled
+from models.analysis.head_stats import METRICS, head_statistics, punctuation_mask, uniform_entropy
+from models.analysis.pairs import has_pair, pair_block, pair_segments
+from models.analysis.matrix_view import matrix_view
+from models.analysis.words import WordSpans
 from viz.sparse import pool
 
 # Two layers of two heads over two tokens, chosen so the head means are simple:
@@ -161,25 +161,25 @@ def test_lens_cuts_the_block_at_token_and_word_level():
     tokens = ["[CLS]", "play", "##ing", "[SEP]", "go", "[SEP]"]
     segments = np.array([-1, 0, 0, -1, 1, -1], dtype=np.int8)
     matrix = np.arange(36, dtype=np.float32).reshape(6, 6)
-    lens = make_lens(tokens, tokens, None, None, segments, "A->B")
+    lens = matrix_view(tokens, tokens, None, None, segments, "A->B")
     assert lens.query_tokens == tokens[:4] and lens.key_tokens == tokens[4:]
     np.testing.assert_array_equal(lens.apply(matrix), matrix[:4, 4:])
     assert lens.sentence_b_start is None  # only the full view has sentence B inside it
 
     spans = WordSpans(starts=np.array([0, 1, 3, 4, 5]), words=["[CLS]", "playing", "[SEP]", "go", "[SEP]"], n=6)
-    words = make_lens(tokens, tokens, spans, spans, segments, "all")
+    words = matrix_view(tokens, tokens, spans, spans, segments, "all")
     assert words.query_tokens == spans.words and words.sentence_b_start == 3
     merged = words.apply(matrix)
     assert merged.shape == (5, 5)
     assert merged[1, 0] == (matrix[1, 0] + matrix[2, 0]) / 2  # query pieces: mean
     assert merged[0, 1] == matrix[0, 1] + matrix[0, 2]  # key pieces: sum
-    np.testing.assert_array_equal(make_lens(tokens, tokens, spans, spans, segments, "B->B").apply(matrix),
+    np.testing.assert_array_equal(matrix_view(tokens, tokens, spans, spans, segments, "B->B").apply(matrix),
                                   merged[3:, 3:])
 
 
 def test_lens_on_a_real_pair_run(tiny_models):
     run = run_attention(load_model(str(tiny_models["bert"])), "The cat sat.", "It slept.")
     assert run.tokens == ["[CLS]", "the", "cat", "sat", ".", "[SEP]", "it", "slept", ".", "[SEP]"]
-    lens = make_lens(run.tokens, run.tokens, None, None, run.segment_ids, "B->A")
+    lens = matrix_view(run.tokens, run.tokens, None, None, run.segment_ids, "B->A")
     assert lens.query_tokens == run.tokens[6:] and lens.key_tokens == run.tokens[:6]
-    assert make_lens(run.tokens, run.tokens, None, None, run.segment_ids, "all").sentence_b_start == 6
+    assert matrix_view(run.tokens, run.tokens, None, None, run.segment_ids, "all").sentence_b_start == 6

@@ -11,7 +11,7 @@ import torch
 from bertviz import head_view, model_view
 
 from models import load_model, run_attention
-from models.neuron import NeuronViewUnsupported, neuron_vectors
+from models.analysis.neuron import NeuronViewUnsupported, neuron_vectors
 from viz import bertviz_offline
 from viz.labels import display_token
 from viz.bertviz_offline import (BertvizLimits, BertvizUnavailable, encoder_decoder_entries, head_view_html,

@@ -5,8 +5,8 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 
 from models import load_model, run_attention
-from models.compare import (AlignmentError, align_runs, align_words, head_divergence, js_divergence, match_heads,
-                            pairwise_head_divergence, text_words)
+from models.compare.alignment import AlignmentError, align_runs, align_words, text_words
+from models.compare.divergence import head_divergence, js_divergence, match_heads, pairwise_head_divergence
 from viz.compare import (difference_heatmap, divergence_heatmap, matching_heatmap, matching_table,
                          query_divergence_bars, shared_zmax)
 

@@ -5,7 +5,7 @@ import io
 import numpy as np
 
 from models import load_model, run_attention
-from models.export import matrix_csv, run_npz
+from models.analysis.export import matrix_csv, run_npz
 
 
 def test_npz_holds_every_layer_and_head_with_the_tokens(tiny_models):

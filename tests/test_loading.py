@@ -9,7 +9,7 @@ import time
 import pytest
 
 from models import DEFAULT_MODEL, ModelLoadError, load_model
-from models import loading
+from models.core import loading
 from tests.conftest import ROOT
 
 
@@ -138,7 +138,7 @@ def test_hub_revisions_load_their_own_snapshot(tiny_models, tmp_path):
 def test_a_cached_hub_revision_counts_as_available_offline_in_a_checkpoint_series(tiny_models, tmp_path):
     cache = _hub_cache(tmp_path, "tiny-org/series", tiny_models["bert"], revision="step10", commit="1" * 40)
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-    script = ("from models.mlm import hub_checkpoints\n"
+    script = ("from models.checkpoints.discovery import hub_checkpoints\n"
               "for c in hub_checkpoints(['tiny-org/series@step10', 'tiny-org/series@step20'], lambda: False):\n"
               "    print(c.spec, c.problem is None)")
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

@@ -17,12 +17,13 @@ import transformers as tf
 from transformers import pipeline
 
 from models import load_model
-from models import mlm
-from models.demo_corpus import FACTS, sentences
-from models.mlm import (Checkpoint, FillMaskError, NoMaskError, SeriesError, all_candidates, fill_mask,
-                        fill_series, final_top, find_checkpoints, hub_checkpoints, multiberts_ids,
-                        read_training_log, trajectories)
-from models.train_mlm import word_tokenizer
+from models.checkpoints import series as checkpoint_series
+from models.checkpoints.demo_corpus import FACTS, sentences
+from models.checkpoints.discovery import Checkpoint, SeriesError, find_checkpoints, hub_checkpoints, multiberts_ids
+from models.core.predictions import FillMaskError, NoMaskError, fill_mask
+from models.checkpoints.series import all_candidates, fill_series, final_top, trajectories
+from models.checkpoints.training_log import read_training_log
+from models.checkpoints.trainer import word_tokenizer
 from tests.tiny_models import bert_tokenizer, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,7 +207,7 @@ def test_a_series_keeps_one_model_in_memory_at_a_time(tmp_path, monkeypatch):
         alive.append(weakref.ref(loaded.model))
         return loaded
 
-    monkeypatch.setattr(mlm, "load_model", tracked_load)
+    monkeypatch.setattr(checkpoint_series, "load_model", tracked_load)
     fills = fill_series(find_checkpoints(folder), QUESTION)
     assert len(fills) == 30 and all(f.result is not None for f in fills)
     assert max(most) == 0 and not any(ref() is not None for ref in alive)
@@ -250,7 +251,7 @@ def test_the_training_log_comes_from_the_latest_readable_trainer_state(tiny_seri
 def demo_folder(tmp_path_factory) -> Path:
     """The real demo series, built once by the CLI into a tmp data folder."""
     data = tmp_path_factory.mktemp("demo-data")
-    result = subprocess.run([sys.executable, "-m", "models.train_mlm", "--demo"], cwd=ROOT, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "models.checkpoints", "--demo"], cwd=ROOT, capture_output=True,
                             text=True, timeout=900, env={**os.environ, "EXPLORER_DATA_DIR": str(data)})
     assert result.returncode == 0, result.stderr[-3000:]
     return Path(result.stdout.strip().splitlines()[-1])

@@ -5,11 +5,9 @@ import numpy as np
 import pytest
 import torch
 import transformers as tf
-from torch.overrides import TorchFunctionMode
 
 from models import RunError, attention_stacks, load_model, run_attention
-import models.run
-from models.attention_fn import extra_mask, recording, weights_into
+from models.core.attention_fn import extra_mask, recording
 
 TEXT, PAIR = "The animal didn't cross the street because it was too tired.", "It was late."
 
@@ -30,80 +28,6 @@ def test_attentions_equal_eager_outputs_exactly(tiny_models, kind):
     expected = _eager_reference(loaded, {"input_ids": encoded["input_ids"]}).attentions
     np.testing.assert_array_equal(run.attentions, torch.stack(expected)[:, 0].numpy())
     assert run.tokens == loaded.tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
-
-
-@pytest.mark.parametrize("kind", ["bert", "distilbert", "roberta", "gpt2", "bundled"])
-def test_weights_are_stacked_as_the_model_runs(tiny_models, default_model, monkeypatch, kind):
-    """The model's own outputs.attentions are views of one buffer: nothing is stacked afterwards."""
-    loaded = default_model if kind == "bundled" else load_model(str(tiny_models[kind]))
-    inputs = loaded.tokenizer(TEXT, return_tensors="pt")
-    n = inputs["input_ids"].shape[1]
-    buffer = torch.empty((loaded.config.num_hidden_layers, loaded.config.num_attention_heads, n, n))
-    with torch.inference_mode(), weights_into(buffer) as filled:
-        outputs = loaded.model(**inputs, output_attentions=True)
-    assert filled.holds(outputs.attentions)
-    reference = run_attention(loaded, TEXT)
-    monkeypatch.setattr(models.run, "layers_to_array", None)  # a call would fail
-    np.testing.assert_array_equal(run_attention(loaded, TEXT).attentions, reference.attentions)
-    np.testing.assert_array_equal(buffer.numpy(), reference.attentions)
-
-
-class _CountingOps(TorchFunctionMode):
-    """Counts the torch functions a block calls, without touching the model (no hooks)."""
-
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
-def _run_counting_ops(loaded, text: str):
-    with _CountingOps() as ops:
-        return run_attention(loaded, text), ops.count
-
-
-@pytest.mark.parametrize("kind", ["bert", "gpt2"])
-def test_later_runs_stop_once_every_layer_is_in(tiny_models, kind):
-    """Once a full pass showed the model reports its attention function's weights as they are,
-    its passes end at the last layer's weights: less of the model runs, the same weights come out."""
-    loaded = load_model(str(tiny_models[kind]))
-    full, full_ops = _run_counting_ops(loaded, TEXT)  # the first pass runs to the end and checks
-    stopped, stopped_ops = _run_counting_ops(loaded, TEXT)
-    assert 0 < stopped_ops < 0.95 * full_ops
-    np.testing.assert_array_equal(stopped.attentions, full.attentions)
-    encoded = loaded.tokenizer(TEXT, return_tensors="pt")
-    expected = _eager_reference(loaded, {"input_ids": encoded["input_ids"]}).attentions
-    np.testing.assert_array_equal(stopped.attentions, torch.stack(expected)[:, 0].numpy())
-    handle = loaded.model.register_forward_hook(lambda *_: None)  # a new hook might change the weights:
-    try:
-        assert _run_counting_ops(loaded, TEXT)[1] > stopped_ops  # a full pass checks again
-    finally:
-        handle.remove()
-
-
-def test_a_model_that_changes_its_weights_after_the_attention_function_runs_to_the_end(tiny_models):
-    loaded = load_model(str(tiny_models["bert"]))
-    last = loaded.model.bert.encoder.layer[-1].attention.self
-    handle = last.register_forward_hook(lambda module, args, output: (output[0], 2 * output[1]))
-    try:  # each pass reports the model's own, doubled weights: none stopped at the attention function
-        doubled = [run_attention(loaded, TEXT).attentions for _ in range(3)]
-    finally:
-        handle.remove()
-    plain = run_attention(loaded, TEXT).attentions
-    for attentions in doubled:
-        np.testing.assert_array_equal(attentions[-1], 2 * plain[-1])
-        np.testing.assert_array_equal(attentions[:-1], plain[:-1])
-
-
-def test_a_buffer_the_model_does_not_fill_is_stacked_afterwards(tiny_models, monkeypatch):
-    loaded = load_model(str(tiny_models["bert"]))
-    reference = run_attention(loaded, TEXT)
-    # one head too many: no call fits, so every call keeps its own weights
-    monkeypatch.setattr(models.run, "_buffer_shape", lambda loaded, n: (2, 5, n, n))
-    np.testing.assert_array_equal(run_attention(loaded, TEXT).attentions, reference.attentions)
 
 
 @pytest.mark.parametrize("kind", ["t5", "bart"])

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from models import attention_stacks, load_model, run_attention
-from models.scaling import softmax
-from models.scores import ScoresUnavailable, head_scores, neuron_view
+from models.analysis.numerics import softmax
+from models.core.scores import ScoresUnavailable
+from models.scaling.live import head_scores, neuron_view
 from tests.tiny_models import save_tiny_gemma2
 
 TEXT, TARGET = "The animal didn't cross the street because it was too tired.", "It was late."

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from models import ModelLoadError, RunError, load_model, run_attention
-from models.analysis import head_statistics
-from models.compare import head_divergence
-from models.run import AttentionRun
-from models.mlm import SeriesError
-from models.series_stats import run_series, series_checkpoints, series_statistics
-from models.settings import Settings
+from models.analysis.head_stats import head_statistics
+from models.compare.divergence import head_divergence
+from models.core.run import AttentionRun
+from models.checkpoints.discovery import SeriesError
+from models.compare.series import run_series, series_checkpoints, series_statistics
+from models.core.settings import Settings
 from tests.tiny_models import MODEL_CLASSES, bert_tokenizer, tiny_config
 from viz.compare import divergence_from_final_figure, series_panels
 

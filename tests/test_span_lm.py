@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from models import span_runs
-from models.span_corpus import copy_distance, generate_corpus
-from models.span_lm import (SpanLM, SpanLMConfig, TrainConfig, TrainingTextError, decode_text, encode_text,
-                             train)
-from models.train_span import main as train_cli
+from models.span import runs as span_runs
+from models.span.corpus import copy_distance, generate_corpus
+from models.span.lm import (SpanLM, SpanLMConfig, SpanTrainConfig, TrainingTextError, decode_text, encode_text, train_span_lm)
+from models.span.__main__ import main as train_cli
 
 TINY = SpanLMConfig(n_layers=2, n_heads=2, d_model=32, max_span=16, ramp=4, init_fraction=0.5)
-FEW_STEPS = TrainConfig(steps=30, batch_size=8, learning_rate=1e-2, span_learning_rate=1e-2, log_every=5)
+FEW_STEPS = SpanTrainConfig(steps=30, batch_size=8, learning_rate=1e-2, span_learning_rate=1e-2, log_every=5)
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +24,7 @@ def data_dir(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny_run():
-    return train(generate_corpus(200), TINY, FEW_STEPS, source="generated corpus")
+    return train_span_lm(generate_corpus(200), TINY, FEW_STEPS, source="generated corpus")
 
 
 def test_a_few_steps_lower_the_loss(tiny_run):
@@ -46,7 +45,7 @@ def test_spans_stay_within_zero_and_s(tiny_run):
 
 def test_progress_is_reported_at_every_log_and_at_the_end():
     seen = []
-    train(generate_corpus(50), TINY, TrainConfig(steps=7, batch_size=2, log_every=3), seen.append)
+    train_span_lm(generate_corpus(50), TINY, SpanTrainConfig(steps=7, batch_size=2, log_every=3), seen.append)
     assert [p.step for p in seen] == [0, 3, 6, 7]
     assert all(p.total_steps == 7 and p.spans.shape == (2, 2) for p in seen)
 
@@ -145,7 +144,7 @@ def test_loading_an_unknown_or_unsafe_name_is_refused(name):
 
 def test_a_too_short_text_is_refused_with_a_message():
     with pytest.raises(TrainingTextError, match="at least 34"):
-        train("short text", TINY, FEW_STEPS)
+        train_span_lm("short text", TINY, FEW_STEPS)
 
 
 def test_a_text_with_too_many_characters_is_refused():
@@ -199,12 +198,12 @@ def test_an_uploaded_file_must_be_utf8_text():
 
 
 def test_the_same_seed_gives_the_same_run_and_leaves_the_global_rng_alone():
-    config = TrainConfig(steps=3, batch_size=2, log_every=1)
+    config = SpanTrainConfig(steps=3, batch_size=2, log_every=1)
     torch.manual_seed(123)
     expected_next = torch.rand(1)
     torch.manual_seed(123)
-    first = train(generate_corpus(50), TINY, config)
+    first = train_span_lm(generate_corpus(50), TINY, config)
     assert torch.rand(1) == expected_next
-    second = train(generate_corpus(50), TINY, config)
+    second = train_span_lm(generate_corpus(50), TINY, config)
     assert first.history.lm_loss == second.history.lm_loss
     np.testing.assert_array_equal(first.spans(), second.spans())

@@ -12,10 +12,12 @@ from safetensors.torch import load_file
 from transformers import Trainer
 
 from models import load_model
-from models import demo_series
-from models.demo_corpus import FACTS, sentences, write_corpus
-from models.mlm import find_checkpoints, read_training_log
-from models.train_mlm import STAGING, TrainConfig, main, parse_steps, tokenize, train, word_tokenizer
+from models.checkpoints import demo as demo_series
+from models.checkpoints.demo_corpus import FACTS, sentences, write_corpus
+from models.checkpoints.discovery import find_checkpoints
+from models.checkpoints.training_log import read_training_log
+from models.checkpoints.__main__ import main, parse_steps
+from models.checkpoints.trainer import STAGING, MLMTrainConfig, tokenize, train_mlm, word_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(hidden_size=32, num_layers=2, num_heads=4, batch_size=4, warmup_steps=1, logging_steps=1, quiet=True)
@@ -26,13 +28,13 @@ def corpus(tmp_path_factory) -> Path:
     return write_corpus(tmp_path_factory.mktemp("corpus") / "corpus.txt", 200, seed=0)
 
 
-def tiny_config(out: Path, corpus: Path, save_at=(2, 4), **changes) -> TrainConfig:
-    return TrainConfig(output_dir=out, save_at=list(save_at), text_file=corpus, **{**TINY, **changes})
+def tiny_config(out: Path, corpus: Path, save_at=(2, 4), **changes) -> MLMTrainConfig:
+    return MLMTrainConfig(output_dir=out, save_at=list(save_at), text_file=corpus, **{**TINY, **changes})
 
 
 def test_the_trainer_writes_checkpoints_with_their_state_and_the_tokenizer(tmp_path, corpus):
     progress = []
-    out = train(tiny_config(tmp_path / "run", corpus), lambda step, total: progress.append((step, total)))
+    out = train_mlm(tiny_config(tmp_path / "run", corpus), lambda step, total: progress.append((step, total)))
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint-2", "checkpoint-4", "tokenizer.json",
                                                       "tokenizer_config.json"]  # no staging folder left
     for step in (2, 4):
@@ -52,7 +54,7 @@ def test_the_trainer_writes_checkpoints_with_their_state_and_the_tokenizer(tmp_p
 
 def test_training_is_deterministic_for_a_seed(tmp_path, corpus):
     def weights(out: Path, seed: int) -> dict:
-        train(tiny_config(out, corpus, save_at=(3,), seed=seed))
+        train_mlm(tiny_config(out, corpus, save_at=(3,), seed=seed))
         return load_file(out / "checkpoint-3" / "model.safetensors")
 
     first, again, other = weights(tmp_path / "a", 0), weights(tmp_path / "b", 0), weights(tmp_path / "c", 1)
@@ -68,7 +70,7 @@ def test_an_interrupted_checkpoint_write_never_looks_like_a_checkpoint(tmp_path,
     monkeypatch.setattr(Trainer, "save_model", crash_after_config)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(out, corpus))
+        train_mlm(tiny_config(out, corpus))
     assert not list(out.glob("checkpoint-*"))
     assert (out / STAGING / "checkpoint-2" / "config.json").is_file()  # the partial write stays hidden
     assert find_checkpoints(out) == []
@@ -112,7 +114,7 @@ def test_the_trainer_runs_under_torchrun_on_two_processes(tmp_path, corpus):
     out = tmp_path / "ddp"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "models.train_mlm",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "models.checkpoints",
          "--text", str(corpus), "--out", str(out), "--save-at", "2", "--hidden-size", "32", "--batch-size", "2",
          "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -128,7 +130,7 @@ def test_an_interrupted_demo_build_leaves_no_series(tmp_path, monkeypatch):
         (config.output_dir / "checkpoint-20").mkdir()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(demo_series, "train", interrupted)
+    monkeypatch.setattr(demo_series, "train_mlm", interrupted)
     with pytest.raises(KeyboardInterrupt):
         demo_series.ensure_demo_series()
     assert not demo_series.demo_series_ready()
@@ -137,7 +139,7 @@ def test_an_interrupted_demo_build_leaves_no_series(tmp_path, monkeypatch):
 
 def test_a_cached_demo_series_is_not_trained_again(tmp_path, monkeypatch):
     monkeypatch.setenv("EXPLORER_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(demo_series, "train", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(demo_series, "train_mlm", lambda *a, **k: pytest.fail("trained again"))
     demo_series.demo_series_dir().mkdir(parents=True)
     assert demo_series.ensure_demo_series() == demo_series.demo_series_dir()
 

@@ -9,7 +9,7 @@ import torch
 import transformers as tf
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, decoders, trainers
 
-from models.loading import bundled_model_path
+from models.core.loading import bundled_model_path
 
 SMALL = dict(hidden=32, layers=2, heads=4, ffn=37)
 CORPUS = ["The animal didn't cross the street because it was too tired.",

@@ -21,7 +21,7 @@ def head_color(head: int) -> str:
 
 @dataclass(frozen=True)
 class Curve:
-    """One head's mask curve at its corners (models.adaptive_span.mask_curve)."""
+    """One head's mask curve at its corners (models.span.mask.mask_curve)."""
 
     label: str
     distance: np.ndarray  # [k] tokens

@@ -46,7 +46,7 @@ def _palette(scale: str) -> bytes:
 def thumbnail_grid(thumbnails: np.ndarray) -> ThumbnailGrid:
     """thumbnails [layers, heads, q, k] -> PNG grid; each head scaled to its own maximum.
 
-    Pass thumbnails mean-pooled to at most thumbnail_cell(heads) a side (models.analysis.pooled):
+    Pass thumbnails mean-pooled to at most thumbnail_cell(heads) a side (models.analysis.numerics.pooled):
     each is stretched or sampled to the cell by nearest neighbour. The image is a palette PNG
     (one byte a pixel), which encodes several times faster and smaller than RGB.
     """

@@ -1,6 +1,6 @@
 """Figures of the scaling page: random-vector statistics, softmax saturation, live scores.
 
-Inputs are the dataclasses of models.scaling and models.scores (only their numpy fields
+Inputs are the dataclasses of models.scaling and models.core.scores (only their numpy fields
 are read here, so this module needs neither torch nor the models package at run time).
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ from viz.labels import axis_labels, display_token, escape
 from viz.theme import HIGHLIGHT_COLOR, MASKED_COLOR, style
 
 if TYPE_CHECKING:
-    from models.scaling import Density, DotProductSample, MeanAbsCurve, SoftmaxSweep, Spread, TemperatureExample
-    from models.scores import HeadScores, NeuronView
+    from models.scaling.random_vectors import (Density, DotProductSample, MeanAbsCurve, SoftmaxSweep, Spread, TemperatureExample)
+    from models.scaling.live import HeadScores, NeuronView
 
 UNSCALED_COLOR = HIGHLIGHT_COLOR  # q.k as it is
 SCALED_COLOR = "#2166ac"  # q.k / sqrt(d)

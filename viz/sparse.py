@@ -70,7 +70,7 @@ def mark_path(fig: go.Figure, steps: list[int]) -> go.Figure:
 
 
 def growth_figure(growth, label: str) -> go.Figure:
-    """growth (models.sparse_cost.Growth): active cells against n on log-log axes, with n²."""
+    """growth (models.sparse.cost.Growth): active cells against n on log-log axes, with n²."""
     sizes, exponent = growth.sizes, growth.exponent
     fig = go.Figure([
         go.Scatter(x=sizes, y=sizes.astype(float) ** 2, name="full attention: n²", mode="lines",
@@ -176,7 +176,7 @@ def cosine_figure(cosine: np.ndarray) -> go.Figure:
 
 
 def cost_figure(points) -> go.Figure:
-    """points (models.sparse_cost.CostPoint list): measured time and memory, dense vs masked,
+    """points (models.sparse.cost.CostPoint list): measured time and memory, dense vs masked,
     and the block-sparse estimate."""
     sizes = [p.n for p in points]
     columns = {

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from models.adaptive_span import apply_span
-from models.span_corpus import generate_corpus
-from models.span_lm import SpanLMConfig, TrainConfig, train
-from models.span_runs import list_runs, load_run, save_run
+from models.span.mask import apply_span
+from models.span.corpus import generate_corpus
+from models.span.lm import SpanLMConfig, SpanTrainConfig, train_span_lm
+from models.span.runs import list_runs, load_run, save_run
 from tests.app.conftest import array, figure, messages, open_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +20,7 @@ TINY_TRAINING = dict(layers=1, heads=1, S=32, steps=20)  # the page's smallest c
 @pytest.fixture
 def saved_run() -> str:
     """A tiny run saved in this test's data folder (conftest points EXPLORER_DATA_DIR there)."""
-    run = train(generate_corpus(100), TINY, TrainConfig(steps=12, batch_size=4, span_learning_rate=0.02, log_every=4),
+    run = train_span_lm(generate_corpus(100), TINY, SpanTrainConfig(steps=12, batch_size=4, span_learning_rate=0.02, log_every=4),
                 source="generated corpus")
     return save_run(run, "tiny-run")
 

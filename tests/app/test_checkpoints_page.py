@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import transformers as tf
 
-from models import demo_series, load_model, run_attention
-from models.demo_series import demo_series_dir
-from models.mlm import fill_mask
+from models import load_model, run_attention
+from models.checkpoints import demo as demo_series
+from models.checkpoints.demo import demo_series_dir
+from models.core.predictions import fill_mask
 from tests.app.conftest import array, figure, figures, messages, open_app
 from tests.test_mlm import save_tiny_mlm_series
 from viz.labels import display_token

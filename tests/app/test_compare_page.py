@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from models import load_model, run_attention
-from models.compare import align_runs, head_divergence, match_heads
-from models.demo_series import demo_series_dir
+from models.compare.alignment import align_runs
+from models.compare.divergence import head_divergence, match_heads
+from models.checkpoints.demo import demo_series_dir
 from tests.app.conftest import array, figure, figures, messages, open_app, set_state
 from tests.test_series_stats import save_tiny_series
 from tests.tiny_models import MODEL_CLASSES, bert_tokenizer, tiny_config
@@ -67,7 +68,7 @@ def test_without_a_series_model_b_is_asked_for():
     at = open_app(PAGE)
     _healthy(at)
     text = messages(at)
-    assert "Pick or type model B" in text and "python -m models.train_mlm --demo" in text
+    assert "Pick or type model B" in text and "python -m models.checkpoints --demo" in text
     assert not figures(at)
 
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from models import run_attention
-from models.analysis import head_statistics, mean_over_all, rollout_layers
+from models.analysis.head_stats import head_statistics
+from models.analysis.aggregation import mean_over_all, rollout_layers
 from tests.app.conftest import array, figure, figures, messages, open_app, set_state
 
 TEXT, PAIR = "Tokenization is unbelievable, she said.", "It was late."

@@ -21,18 +21,6 @@ def test_renders_the_default_model_offline():
     assert figure(at, "All heads")["data"][0]["type"] == "image"
 
 
-def test_a_long_texts_page_prepares_the_next_runs_memory():
-    """After the page is drawn, memory for the next run of that size is touched in the background
-    (models.memory.RunMemory): the next new text of that length starts in it."""
-    from pages._shared import RUN_MEMORY  # the server process's, which AppTest shares
-
-    text = " ".join(["the cat sat on the mat"] * 40)
-    at = open_app(PAGE, text=text)
-    n = len(_focused(at)["data"][0]["y"])
-    assert not at.exception and 6 * 12 * n * n * 4 >= 8 << 20
-    assert RUN_MEMORY.prepare() is None  # app.py has started it already (or it is done)
-
-
 def test_changing_the_text_changes_the_figure():
     at = open_app(PAGE)
     before = _focused(at)

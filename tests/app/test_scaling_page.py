@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from models.scaling import classic_demonstration
+from models.scaling.random_vectors import classic_demonstration
 from tests.app.conftest import array, figure, messages, open_app, set_state
 from tests.tiny_models import save_tiny_gemma2
 

@@ -1,5 +1,4 @@
-"""The server process's settings: its long-lived objects out of the garbage collector's way, and
-freed memory kept for reuse.
+"""The server process's settings: its long-lived objects out of the garbage collector's way.
 
 Streamlit collected garbage after every script run; with ~450,000 imported objects in view that
 took ~230 ms after each click (pages/_shared.freeze_imported_objects). The freeze is checked in
@@ -10,7 +9,6 @@ import sys
 import tomllib
 from pathlib import Path
 
-from tests.test_memory import block_lands_in_heap
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
@@ -38,9 +36,3 @@ def test_imported_objects_are_frozen_when_the_shared_module_loads():
 def test_streamlit_leaves_garbage_to_pythons_own_collector():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["runner"]["postScriptGC"] is False  # ~6 ms after every click, frozen objects or not
-
-
-def test_the_server_keeps_freed_memory_for_reuse():
-    """pages/_shared switches glibc's malloc to keep freed blocks up to 32 MB in its heap for reuse
-    (models.memory.keep_freed_memory; tests/test_memory.py checks the reuse)."""
-    assert block_lands_in_heap("import pages._shared")

@@ -5,7 +5,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from models.sparse import build_pattern
+from models.sparse.patterns import build_pattern
 from tests.app.conftest import array, figure, figures, messages, open_app, set_state
 
 PAGE = "pages/sparse.py"

@@ -4,9 +4,9 @@ import re
 
 from playwright.sync_api import expect
 
-from models.span_corpus import generate_corpus
-from models.span_lm import SpanLMConfig, TrainConfig, train
-from models.span_runs import save_run
+from models.span.corpus import generate_corpus
+from models.span.lm import SpanLMConfig, SpanTrainConfig, train_span_lm
+from models.span.runs import save_run
 
 CHART = '[data-testid="stPlotlyChart"]'
 TINY_TRAINING = "train_layers=1&train_heads=1&train_S=32&train_steps=20"
@@ -26,7 +26,7 @@ def _open(bp, query: str = "") -> None:
 def _save_tiny_run(data_dir, monkeypatch) -> str:
     monkeypatch.setenv("EXPLORER_DATA_DIR", str(data_dir))  # the server's data folder
     config = SpanLMConfig(n_layers=2, n_heads=2, d_model=16, max_span=16, ramp=4, init_fraction=0.5)
-    run = train(generate_corpus(100), config, TrainConfig(steps=12, batch_size=4, log_every=4),
+    run = train_span_lm(generate_corpus(100), config, SpanTrainConfig(steps=12, batch_size=4, log_every=4),
                 source="generated corpus")
     return save_run(run, "e2e-saved-run")
 

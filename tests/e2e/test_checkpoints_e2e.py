@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 from playwright.sync_api import expect
 
 from models import load_model
-from models.mlm import fill_mask
+from models.core.predictions import fill_mask
 from tests.test_mlm import save_tiny_mlm_series
 
 CHART = '[data-testid="stPlotlyChart"]:not([data-stale="true"] *)'  # not the old copy a rerun is replacing

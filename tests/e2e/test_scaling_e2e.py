@@ -1,7 +1,7 @@
 """The Dot-product scaling page in Chromium, offline: every figure draws, controls reach the URL."""
 from playwright.sync_api import expect
 
-from models.scaling import classic_demonstration
+from models.scaling.random_vectors import classic_demonstration
 
 CHART = '[data-testid="stPlotlyChart"]'
 TITLES = ("random pairs q, k", "Mean |q·k| grows", "One random query against", "softmax(q·k / t)",

@@ -1,0 +1,130 @@
+"""Sub-word tokens merged into words, and attention merged with them.
+
+A word's row is the mean of its pieces' rows (a query word attends as its pieces do on
+average) and a word's column is the sum of its pieces' columns (attention paid to any piece
+is paid to the word), so merged rows still sum to 1.
+
+    spans = word_spans_for_text(loaded, text, text_pair, n=run.n)  # the tokenizer's word_ids
+    merged = merge_words(run.attentions, spans, spans)  # [layers, heads, words, words]
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.core.loading import LoadedModel
+from models.core.run import AttentionRun, encode
+
+
+@dataclass(frozen=True)
+class WordSpans:
+    """A split of n tokens into w contiguous words."""
+
+    starts: np.ndarray  # [w] int: index of each word's first token, increasing, starts[0] == 0
+    words: list[str]  # w: each word's pieces joined, markers kept ("Ġthe" stays "Ġthe")
+    n: int  # tokens
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """[w] pieces per word."""
+        return np.diff(np.append(self.starts, self.n))
+
+    def first_token_values(self, values: np.ndarray) -> np.ndarray:
+        """A per-token array [n] (segment ids, special mask) as a per-word one [w]."""
+        return np.asarray(values)[self.starts]
+
+
+def _joined(pieces: list[str]) -> str:
+    return pieces[0] + "".join(p.removeprefix("##") for p in pieces[1:])
+
+
+def spans_from_starts(tokens: list[str], is_start: np.ndarray) -> WordSpans:
+    starts = np.flatnonzero(is_start)
+    bounds = np.append(starts, len(tokens))
+    words = [_joined(tokens[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return WordSpans(starts=starts, words=words, n=len(tokens))
+
+
+def word_starts_from_ids(word_ids: list) -> np.ndarray:
+    """[n] bool from per-token word keys (None for special tokens, each its own word)."""
+    starts = np.ones(len(word_ids), dtype=bool)
+    for i in range(1, len(word_ids)):
+        starts[i] = word_ids[i] is None or word_ids[i] != word_ids[i - 1]
+    return starts
+
+
+def word_starts_from_markers(tokens: list[str], special_mask: np.ndarray) -> np.ndarray:
+    """[n] bool from the tokens' own markers, for tokenizers without word_ids.
+
+    WordPiece marks a continuation ("##ing"); byte-level BPE ("Ġthe") and SentencePiece
+    ("▁the") mark a word's start, so a piece without the marker continues the word before.
+    """
+    special = np.asarray(special_mask, dtype=bool)
+    wordpiece = any(t.startswith("##") for t in tokens)
+    start_marker = next((m for m in ("Ġ", "▁") if any(t.startswith(m) for t in tokens)), None)
+    starts = np.ones(len(tokens), dtype=bool)
+    for i in range(1, len(tokens)):
+        if special[i] or special[i - 1]:
+            continue
+        token = tokens[i]
+        if wordpiece:
+            starts[i] = not token.startswith("##")
+        elif start_marker is not None:
+            starts[i] = token.startswith((start_marker, "Ċ")) or tokens[i - 1].startswith("Ċ")
+    return starts
+
+
+def word_spans(tokens: list[str], special_mask: np.ndarray, word_ids: list | None = None) -> WordSpans:
+    """Words of `tokens`: from the tokenizer's word ids when given (more reliable), else from markers."""
+    if word_ids is not None and len(word_ids) == len(tokens):
+        return spans_from_starts(tokens, word_starts_from_ids(word_ids))
+    return spans_from_starts(tokens, word_starts_from_markers(tokens, special_mask))
+
+
+def tokenizer_word_ids(loaded: LoadedModel, text: str, text_pair: str | None, n: int) -> list | None:
+    """Per-token word keys (sentence, word) of the run's encoder tokens, or None for slow tokenizers."""
+    encoding, _ = encode(loaded, text, text_pair)
+    if not encoding.is_fast:
+        return None
+    sentences, words = encoding.sequence_ids(0), encoding.word_ids(0)
+    keys = [None if w is None else (s, w) for s, w in zip(sentences, words)]
+    return keys[:n]
+
+
+def word_spans_for_text(loaded: LoadedModel, text: str, text_pair: str | None,
+                        tokens: list[str], special_mask: np.ndarray) -> WordSpans:
+    """Words of a run's (encoder) tokens, using the tokenizer's word ids where it has them."""
+    ids = tokenizer_word_ids(loaded, text, text_pair, len(tokens))
+    return word_spans(tokens, special_mask, ids)
+
+
+def special_token_mask(loaded: LoadedModel, tokens: list[str]) -> np.ndarray:
+    """[n] bool: tokens that are the tokenizer's special tokens (for token lists without a mask)."""
+    special = set(loaded.tokenizer.all_special_tokens)
+    return np.array([t in special for t in tokens], dtype=bool)
+
+
+def decoder_word_spans(loaded: LoadedModel, tokens: list[str]) -> WordSpans:
+    """Words of an encoder-decoder's decoder tokens (teacher-forced ids: no word ids, so markers)."""
+    return word_spans(tokens, special_token_mask(loaded, tokens))
+
+
+def stack_word_spans(loaded: LoadedModel, run: AttentionRun, stack_name: str, text: str,
+                     text_pair: str | None) -> tuple[WordSpans, WordSpans]:
+    """(query words, key words) of a stack of models.core.run.attention_stacks(run)."""
+    if stack_name in ("decoder", "cross"):
+        decoder = decoder_word_spans(loaded, run.decoder_tokens)
+        if stack_name == "decoder":
+            return decoder, decoder
+        return decoder, word_spans_for_text(loaded, text, text_pair, run.tokens, run.special_mask)
+    encoder = word_spans_for_text(loaded, text, text_pair, run.tokens, run.special_mask)
+    return encoder, encoder
+
+
+def merge_words(matrix: np.ndarray, query_spans: WordSpans, key_spans: WordSpans) -> np.ndarray:
+    """[..., q, k] -> [..., wq, wk]: sum over a word's key pieces, mean over its query pieces."""
+    if len(key_spans.starts) < key_spans.n:
+        matrix = np.add.reduceat(matrix, key_spans.starts, axis=-1)
+    if len(query_spans.starts) < query_spans.n:
+        matrix = np.add.reduceat(matrix, query_spans.starts, axis=-2)
+        matrix /= query_spans.sizes.astype(matrix.dtype)[:, None]
+    return matrix

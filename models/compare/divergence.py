@@ -1,0 +1,89 @@
+"""How far two attention stacks are apart, head by head: Jensen-Shannon divergence of their rows,
+and for models of different shapes, each head of A matched to B's closest head.
+
+    head_divergence(aligned.a, aligned.b)     # [layers, heads] JSD, same shapes only
+    matching = match_heads(aligned.a, aligned.b)
+    matching.best_layer, matching.best_head   # [layers A, heads A]: B's most similar head
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+MATCH_QUERIES = 64  # head matching compares every pair of heads: on longer texts it reads this many queries
+
+
+def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon divergence in nats of distributions along the last axis: [..., k] -> [...].
+
+    JSD = KL(p || m) / 2 + KL(q || m) / 2 with m = (p + q) / 2; 0 for equal rows, at most ln 2.
+    """
+    p, q = np.asarray(p, dtype=np.float32), np.asarray(q, dtype=np.float32)
+    m = 0.5 * (p + q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * np.log(p / m), 0.0) + np.where(q > 0, q * np.log(q / m), 0.0)
+    return np.clip(0.5 * terms.sum(axis=-1), 0.0, np.log(2))  # float error can step just outside
+
+
+def head_divergence(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per head, the JSD of A's and B's attention rows averaged over queries.
+
+    a, b: [layers, heads, n, n] on the same positions -> [layers, heads] in nats.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"head-by-head divergence needs equal shapes, got {a.shape} and {b.shape}")
+    return np.stack([js_divergence(a[layer], b[layer]).mean(axis=-1) for layer in range(a.shape[0])])
+
+
+def _query_sample(n: int, limit: int) -> np.ndarray:
+    return np.arange(n) if n <= limit else np.unique(np.linspace(0, n - 1, limit).round().astype(int))
+
+
+def _row_entropy(p: np.ndarray) -> np.ndarray:
+    """-sum p log p along the last axis, 0 log 0 = 0."""
+    return -(p * np.log(np.maximum(p, 1e-30))).sum(axis=-1)
+
+
+def _mixture_entropy(head: np.ndarray, heads: np.ndarray) -> np.ndarray:
+    """Mean row entropy of (head + each of heads) / 2: [q, n], [h, q, n] -> [h]; in place, it is the hot loop."""
+    mixture = np.add(head, heads)
+    mixture *= 0.5
+    logs = np.maximum(mixture, 1e-30)
+    np.log(logs, out=logs)
+    mixture *= logs
+    return -mixture.sum(axis=-1).mean(axis=-1)
+
+
+def pairwise_head_divergence(a: np.ndarray, b: np.ndarray, max_queries: int = MATCH_QUERIES) -> np.ndarray:
+    """Mean JSD between every head of A and every head of B: [La, Ha, n, n], [Lb, Hb, n, n] -> [La, Ha, Lb, Hb].
+
+    Uses JSD(p, q) = H((p + q) / 2) - (H(p) + H(q)) / 2, so only the mixture's entropy is paid
+    per pair; on texts longer than `max_queries` tokens the mean is over that many evenly
+    spaced queries (every pair of heads costs queries x n logarithms).
+    """
+    if a.shape[2:] != b.shape[2:]:
+        raise ValueError(f"the runs must be on the same positions, got {a.shape[2:]} and {b.shape[2:]}")
+    queries = _query_sample(a.shape[2], max_queries)
+    a_heads = a[:, :, queries].reshape(-1, len(queries), a.shape[3]).astype(np.float32)  # [La*Ha, q, n]
+    b_heads = b[:, :, queries].reshape(-1, len(queries), b.shape[3]).astype(np.float32)  # [Lb*Hb, q, n]
+    own = 0.5 * (_row_entropy(a_heads).mean(axis=-1)[:, None] + _row_entropy(b_heads).mean(axis=-1)[None, :])
+    mixed = np.stack([_mixture_entropy(head, b_heads) for head in a_heads])  # [La*Ha, Lb*Hb]
+    return np.clip(mixed - own, 0.0, np.log(2)).reshape(a.shape[:2] + b.shape[:2])
+
+
+@dataclass(frozen=True)
+class HeadMatching:
+    """For each head of A, the head of B whose attention is closest (least JSD) on this text."""
+
+    divergences: np.ndarray  # [La, Ha, Lb, Hb] mean JSD in nats of every pair of heads
+    best_layer: np.ndarray  # [La, Ha] int: layer of B's closest head
+    best_head: np.ndarray  # [La, Ha] int: head of B's closest head
+    best_divergence: np.ndarray  # [La, Ha] its JSD in nats
+
+
+def match_heads(a: np.ndarray, b: np.ndarray, max_queries: int = MATCH_QUERIES) -> HeadMatching:
+    """Match each head of A ([La, Ha, n, n]) to its closest head of B ([Lb, Hb, n, n]); shapes may differ."""
+    divergences = pairwise_head_divergence(a, b, max_queries)
+    flat = divergences.reshape(a.shape[:2] + (-1,))
+    best = flat.argmin(axis=-1)  # [La, Ha] index into B's heads
+    best_layer, best_head = np.divmod(best, b.shape[1])
+    return HeadMatching(divergences, best_layer, best_head, np.take_along_axis(flat, best[..., None], -1)[..., 0])

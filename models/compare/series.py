@@ -1,0 +1,78 @@
+"""A checkpoint series on one text: every head's statistics across training steps, and how far
+each checkpoint's attention still is from the final one's.
+
+    checkpoints, _ = series_checkpoints("data/demo_series/v1-seed0")   # models.checkpoints.discovery.Checkpoint, by step
+    runs = run_series(checkpoints, "The cat sat on the mat.")
+    series = series_statistics(runs, [c.step for c in checkpoints])
+    series.values["entropy"]        # [steps, layers, heads]
+    series.layer_divergence         # [steps, layers] JSD from the final checkpoint, nats
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.analysis.head_stats import METRICS, Metric, head_statistics
+from models.compare.divergence import head_divergence
+from models.core.loading import load_model
+from models.checkpoints.discovery import Checkpoint, SeriesError, find_checkpoints
+from models.core.run import AttentionRun, run_attention
+from models.core.settings import Settings
+
+
+def series_checkpoints(folder: str | Path, settings: Settings | None = None) -> tuple[list[Checkpoint], list[str]]:
+    """(usable checkpoints by step, why the others were left out) of a folder of `checkpoint-N/`
+    folders (models.checkpoints.discovery.find_checkpoints). `settings` (a server's deployment settings) keeps the
+    listing to its allowed folders.
+    """
+    if settings is not None and not settings.folder_allowed(Path(folder).expanduser()):
+        raise SeriesError(f"This server doesn't read checkpoint series from '{folder}'; ask its host to allow "
+                          "the folder (EXPLORER_ALLOWED_FOLDERS).")
+    found = find_checkpoints(folder)
+    usable = [c for c in found if c.problem is None]
+    if len(usable) < 2:
+        raise SeriesError(f"'{folder}' holds {len(usable) or 'no'} usable checkpoint-N folder"
+                          f"{'s' if not usable else ''}; a series needs at least two.")
+    return usable, [c.problem for c in found if c.problem is not None]
+
+
+def run_series(checkpoints: list[Checkpoint], text: str, text_pair: str | None = None,
+               settings: Settings | None = None) -> list[AttentionRun]:
+    """Every checkpoint run on the text, one model in memory at a time (within `settings`' limits)."""
+    max_chars = settings.max_text_chars if settings is not None else None
+    return [run_attention(load_model(c.spec, settings), text, text_pair, max_chars=max_chars) for c in checkpoints]
+
+
+@dataclass(frozen=True)
+class SeriesStatistics:
+    steps: list[int]  # S training steps, increasing
+    tokens: list[str]  # the n tokens every checkpoint read
+    values: dict[str, np.ndarray]  # metric key (models.analysis.head_stats.METRICS) -> [S, layers, heads]
+    divergence: np.ndarray  # [S, layers, heads] JSD in nats of each head from the same head at the final step
+    uniform_entropy: float  # entropy of evenly spread attention on this text (the entropy baseline)
+
+    @property
+    def layer_divergence(self) -> np.ndarray:
+        """[S, layers]: each layer's mean over heads of `divergence`."""
+        return self.divergence.mean(axis=-1)
+
+    def available(self) -> list[Metric]:
+        """The metrics that mean something for this text (e.g. no punctuation, no share to it)."""
+        return [m for m in METRICS if not np.isnan(self.values[m.key]).all()]
+
+
+def series_statistics(runs: list[AttentionRun], steps: list[int]) -> SeriesStatistics:
+    """Head statistics of every run, and every run's divergence from the last one, head by head."""
+    final = runs[-1]
+    for step, run in zip(steps, runs):
+        if run.tokens != final.tokens or run.attentions.shape != final.attentions.shape:
+            raise SeriesError(f"The checkpoint of step {step} doesn't match the final one (tokenizer or shape "
+                              "differ): a series is one model saved at several steps.")
+    statistics = [head_statistics(run.attentions, run.tokens, run.special_mask, run.causal) for run in runs]
+    return SeriesStatistics(
+        steps=list(steps),
+        tokens=list(final.tokens),
+        values={m.key: np.stack([s.values[m.key] for s in statistics]) for m in METRICS},
+        divergence=np.stack([head_divergence(run.attentions, final.attentions) for run in runs]),
+        uniform_entropy=statistics[-1].uniform_entropy,
+    )
