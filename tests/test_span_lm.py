@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.core.storage import STAGING_PREFIX
 from models.span import runs as span_runs
 from models.span.corpus import copy_distance, generate_corpus
 from models.span.lm import (SpanLM, SpanLMConfig, SpanTrainConfig, TrainingTextError, decode_text, encode_text, train_span_lm)
@@ -125,7 +126,7 @@ def test_saving_under_an_existing_name_replaces_the_run_and_a_failed_replace_kee
     real_rename = Path.rename
 
     def new_run_refused(path, target):  # e.g. a permission error on the last step
-        if path.name.startswith(span_runs.STAGING):
+        if path.name.startswith(STAGING_PREFIX):
             raise OSError(errno.EACCES, "Permission denied")
         return real_rename(path, target)
 

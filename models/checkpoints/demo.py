@@ -7,16 +7,12 @@
 Early checkpoints answer "The capital of [MASK] is Rome." with frequent words ("the",
 "."), middle ones with some country, the last one with "italy".
 """
-import contextlib
-import os
-import shutil
-import uuid
 from pathlib import Path
 
 import torch
 
 from models.checkpoints.demo_corpus import write_corpus
-from models.core.storage import data_dir
+from models.core.storage import data_dir, staged_folder
 from models.checkpoints.trainer import Progress, MLMTrainConfig, train_mlm
 
 RECIPE_VERSION = 1  # bump when anything below changes: the cache folder changes with it
@@ -56,22 +52,18 @@ def demo_series_ready(seed: int = 0) -> bool:
 def ensure_demo_series(seed: int = 0, progress: Progress | None = None) -> Path:
     """The demo series folder, trained first if it isn't cached yet.
 
-    It is built in a hidden temporary folder and renamed when complete, so an interrupted
-    build never looks like a series.
+    It is built in a hidden staging folder and renamed when complete (models.core.storage.staged_folder),
+    so an interrupted build never looks like a series.
     """
     final = demo_series_dir(seed)
     if final.is_dir():
         return final
-    building = final.parent / f".building-{final.name}-{uuid.uuid4().hex[:8]}"
-    building.mkdir(parents=True)
     threads = torch.get_num_threads()
     try:
-        corpus = write_corpus(building / "corpus.txt", N_SENTENCES, seed)
-        torch.set_num_threads(1)  # tiny matrices: a second thread only adds contention on a shared machine
-        train_mlm(demo_config(building, corpus, seed), progress)
-        with contextlib.suppress(OSError):  # another session finished first: keep theirs
-            os.rename(building, final)
+        with staged_folder(final, replace=False) as building:  # another session finished first: keep theirs
+            corpus = write_corpus(building / "corpus.txt", N_SENTENCES, seed)
+            torch.set_num_threads(1)  # tiny matrices: a second thread only adds contention on a shared machine
+            train_mlm(demo_config(building, corpus, seed), progress)
     finally:
         torch.set_num_threads(threads)
-        shutil.rmtree(building, ignore_errors=True)
     return final

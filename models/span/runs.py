@@ -5,7 +5,6 @@
 """
 import json
 import re
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,12 +12,10 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import load_file, save_file
 
-from models.core.storage import data_dir, write_error_message
+from models.core.storage import data_dir, staged_folder, write_error_message
 from models.span.lm import SpanLM, SpanLMConfig, SpanTrainConfig, TrainedRun, TrainingHistory
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-STAGING = ".incomplete-"  # a run being written; never a RUN_NAME
-REPLACED = ".replaced-"  # a run being replaced by one saved under its name; never a RUN_NAME
 META_FILE = "run.json"
 WEIGHTS_FILE = "weights.safetensors"
 
@@ -60,7 +57,6 @@ def save_run(run: TrainedRun, name: str | None = None) -> str:
     name = name or _new_name(run.source)
     if not RUN_NAME.match(name):
         raise SpanRunError(f"'{name}' is not a valid run name: use letters, digits, '.', '_' and '-'.")
-    folder, staging, replaced = (runs_dir() / f"{prefix}{name}" for prefix in ("", STAGING, REPLACED))
     meta = {
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "source": run.source,
@@ -74,33 +70,16 @@ def save_run(run: TrainedRun, name: str | None = None) -> str:
             "spans": run.history.spans_array().round(4).tolist(),
         },
     }
-    # written whole into a staging folder, then renamed: an interrupted or failed save leaves no
-    # folder that looks like a run (list_runs skips staging folders: their names aren't run names)
+    # written whole, then renamed into place: an interrupted or failed save leaves no folder that
+    # looks like a run, and a run saved under an existing name replaces it only once it is complete
     try:
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        save_file({key: value.contiguous() for key, value in run.model.state_dict().items()}, staging / WEIGHTS_FILE)
-        (staging / META_FILE).write_text(json.dumps(meta))
-        _move_into_place(staging, folder, replaced)
+        with staged_folder(runs_dir() / name) as staging:
+            save_file({key: value.contiguous() for key, value in run.model.state_dict().items()},
+                      staging / WEIGHTS_FILE)
+            (staging / META_FILE).write_text(json.dumps(meta))
     except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
         raise SpanRunError(write_error_message(error, runs_dir())) from error
     return name
-
-
-def _move_into_place(staging: Path, folder: Path, replaced: Path) -> None:
-    """Rename `staging` to `folder`; a run already there (saved again under its name) is moved
-    aside first and removed only once the new one is in place, so a failure keeps one of them."""
-    shutil.rmtree(replaced, ignore_errors=True)
-    if folder.exists():
-        folder.rename(replaced)
-    try:
-        staging.rename(folder)
-    except OSError:
-        if replaced.exists():
-            replaced.rename(folder)
-        raise
-    shutil.rmtree(replaced, ignore_errors=True)
 
 
 def _read_meta(name: str) -> dict:
