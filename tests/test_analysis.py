@@ -1,15 +1,15 @@
 """models.analysis and models.lens against hand-computed cases and the model's own attentions."""
 import numpy as np
 import pytest
+from scipy.stats import entropy as scipy_entropy
 
 from models import load_model, run_attention
 from models.analysis.aggregation import (AGGREGATIONS, ALL_MEAN, HEAD, LAYER_MAX, LAYER_MEAN, ROLLOUT, aggregate, attention_rollout, max_over_heads, mean_over_all, mean_over_heads, rollout_layers)
-from models.analysis.numerics import pooled
+from models.analysis.numerics import entropy, pooled
 from models.analysis.head_stats import METRICS, head_statistics, punctuation_mask, uniform_entropy
 from models.analysis.pairs import has_pair, pair_block, pair_segments
 from models.analysis.matrix_view import matrix_view
 from models.analysis.words import WordSpans
-from viz.sparse import pool
 
 # Two layers of two heads over two tokens, chosen so the head means are simple:
 # layer 0 mean [[1, 0], [.5, .5]], layer 1 mean [[.5, .5], [0, 1]].
@@ -32,20 +32,39 @@ def test_rollout_matches_the_hand_computed_case():
 
 def test_pooled_averages_blocks_by_hand_for_every_head():
     matrix = np.arange(16, dtype=np.float32).reshape(4, 4)
+    np.testing.assert_array_equal(pooled(matrix, 2), [[2.5, 4.5], [10.5, 12.5]])  # one matrix: a sparse mask
     stack = np.stack([matrix, 2 * matrix])[None]  # [1 layer, 2 heads, 4, 4]
     np.testing.assert_array_equal(pooled(stack, 2)[0, 1], 2 * np.array([[2.5, 4.5], [10.5, 12.5]]))
     assert pooled(stack, 8) is stack  # small enough: never upsampled, never copied
     assert pooled(np.ones((2, 3, 512, 40), np.float32), 87).shape == (2, 3, 87, 40)
 
 
-def test_pooled_bins_are_those_of_the_sparse_mask_images():
-    """Uneven bins: the same partition as viz.sparse.pool's, the numpy reference."""
+def _mean_pool_reference(matrix: np.ndarray, size: int) -> np.ndarray:
+    """Bin b of n positions is floor(b n / size) .. floor((b + 1) n / size) - 1, by loops."""
+    (q, k), rows, cols = matrix.shape, min(size, matrix.shape[0]), min(size, matrix.shape[1])
+    return np.array([[matrix[r * q // rows:(r + 1) * q // rows, c * k // cols:(c + 1) * k // cols].mean()
+                      for c in range(cols)] for r in range(rows)])
+
+
+def test_pooled_bins_are_even_to_one_position():
+    """Uneven bins (437 and 300 positions into 85): sizes differ by one at most, spread evenly."""
     rng = np.random.default_rng(0)
     stack = rng.random((2, 3, 437, 300), dtype=np.float32)
     pooled_stack = pooled(stack, 85)
     assert pooled_stack.shape == (2, 3, 85, 85)
     for layer, head in [(0, 0), (1, 2)]:
-        np.testing.assert_allclose(pooled_stack[layer, head], pool(stack[layer, head], 85), rtol=1e-5)
+        np.testing.assert_allclose(pooled_stack[layer, head], _mean_pool_reference(stack[layer, head], 85), rtol=1e-5)
+    mask = rng.random((4097, 4097)) < 0.1  # a sparse mask's image: share of active cells per pixel
+    np.testing.assert_allclose(pooled(mask, 820), _mean_pool_reference(mask, 820), rtol=1e-5)
+
+
+def test_entropy_is_scipys_with_zero_log_zero_zero():
+    rows = _random_stack(2, 3, 9)
+    rows[..., :4] = 0  # zeros, as in the causal rows of a decoder
+    rows /= rows.sum(axis=-1, keepdims=True)
+    np.testing.assert_allclose(entropy(rows), scipy_entropy(rows, axis=-1), rtol=1e-5)
+    assert entropy(rows).dtype == np.float32
+    assert entropy(np.array([1.0, 0.0, 0.0])) == 0 and entropy(np.full(4, 0.25)) == pytest.approx(np.log(4))
 
 
 def test_rollout_renormalises_rows_and_keeps_identity():

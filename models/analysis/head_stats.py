@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.analysis.numerics import entropy
+
 @dataclass(frozen=True)
 class Metric:
     key: str  # short and readable: pages show it and put it in the URL
@@ -86,9 +88,8 @@ def head_statistics(attentions: np.ndarray, tokens: list[str], special_mask: np.
     separators = special & ~first_special
     positions = np.arange(n)
     distance = np.abs(positions[:, None] - positions[None, :]).astype(np.float32)  # [n, n]
-    log = np.log(np.maximum(attentions, np.finfo(attentions.dtype).tiny))  # 0 log 0 = 0
     values = {
-        "entropy": -np.einsum("lhij,lhij->lhi", attentions, log).mean(axis=-1),
+        "entropy": entropy(attentions).mean(axis=-1),
         "mean distance": np.einsum("lhij,ij->lhi", attentions, distance).mean(axis=-1),
         "to first special": _key_share(attentions, first_special),
         "to separators": _key_share(attentions, separators),

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.analysis.numerics import entropy
+
 MATCH_QUERIES = 64  # head matching compares every pair of heads: on longer texts it reads this many queries
 
 
@@ -38,19 +40,11 @@ def _query_sample(n: int, limit: int) -> np.ndarray:
     return np.arange(n) if n <= limit else np.unique(np.linspace(0, n - 1, limit).round().astype(int))
 
 
-def _row_entropy(p: np.ndarray) -> np.ndarray:
-    """-sum p log p along the last axis, 0 log 0 = 0."""
-    return -(p * np.log(np.maximum(p, 1e-30))).sum(axis=-1)
-
-
 def _mixture_entropy(head: np.ndarray, heads: np.ndarray) -> np.ndarray:
     """Mean row entropy of (head + each of heads) / 2: [q, n], [h, q, n] -> [h]; in place, it is the hot loop."""
     mixture = np.add(head, heads)
     mixture *= 0.5
-    logs = np.maximum(mixture, 1e-30)
-    np.log(logs, out=logs)
-    mixture *= logs
-    return -mixture.sum(axis=-1).mean(axis=-1)
+    return entropy(mixture).mean(axis=-1)
 
 
 def pairwise_head_divergence(a: np.ndarray, b: np.ndarray, max_queries: int = MATCH_QUERIES) -> np.ndarray:
@@ -65,7 +59,7 @@ def pairwise_head_divergence(a: np.ndarray, b: np.ndarray, max_queries: int = MA
     queries = _query_sample(a.shape[2], max_queries)
     a_heads = a[:, :, queries].reshape(-1, len(queries), a.shape[3]).astype(np.float32)  # [La*Ha, q, n]
     b_heads = b[:, :, queries].reshape(-1, len(queries), b.shape[3]).astype(np.float32)  # [Lb*Hb, q, n]
-    own = 0.5 * (_row_entropy(a_heads).mean(axis=-1)[:, None] + _row_entropy(b_heads).mean(axis=-1)[None, :])
+    own = 0.5 * (entropy(a_heads).mean(axis=-1)[:, None] + entropy(b_heads).mean(axis=-1)[None, :])
     mixed = np.stack([_mixture_entropy(head, b_heads) for head in a_heads])  # [La*Ha, Lb*Hb]
     return np.clip(mixed - own, 0.0, np.log(2)).reshape(a.shape[:2] + b.shape[:2])
 
