@@ -7,17 +7,18 @@ Streamlit doesn't re-read their source on every click (see pages/_heads_cache.py
 import numpy as np
 import streamlit as st
 
+from models.analysis.numerics import pooled
 from models.sparse.reachability import Reachability, reachability
 from models.sparse.patterns import AnyPattern, HeadPatterns
 from models.sparse.cost import CostPoint, Growth, active_cells, growth, measure_cost
 from models.sparse.enforce import EnforcedRun, coverage, enforced_run
 from pages._shared import cached_model, cached_run
-from viz.sparse import mask_figure
+from viz.sparse import mask_figure, mask_side
 
 
 @st.cache_data(max_entries=24, show_spinner=False)
 def cached_mask_figure(pattern: AnyPattern, n: int, title: str, height: int):
-    return mask_figure(pattern.build(n), title, height)
+    return mask_figure(pooled(pattern.build(n), mask_side(n)), n, title, height)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -2,6 +2,7 @@
 patterns applied to the live model."""
 import streamlit as st
 
+from models.analysis.numerics import pooled
 from models.sparse.reachability import path
 from models.sparse.patterns import (DESCRIPTIONS, KINDS, SPLIT, HeadPatterns, Pattern, PatternError, head_patterns, parse_positions)
 from models.sparse.cost import ROWWISE_MAX_N, counted_in_closed_form
@@ -10,7 +11,7 @@ from pages._shared import bound, current_run, current_spec, current_texts, int_c
 from pages._sparse_cache import (cached_cells, cached_cost, cached_coverage, cached_enforced, cached_growth,
                                  cached_mask_figure, cached_reachability)
 from viz.sparse import (cost_figure, cost_frame, cost_summary, cosine_figure, coverage_figure, distance_figure,
-                        growth_figure, mark_path, mask_figure, overlay_figure, path_figure, predictions_frame,
+                        growth_figure, mark_path, mask_figure, mask_side, overlay_figure, path_figure, predictions_frame,
                         reach_figure)
 
 VIEWS = ("Pattern", "Growth", "Reachability", "Live model", "Cost")
@@ -179,7 +180,8 @@ def reach_view(patterns: HeadPatterns) -> None:
         with left:
             show_figure(path_figure(route, n), "sparse_path")
         with right:
-            show_figure(mark_path(mask_figure(union.build(n), f"Cells the path uses on the mask, n = {n}"), route),
+            mask = pooled(union.build(n), mask_side(n))
+            show_figure(mark_path(mask_figure(mask, n, f"Cells the path uses on the mask, n = {n}"), route),
                         "sparse_path_mask")
     show_figure(distance_figure(found.distance), "sparse_distances")
 

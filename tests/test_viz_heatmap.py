@@ -9,7 +9,7 @@ from PIL import Image
 from viz.heatmap import attention_heatmap
 from viz.labels import axis_labels, display_token, escape
 from viz.overview import GAP, OUTLINE_WIDTH, PALETTE_LEVELS, heads_overview, thumbnail_cell, thumbnail_grid
-from viz.sparse import pool
+from viz.sparse import mask_figure, mask_side
 from viz.theme import file_stem, plotly_config
 
 PAYLOAD = '<img src=x onerror="alert(1)">'
@@ -39,10 +39,16 @@ def test_causal_heatmap_hides_the_future():
     assert z[2, 0] == np.float32(1 / 3)
 
 
-def test_pool_averages_blocks_by_hand():
-    matrix = np.arange(16, dtype=np.float32).reshape(4, 4)
-    np.testing.assert_array_equal(pool(matrix, 2), [[2.5, 4.5], [10.5, 12.5]])
-    np.testing.assert_array_equal(pool(matrix, 8), matrix)  # never upsamples
+def test_a_mask_image_has_whole_positions_a_pixel():
+    assert [mask_side(n) for n in (100, 1024, 1025, 3000, 4096)] == [100, 1024, 513, 1000, 1024]
+    mask = np.tril(np.ones((6, 6), bool))
+    fig = mask_figure(mask, 6, "t")  # unpooled: one pixel a position
+    image = fig.data[0]
+    assert (image.dx, image.x0) == (1, 0) and image.hovertemplate.startswith("query %{y}, key %{x}")
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(image.source.split(",", 1)[1]))).convert("RGB"))
+    assert pixels.shape == (6, 6, 3) and (pixels[0, 1] > pixels[1, 0]).all()  # grey above the diagonal, blue on it
+    quarter = mask_figure(np.full((3, 3), 0.25), 12, "t").data[0]  # pooled 4 x 4 cells a pixel
+    assert (quarter.dx, quarter.x0) == (4, 1.5) and "4×4 cells a pixel" in quarter.hovertemplate
 
 
 def test_overview_image_colours_each_head_to_its_own_maximum_with_white_gaps():

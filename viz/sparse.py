@@ -19,37 +19,38 @@ FIELDS = (("dense", "dense"), ("masked", "masked"), ("block-sparse (estimate)", 
 SERIES = {"dense": "#4c72b0", "masked": HIGHLIGHT_COLOR, "block-sparse (estimate)": "#55a868", "n²": "#8c8c8c"}
 
 
-def pool(matrix: np.ndarray, size: int) -> np.ndarray:
-    """Mean-pool a [q, k] matrix to at most [size, size] (uneven bins where size doesn't divide)."""
-    rows = np.linspace(0, matrix.shape[0], min(size, matrix.shape[0]) + 1).astype(int)[:-1]
-    cols = np.linspace(0, matrix.shape[1], min(size, matrix.shape[1]) + 1).astype(int)[:-1]
-    summed = np.add.reduceat(np.add.reduceat(matrix, rows, axis=0), cols, axis=1)
-    counts = np.outer(np.diff(np.append(rows, matrix.shape[0])), np.diff(np.append(cols, matrix.shape[1])))
-    return summed / counts
-
-
 def _png_uri(rgb: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(rgb.astype(np.uint8)).save(buffer, format="PNG", compress_level=6)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def mask_image(mask: np.ndarray) -> tuple[str, int]:
-    """(PNG data URI, positions per pixel): pooled share of active cells, grey (none) to dark blue (all)."""
-    n = len(mask)
+def mask_side(n: int) -> int:
+    """Pixels a side of the image of an [n, n] mask: at most MASK_PIXELS, each pixel the same whole
+    number of positions (4096 -> 1024 pixels of 4 x 4 cells), so periodic patterns show no moiré."""
     per_pixel = -(-n // MASK_PIXELS)
-    share = pool(mask.astype(np.float32), -(-n // per_pixel))[..., None]  # [p, p, 1]
-    return _png_uri(INACTIVE_RGB + share * (ACTIVE_RGB - INACTIVE_RGB)), per_pixel
+    return -(-n // per_pixel)
 
 
-def mask_figure(mask: np.ndarray, title: str, height: int = 560) -> go.Figure:
-    """The mask [n, n] as one image, usable at n = 4096; hover names query and key positions."""
-    source, per_pixel = mask_image(mask)
+def mask_image(share: np.ndarray) -> str:
+    """PNG data URI of share [p, p] (active cells per pixel, 0 to 1): grey (none) to dark blue (all)."""
+    rgb = INACTIVE_RGB + np.asarray(share, dtype=np.float32)[..., None] * (ACTIVE_RGB - INACTIVE_RGB)  # [p, p, 3]
+    return _png_uri(rgb)
+
+
+def mask_figure(share: np.ndarray, n: int, title: str, height: int = 560) -> go.Figure:
+    """An [n, n] mask as one image, usable at n = 4096; hover names query and key positions.
+
+    share [p, p]: the mask mean-pooled to mask_side(n) a side (models.analysis.numerics.pooled),
+    the share of active cells under each pixel; the mask itself (bool) when p = n.
+    """
+    per_pixel = n / len(share)
     center = (per_pixel - 1) / 2  # pixel k covers positions k p .. k p + p - 1
     fig = go.Figure(go.Image(
-        source=source, x0=center, y0=center, dx=per_pixel, dy=per_pixel,
+        source=mask_image(share), x0=center, y0=center, dx=per_pixel, dy=per_pixel,
         hovertemplate=("query %{y}, key %{x}" if per_pixel == 1 else
-                       f"around query %{{y}}, key %{{x}} ({per_pixel}×{per_pixel} cells a pixel)") + "<extra></extra>",
+                       f"around query %{{y}}, key %{{x}} ({per_pixel:.3g}×{per_pixel:.3g} cells a pixel)")
+                      + "<extra></extra>",
     ))
     fig.update_xaxes(title="key position j (attended to)", side="bottom", showgrid=False, zeroline=False)
     fig.update_yaxes(title="query position i (attending)", showgrid=False, zeroline=False, scaleanchor="x")
@@ -120,7 +121,7 @@ def path_figure(steps: list[int], n: int) -> go.Figure:
     upward = steps[::-1]  # key first: it is the information that travels
     layers = np.arange(hops + 1)
     fig = go.Figure([
-        go.Scatter(x=[0, n - 1, None] * (hops + 1), y=[y for l in layers for y in (l, l, None)], mode="lines",
+        go.Scatter(x=[0, n - 1, None] * (hops + 1), y=[y for layer in layers for y in (layer, layer, None)], mode="lines",
                    hoverinfo="skip", line=dict(color=MASKED_COLOR, width=6), showlegend=False),
         go.Scatter(x=upward, y=layers, mode="lines+markers+text", text=[str(p) for p in upward],
                    textposition="top center", textfont=dict(size=16), showlegend=False,
@@ -139,7 +140,7 @@ def coverage_figure(coverage: np.ndarray, focused: tuple[int, int]) -> go.Figure
     """coverage [layers, heads] in percent, the focused head outlined."""
     layers, heads = coverage.shape
     fig = go.Figure(go.Heatmap(
-        z=100 * coverage, x=[f"h{h}" for h in range(heads)], y=[f"layer {l}" for l in range(layers)],
+        z=100 * coverage, x=[f"h{h}" for h in range(heads)], y=[f"layer {layer}" for layer in range(layers)],
         zmin=0, zmax=100, colorscale=ATTENTION_SCALE, text=np.round(100 * coverage).astype(int),
         texttemplate="%{text}", colorbar=dict(title=dict(text="% inside"), thickness=14),
         hovertemplate="%{y}, %{x}<br>%{z:.1f}% of the attention inside the pattern<extra></extra>",
@@ -167,7 +168,7 @@ def overlay_figure(attention: np.ndarray, mask: np.ndarray, tokens: list[str], t
 
 def cosine_figure(cosine: np.ndarray) -> go.Figure:
     """Per-layer cosine similarity of the sparse run's hidden states to the dense run's."""
-    names = ["embeddings"] + [f"layer {l}" for l in range(1, len(cosine))]
+    names = ["embeddings"] + [f"layer {layer}" for layer in range(1, len(cosine))]
     fig = go.Figure(go.Bar(x=names, y=cosine, marker_color=SERIES["dense"], text=[f"{c:.3f}" for c in cosine],
                            textposition="outside", hovertemplate="%{x}: cosine %{y:.4f}<extra></extra>"))
     fig.update_xaxes(title="hidden states after")
