@@ -216,7 +216,7 @@ def table_section(good: list[CheckpointFill]) -> None:
         if masks > 1:
             st.markdown(f"**Mask {index + 1}**")
         st.html(topk_table([f.checkpoint.label for f in good], [[c.token for c in top] for top in tops],
-                           [[c.score for c in top] for top in tops], LECTURE_SCALE if lecture_mode() else 1.0))
+                           [[c.probability for c in top] for top in tops], LECTURE_SCALE if lecture_mode() else 1.0))
     if not lecture_mode():
         st.caption("Columns are checkpoints in training order; each cell is a predicted token and its probability, "
                    "the same as transformers' fill-mask pipeline gives; darker = more probable.")

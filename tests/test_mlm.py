@@ -20,7 +20,7 @@ from models import load_model
 from models.checkpoints import series as checkpoint_series
 from models.checkpoints.demo_corpus import FACTS, sentences
 from models.checkpoints.discovery import Checkpoint, SeriesError, find_checkpoints, hub_checkpoints, multiberts_ids
-from models.core.predictions import FillMaskError, NoMaskError, fill_mask
+from models.core.predictions import Candidate, FillMaskError, NoMaskError, fill_mask, top_candidates
 from models.checkpoints.series import all_candidates, fill_series, final_top, trajectories
 from models.checkpoints.training_log import read_training_log
 from models.checkpoints.trainer import word_tokenizer
@@ -61,7 +61,7 @@ def assert_same_as_pipeline(loaded, text: str, top_k: int) -> None:
     for mask, expected in zip(ours.masks, theirs):
         assert [c.token_id for c in mask.top] == [e["token"] for e in expected]
         assert [c.token for c in mask.top] == [e["token_str"] for e in expected]
-        np.testing.assert_allclose([c.score for c in mask.top], [e["score"] for e in expected], rtol=1e-6)
+        np.testing.assert_allclose([c.probability for c in mask.top], [e["score"] for e in expected], rtol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +96,15 @@ def test_probabilities_and_ranks_cover_the_whole_vocabulary(tiny_models):
     assert [prediction.rank(c.token_id) for c in prediction.top] == [1, 2, 3]
     order = np.argsort(-prediction.probabilities)
     assert prediction.rank(int(order[100])) == 101
+
+
+def test_top_candidates_rank_a_distribution_as_the_pipeline_writes_tokens():
+    tokenizer = bert_tokenizer()
+    probabilities = torch.zeros(len(tokenizer))
+    probabilities[[7, 3, 11]] = torch.tensor([0.2, 0.5, 0.3])
+    top = top_candidates(tokenizer, probabilities, 2)
+    assert top == [Candidate(3, tokenizer.decode([3]), 0.5), Candidate(11, tokenizer.decode([11]), pytest.approx(0.3))]
+    assert len(top_candidates(tokenizer, probabilities[:5], 10)) == 5  # k beyond the vocabulary: all of it
 
 
 @pytest.mark.parametrize("kind", ["distilbert", "roberta", "gpt2"])
@@ -225,7 +234,7 @@ def test_trajectories_follow_each_candidate_across_the_series(tiny_series):
     assert paths.labels == ["step 10", "step 100", "step 1,000", "step 5,000"]
     assert paths.tokens == [c.token for c in candidates]
     assert paths.rank[:, 2].tolist() == [1, 2, 3]
-    np.testing.assert_allclose(paths.probability[:, 2], [c.score for c in candidates], rtol=1e-6)
+    np.testing.assert_allclose(paths.probability[:, 2], [c.probability for c in candidates], rtol=1e-6)
     first = fills[0].result.masks[1]
     assert paths.probability[0, 0] == pytest.approx(first.probabilities[candidates[0].token_id])
     assert paths.rank[0, 0] == first.rank(candidates[0].token_id)

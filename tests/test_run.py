@@ -8,6 +8,9 @@ import transformers as tf
 
 from models import RunError, attention_stacks, load_model, run_attention
 from models.core.attention_fn import extra_mask, recording
+from models.core.predictions import fill_mask
+from models.sparse.enforce import enforced_run
+from models.sparse.patterns import build_pattern
 
 TEXT, PAIR = "The animal didn't cross the street because it was too tired.", "It was late."
 
@@ -128,3 +131,45 @@ def test_a_model_without_attention_says_so(tmp_path):
     bert_tokenizer().save_pretrained(tmp_path)
     with pytest.raises(RunError, match="gives no attention weights"):
         run_attention(load_model(str(tmp_path)), TEXT)
+
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _fed(loaded, forward) -> dict[str, torch.Tensor]:
+    """The inputs `forward()` gives loaded.model's forward (the last call)."""
+    calls = []
+    hook = loaded.model.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append({k: kwargs[k] for k in INPUT_NAMES if kwargs.get(k) is not None}),
+        with_kwargs=True)
+    try:
+        forward()
+    finally:
+        hook.remove()
+    return calls[-1]
+
+
+@pytest.mark.parametrize("kind, pair, segments", [("bert", None, False), ("bert", PAIR, False), ("roberta", PAIR, False),
+                                                  ("gpt2", PAIR, False), ("gpt2", PAIR, True)])
+def test_runs_fill_mask_and_enforced_patterns_feed_the_model_the_same_inputs(tiny_models, monkeypatch, kind, pair,
+                                                                             segments):
+    """One rule (models.core.run.model_inputs): token_type_ids for BERT, as its tokenizer gives them;
+    none for RoBERTa (its tokenizer gives none) nor GPT-2, even from a tokenizer that gives them
+    (`segments`, as some decoders' do): its forward would add them as token embeddings."""
+    loaded = load_model(str(tiny_models[kind]))
+    if segments:
+        monkeypatch.setattr(loaded.tokenizer, "model_input_names", [*loaded.tokenizer.model_input_names, "token_type_ids"])
+        assert "token_type_ids" in loaded.tokenizer(TEXT, pair)
+    text = "The capital of [MASK] is Rome." if loaded.has_mlm_head else TEXT
+    n = run_attention(loaded, text, pair).n
+    feeds = [_fed(loaded, lambda: run_attention(loaded, text, pair)),
+             _fed(loaded, lambda: enforced_run(loaded, text, pair, build_pattern("full", n)[None]))]
+    if loaded.has_mlm_head and pair is None:
+        feeds.append(_fed(loaded, lambda: fill_mask(loaded, text)))
+    expected = loaded.tokenizer(text, pair, return_tensors="pt")
+    for fed in feeds:
+        assert set(fed) == {"input_ids", "attention_mask"} | ({"token_type_ids"} if kind == "bert" else set())
+        for name, tensor in fed.items():
+            assert torch.equal(tensor, expected[name])
+    if kind == "bert" and pair is not None:
+        assert feeds[0]["token_type_ids"].max() == 1  # sentence B reaches the model

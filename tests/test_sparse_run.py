@@ -98,6 +98,7 @@ def test_mask_predictions_match_the_fill_mask_pipeline(tiny):
     assert found.position == loaded.tokenizer(MASKED)["input_ids"].index(loaded.tokenizer.mask_token_id)
     expected = pipeline("fill-mask", model=loaded.model, tokenizer=loaded.tokenizer)(MASKED)
     assert [p.token_id for p in found.dense] == [e["token"] for e in expected]
+    assert [p.token for p in found.dense] == [e["token_str"] for e in expected]  # the same Candidate as fill-mask
     assert [p.probability for p in found.dense] == pytest.approx([e["score"] for e in expected], abs=1e-5)
     assert found.sparse == found.dense
     windowed = enforced_run(loaded, MASKED, None, build_pattern("sliding_window", n, w=1)[None]).predictions[0]

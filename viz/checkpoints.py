@@ -15,7 +15,7 @@ PAD = "padding: 0.3em 0.7em; white-space: nowrap"
 HEADER = f'style="{PAD}; text-align: left; font-weight: 600; border-bottom: 1px solid #ccc"'
 
 
-def topk_table(labels: list[str], tokens: list[list[str]], scores: list[list[float]], scale: float = 1.0) -> str:
+def topk_table(labels: list[str], tokens: list[list[str]], probabilities: list[list[float]], scale: float = 1.0) -> str:
     """An HTML table: rank rows x checkpoint columns, each cell a token over its probability
     ("italy / 62.1%"), shaded by it; every label and token is escaped. `scale` enlarges the type
     (lecture mode); two-line cells keep the columns narrow enough for many checkpoints."""
@@ -23,8 +23,8 @@ def topk_table(labels: list[str], tokens: list[list[str]], scores: list[list[flo
     head = "".join(f"<th {HEADER}>{escape(label)}</th>" for label in labels)
     rows = []
     for rank in range(k):
-        cells = "".join(_cell(words[rank], probabilities[rank]) if rank < len(words) else f'<td style="{PAD}"></td>'
-                        for words, probabilities in zip(tokens, scores))
+        cells = "".join(_cell(words[rank], column[rank]) if rank < len(words) else f'<td style="{PAD}"></td>'
+                        for words, column in zip(tokens, probabilities))
         rows.append(f"<tr><th {HEADER}>{rank + 1}</th>{cells}</tr>")
     return (f'<div style="overflow-x: auto"><table style="border-collapse: collapse; font-size: {scale:.2f}rem">'
             f"<thead><tr><th {HEADER}>rank</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")

@@ -1,4 +1,5 @@
-"""What a model predicts: masked-LM fill-mask, with the scores of transformers' pipeline("fill-mask").
+"""What a model predicts: the top-k candidates of a distribution over the vocabulary, and masked-LM
+fill-mask with the probabilities of transformers' pipeline("fill-mask").
 
     from models import load_model
     from models.core.predictions import fill_mask
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 
 from models.core.loading import LoadedModel
-from models.core.run import RunError, encode
+from models.core.run import RunError, encode, model_inputs
 
 
 class FillMaskError(RunError):
@@ -23,9 +24,18 @@ class NoMaskError(FillMaskError):
 
 @dataclass(frozen=True)
 class Candidate:
+    """One predicted token (the pipeline's token, token_str and score)."""
+
     token_id: int
     token: str  # as the fill-mask pipeline's token_str: tokenizer.decode([token_id])
-    score: float  # probability
+    probability: float
+
+
+def top_candidates(tokenizer, probabilities: torch.Tensor, k: int) -> list[Candidate]:
+    """The k most probable tokens of probabilities [vocab] (a softmax over the vocabulary), most
+    probable first; ranked (torch.topk) and written (tokenizer.decode) as pipeline("fill-mask") does."""
+    values, ids = probabilities.topk(min(k, probabilities.shape[-1]))
+    return [Candidate(i, tokenizer.decode([i]), p) for i, p in zip(ids.tolist(), values.tolist())]
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,7 +75,7 @@ def _no_mask_message(mask: str, text: str, cut_at: int | None) -> str:
 
 
 def fill_mask(loaded: LoadedModel, text: str, top_k: int = 5, max_chars: int | None = None) -> FillMask:
-    """The top_k tokens for every mask in `text`, with the scores of pipeline("fill-mask")."""
+    """The top_k tokens for every mask in `text`, with the probabilities of pipeline("fill-mask")."""
     mask = _check_can_fill(loaded)
     encoding, full_length = encode(loaded, text, max_chars=max_chars)
     input_ids = encoding["input_ids"]  # [1, n]
@@ -73,16 +83,11 @@ def fill_mask(loaded: LoadedModel, text: str, top_k: int = 5, max_chars: int | N
     if not positions:
         cut = input_ids.shape[1] if full_length > input_ids.shape[1] and mask in text else None
         raise NoMaskError(_no_mask_message(mask, text, cut))
-    inputs = {k: v for k, v in encoding.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
     with torch.inference_mode():
-        logits = loaded.model(**inputs).logits[0, positions]  # [masks, vocab]
+        logits = loaded.model(**model_inputs(loaded, encoding)).logits[0, positions]  # [masks, vocab]
     probabilities = logits.float().softmax(dim=-1)
-    values, ids = probabilities.topk(min(top_k, probabilities.shape[-1]))
-    decode = loaded.tokenizer.decode
     return FillMask(
         tokens=loaded.tokenizer.convert_ids_to_tokens(input_ids[0].tolist()),
-        masks=[MaskPrediction(position, [Candidate(i, decode([i]), s) for i, s in zip(row_ids, row_values)],
-                              row_probabilities.numpy())
-               for position, row_ids, row_values, row_probabilities
-               in zip(positions, ids.tolist(), values.tolist(), probabilities)],
+        masks=[MaskPrediction(position, top_candidates(loaded.tokenizer, row, top_k), row.numpy())
+               for position, row in zip(positions, probabilities)],
     )

@@ -109,6 +109,15 @@ def encode(loaded: LoadedModel, text: str, text_pair: str | None = None, max_cha
     return encoding, full_length
 
 
+def model_inputs(loaded: LoadedModel, encoding) -> dict[str, torch.Tensor]:
+    """What the model's forward gets from an encoding (of `encode`): input_ids [1, n], attention_mask
+    [1, n], and token_type_ids [1, n] (sentence A 0, B 1) for encoders whose tokenizer gives them,
+    as BERT's; never for decoders or encoder-decoders (GPT-2 would add them through its token
+    embeddings). The one rule for every forward pass on a user's text: runs, fill-mask, enforced patterns."""
+    names = ("input_ids", "attention_mask") + (("token_type_ids",) if loaded.kind == "encoder" else ())
+    return {name: encoding[name] for name in names if name in encoding}
+
+
 def _segments(encoding) -> np.ndarray:
     ids = encoding.sequence_ids(0) if encoding.is_fast else None
     if ids is None:
@@ -133,9 +142,7 @@ def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None, 
     `max_chars` refuses longer texts with a RunError (a server's cap).
     """
     encoding, full_length = encode(loaded, text, text_pair, max_chars)
-    inputs = {"input_ids": encoding["input_ids"], "attention_mask": encoding["attention_mask"]}
-    if "token_type_ids" in encoding and loaded.kind == "encoder":
-        inputs["token_type_ids"] = encoding["token_type_ids"]
+    inputs = model_inputs(loaded, encoding)
     tokenizer = loaded.tokenizer
     decoder_tokens = None
     if loaded.kind == "encoder-decoder":

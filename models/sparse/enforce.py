@@ -12,7 +12,8 @@ import torch
 
 from models.core.attention_fn import extra_mask
 from models.core.loading import LoadedModel
-from models.core.run import encode, layers_to_array
+from models.core.predictions import Candidate, top_candidates
+from models.core.run import encode, layers_to_array, model_inputs
 
 
 def coverage(attentions: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -57,17 +58,10 @@ def self_attention_mask(additive: torch.Tensor):
 
 
 @dataclass(frozen=True)
-class Prediction:
-    token: str  # as the tokenizer writes it
-    token_id: int
-    probability: float
-
-
-@dataclass(frozen=True)
 class MaskPredictions:
     position: int  # of the mask token in the run
-    dense: tuple[Prediction, ...]  # top k, most likely first
-    sparse: tuple[Prediction, ...]
+    dense: list[Candidate]  # top k, most likely first
+    sparse: list[Candidate]
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,12 +72,6 @@ class EnforcedRun:
     dense_attentions: np.ndarray  # [layers, heads, n, n] float32 of the dense run
     predictions: tuple[MaskPredictions, ...]  # one per mask token; empty without an MLM head
     rows_given_self: int  # (head, row) pairs with no key in the pattern, given their own position
-
-
-def _inputs(loaded: LoadedModel, text: str, text_pair: str | None) -> dict[str, torch.Tensor]:
-    encoding, _ = encode(loaded, text, text_pair)
-    names = ("input_ids", "attention_mask") + (("token_type_ids",) if loaded.kind == "encoder" else ())
-    return {name: encoding[name] for name in names if name in encoding}
 
 
 def _forward(loaded: LoadedModel, inputs: dict):
@@ -98,25 +86,22 @@ def _per_layer_cosine(dense: tuple[torch.Tensor, ...], sparse: tuple[torch.Tenso
     return np.array([torch.cosine_similarity(a[0], b[0], dim=-1).mean().item() for a, b in zip(dense, sparse)])
 
 
-def _top_k(loaded: LoadedModel, logits: torch.Tensor, k: int) -> tuple[Prediction, ...]:
-    probabilities, ids = torch.softmax(logits, dim=-1).topk(k)
-    tokens = loaded.tokenizer.convert_ids_to_tokens(ids.tolist())
-    return tuple(Prediction(t, int(i), float(p)) for t, i, p in zip(tokens, ids, probabilities))
-
-
 def _mask_predictions(loaded: LoadedModel, input_ids: torch.Tensor, dense, sparse, k: int):
     mask_id = loaded.tokenizer.mask_token_id
     if not loaded.has_mlm_head or mask_id is None:
         return ()
     positions = (input_ids[0] == mask_id).nonzero().flatten().tolist()
-    return tuple(MaskPredictions(p, _top_k(loaded, dense.logits[0, p], k), _top_k(loaded, sparse.logits[0, p], k))
-                 for p in positions)
+
+    def top(outputs, position: int) -> list[Candidate]:
+        return top_candidates(loaded.tokenizer, outputs.logits[0, position].float().softmax(dim=-1), k)
+
+    return tuple(MaskPredictions(p, top(dense, p), top(sparse, p)) for p in positions)
 
 
 def enforced_run(loaded: LoadedModel, text: str, text_pair: str | None, masks: np.ndarray,
                  top_k: int = 5) -> EnforcedRun:
     """Run the model dense and with masks [heads or 1, n, n] (bool) added before every softmax."""
-    inputs = _inputs(loaded, text, text_pair)
+    inputs = model_inputs(loaded, encode(loaded, text, text_pair)[0])
     n = inputs["input_ids"].shape[1]
     if masks.shape[-1] != n:
         raise ValueError(f"The pattern is for {masks.shape[-1]} positions but the text has {n} tokens.")

@@ -59,7 +59,7 @@ def test_the_table_puts_each_checkpoints_top_k_side_by_side_in_step_order(series
     assert list(table.columns) == ["step 10", "step 100", "step 1,000"]
     for step, column in zip(STEPS, table.columns):
         top = _reference(series, step).masks[0].top
-        assert table[column].tolist() == [f"{display_token(c.token)} {c.score:.1%}" for c in top]
+        assert table[column].tolist() == [f"{display_token(c.token)} {c.probability:.1%}" for c in top]
 
 
 def test_trajectories_default_to_the_final_top_k_and_follow_a_chosen_word(series):
@@ -91,7 +91,7 @@ def test_two_masks_get_a_table_each_and_a_choice_of_mask(series):
     assert len(tables(at)) == 2
     second = _reference(series, 1000, text).masks[1]
     assert tables(at)[1]["step 1,000"].tolist()[0] == f"{display_token(second.top[0].token)} " \
-                                                              f"{second.top[0].score:.1%}"
+                                                              f"{second.top[0].probability:.1%}"
     at.segmented_control(key="ckpt_mask").set_value("mask 2").run()
     _healthy(at)
     assert [t["name"] for t in figure(at, "Probability of each candidate at mask 2")["data"]] == [display_token(c.token)

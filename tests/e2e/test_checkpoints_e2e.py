@@ -36,7 +36,7 @@ def test_checkpoints_page_shows_a_series_offline_and_keeps_bad_text(browser_page
     expect(table.locator("thead th")).to_have_text(["rank", "step 10", "step 100", "step 1,000"])
     top = final.top[0]
     last_column = table.locator("tbody tr").first.locator("td").last  # the token over its probability
-    expect(last_column).to_have_text(re.compile(rf"^{re.escape(top.token)}\s*{re.escape(f'{top.score:.1%}')}$"))
+    expect(last_column).to_have_text(re.compile(rf"^{re.escape(top.token)}\s*{re.escape(f'{top.probability:.1%}')}$"))
     probability = _chart(page, "Probability of each candidate at mask 1")
     expect(probability.locator(".legendtext").first).to_have_text(final.top[0].token)
     expect(_chart(page, "Training loss, with the checkpoints marked")).to_have_count(1)
