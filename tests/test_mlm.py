@@ -23,7 +23,7 @@ from models.checkpoints.discovery import Checkpoint, SeriesError, find_checkpoin
 from models.core.predictions import Candidate, FillMaskError, NoMaskError, fill_mask, top_candidates
 from models.checkpoints.series import all_candidates, fill_series, final_top, trajectories
 from models.checkpoints.training_log import read_training_log
-from models.checkpoints.trainer import word_tokenizer
+from models.checkpoints.trainer import STAGING, word_tokenizer
 from tests.tiny_models import bert_tokenizer, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,7 +138,7 @@ def test_find_checkpoints_orders_by_step_and_names_each_broken_one(tmp_path):
     _write(tmp_path / "checkpoint-8" / "config.json")  # no weights
     _write(tmp_path / "checkpoint-11" / "config.json")
     _write(tmp_path / "checkpoint-11" / "pytorch_model.bin", "")  # empty weights
-    _write(tmp_path / ".incomplete" / "checkpoint-12" / "config.json")  # a trainer's staging area
+    _write(tmp_path / STAGING / "checkpoint-12" / "config.json")  # the trainer's staging area
     _write(tmp_path / "checkpoint-13")  # a file, not a folder
     _write(tmp_path / "runs" / "config.json")
     found = find_checkpoints(tmp_path)

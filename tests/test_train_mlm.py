@@ -76,6 +76,16 @@ def test_an_interrupted_checkpoint_write_never_looks_like_a_checkpoint(tmp_path,
     assert find_checkpoints(out) == []
 
 
+def test_training_again_into_the_same_folder_replaces_its_checkpoints(tmp_path, corpus):
+    out = tmp_path / "run"
+    train_mlm(tiny_config(out, corpus, save_at=(2,), seed=0))
+    first = load_file(out / "checkpoint-2" / "model.safetensors")
+    train_mlm(tiny_config(out, corpus, save_at=(2,), seed=1))
+    second = load_file(out / "checkpoint-2" / "model.safetensors")
+    assert not all(torch.equal(first[name], second[name]) for name in first)
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-2", "tokenizer.json", "tokenizer_config.json"]
+
+
 def test_the_corpus_tokenizer_keeps_words_whole_and_spells_unknown_ones():
     tokenizer = word_tokenizer(sentences(300), vocab_size=8000)
     assert tokenizer.tokenize("The capital of [MASK] is Rome.") == ["the", "capital", "of", "[MASK]", "is", "rome", "."]

@@ -72,7 +72,7 @@ def _checkpoint_problem(folder: Path) -> str | None:
 def find_checkpoints(folder: str | Path) -> list[Checkpoint]:
     """Every `checkpoint-N/` folder under `folder`, ordered by step; broken ones carry a `problem`.
 
-    Hidden folders (a trainer's `.incomplete/` staging area) are not checkpoints.
+    Hidden folders (the trainer's `.incomplete-checkpoints/` staging area) are not checkpoints.
     """
     root = Path(folder).expanduser()
     if not root.is_dir():

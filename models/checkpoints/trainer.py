@@ -28,9 +28,11 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from models.core.storage import STAGING_PREFIX, move_into_place
+
 
 CORPUS_TOKENIZER = "corpus"  # --tokenizer value: build a word-level WordPiece vocab from the text
-STAGING = ".incomplete"  # checkpoints are written here, then renamed into place
+STAGING = f"{STAGING_PREFIX}checkpoints"  # checkpoints are written here, then renamed into place
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 Progress = Callable[[int, int], None]  # (step done, total steps)
@@ -162,8 +164,10 @@ class ReportProgress(TrainerCallback):
 class AtomicCheckpointTrainer(Trainer):
     """A Trainer whose `checkpoint-N` folders are always complete.
 
-    Each checkpoint is written under `<output_dir>/.incomplete/` and renamed into place once
-    every file is there, so an interrupted write never looks like a checkpoint.
+    Each checkpoint is written under `<output_dir>/.incomplete-checkpoints/` (STAGING) and renamed
+    into place once every file is there (models.core.storage.move_into_place), so an interrupted
+    write never looks like a checkpoint. The staging folder has one name on every rank (torchrun),
+    unlike models.core.storage.staged_folder's, which is why the Trainer doesn't use that.
     """
 
     _staging = False
@@ -181,11 +185,8 @@ class AtomicCheckpointTrainer(Trainer):
         self.accelerator.wait_for_everyone()  # every rank has written its RNG state
         if self.args.should_save:
             name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            run_dir = self._get_output_dir(trial)
-            target = os.path.join(run_dir, name)
-            if os.path.exists(target):  # left by an earlier run into the same folder
-                shutil.rmtree(target)
-            os.replace(os.path.join(run_dir, STAGING, name), target)
+            run_dir = Path(self._get_output_dir(trial))
+            move_into_place(run_dir / STAGING / name, run_dir / name, replace=True)  # replaces an earlier run's
         self.accelerator.wait_for_everyone()
 
 

@@ -31,7 +31,7 @@ def _hidden_beside(final: Path, prefix: str) -> Path:
     return final.parent / f"{prefix}{final.name}-{uuid.uuid4().hex[:8]}"
 
 
-def _move_into_place(staging: Path, final: Path, replace: bool) -> None:
+def move_into_place(staging: Path, final: Path, replace: bool) -> None:
     """Rename `staging` to `final`. A folder already at `final` is moved aside first and removed
     only once the new one is in place (so a failure keeps one of them), or, with replace=False,
     kept as it is (another writer finished first)."""
@@ -53,13 +53,13 @@ def _move_into_place(staging: Path, final: Path, replace: bool) -> None:
 @contextlib.contextmanager
 def staged_folder(final: Path, replace: bool = True) -> Iterator[Path]:
     """A folder written whole or not at all: yields an empty hidden folder beside `final` to write
-    into; when the block ends normally it is renamed to `final` (see _move_into_place for an
+    into; when the block ends normally it is renamed to `final` (see move_into_place for an
     existing `final`). If the block or the rename raises (a full disk, an interrupt), the staging
     folder is removed, `final` is as it was, and the exception propagates."""
     staging = _hidden_beside(final, STAGING_PREFIX)
     staging.mkdir(parents=True)
     try:
         yield staging
-        _move_into_place(staging, final, replace)
+        move_into_place(staging, final, replace)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
