@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from viz.checkpoints import _spread, loss_figure, topk_table, trajectory_figure
+from viz.checkpoints import loss_figure, topk_table, trajectory_figure
+from viz.steps import _spread
 
 LABELS, STEPS = ["step 20", "step 200", "step 800"], [20, 200, 800]
 

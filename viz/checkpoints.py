@@ -5,12 +5,10 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 
 from viz.labels import display_token, escape
+from viz.steps import step_axis
 from viz.theme import ATTENTION_SCALE, HIGHLIGHT_COLOR, style
 
 CANDIDATE_COLORS = qualitative.Dark24
-LOG_STEPS_FROM = 10  # a log step axis once the last step is this many times the first
-MAX_STEP_TICKS = 12  # a tick at every checkpoint up to this many
-MIN_TICK_GAP = 0.06  # of the axis span between two tick labels
 PAD = "padding: 0.3em 0.7em; white-space: nowrap"
 HEADER = f'style="{PAD}; text-align: left; font-weight: 600; border-bottom: 1px solid #ccc"'
 
@@ -38,41 +36,12 @@ def _cell(token: str, probability: float) -> str:
             f'{escape(display_token(token))}<br><span style="font-size: 0.8em">{probability:.1%}</span></td>')
 
 
-def _step_axis(fig: go.Figure, steps: list[int | None], labels: list[str], ticks_at: list[int] | None = None) -> list:
-    """x values: the steps (log scale when they span a wide range), or the labels when unknown.
-    Up to MAX_STEP_TICKS checkpoints (`ticks_at`, default `steps`) get a tick each; more get
-    one tick per power of ten on a log axis, plotly's own on a linear one."""
-    if any(s is None for s in steps):
-        fig.update_xaxes(title="checkpoint", type="category")
-        return [escape(label) for label in labels]
-    ticks_at = steps if ticks_at is None else ticks_at
-    log = min(steps) > 0 and max(steps) >= LOG_STEPS_FROM * min(steps)
-    if 0 < len(ticks_at) <= MAX_STEP_TICKS:
-        shown = _spread(ticks_at, np.log10 if log else np.asarray)
-        fig.update_xaxes(tickvals=shown, ticktext=[f"{s:,}" for s in shown], tickangle=-45)
-    elif log:
-        fig.update_xaxes(dtick=1)
-    fig.update_xaxes(title="training step" + (" (log scale)" if log else ""), type="log" if log else "linear")
-    return list(steps)
-
-
-def _spread(ticks: list[int], position) -> list[int]:
-    """The ticks without those crowding a later one (labels would overlap); the last is kept."""
-    where = position(np.asarray(ticks, dtype=float))
-    gap = MIN_TICK_GAP * (where.max() - where.min())
-    kept = [len(ticks) - 1]
-    for index in range(len(ticks) - 2, -1, -1):
-        if where[kept[-1]] - where[index] >= gap:
-            kept.append(index)
-    return [ticks[i] for i in reversed(kept)]
-
-
 def trajectory_figure(labels: list[str], steps: list[int | None], tokens: list[str], values: np.ndarray,
                       kind: str, log_y: bool, title: str) -> go.Figure:
     """values [candidates, checkpoints]: each candidate's probability or rank ("probability" or
     "rank") at each checkpoint, one line each; NaN (no result) leaves a gap."""
     fig = go.Figure()
-    x = _step_axis(fig, steps, labels)
+    x = step_axis(fig, steps, labels)
     number = ".2%" if kind == "probability" else ",.0f"
     for index, token in enumerate(tokens):
         name = escape(display_token(token))
@@ -105,7 +74,7 @@ def loss_figure(steps: np.ndarray, loss: np.ndarray, checkpoint_steps: list[int]
         customdata=[escape(label) for label in checkpoint_labels],
         hovertemplate="%{customdata}<br>loss ≈ %{y:.3f}<extra></extra>",
     ))
-    _step_axis(fig, [int(s) for s in steps], [], ticks_at=list(checkpoint_steps))
+    step_axis(fig, [int(s) for s in steps], ticks_at=list(checkpoint_steps))
     fig.update_yaxes(title="loss (cross-entropy on masked tokens, nats)")
     fig.update_layout(legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
     return style(fig, title, height=400)

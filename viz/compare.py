@@ -10,6 +10,7 @@ from viz.bars import token_bars
 from viz.heatmap import attention_heatmap
 from viz.labels import escape
 from viz.stats import stats_heatmap
+from viz.steps import step_axis
 from viz.theme import HIGHLIGHT_COLOR, style
 
 DIFFERENCE_SCALE = "RdBu_r"  # diverging: blue where A attends more, red where B does, white at zero
@@ -17,7 +18,8 @@ DIVERGENCE_SCALE = "Viridis"
 HEAD_COLORS = qualitative.Dark24  # head h has the same colour in every panel
 LAYER_SCALE = "Plasma"  # layers are ordered: low layers dark, high layers light (its yellow end left out)
 PANEL_COLUMNS = 3
-MAX_STEP_TICKS = 6  # a tick at every checkpoint up to this many
+PANEL_STEP_TICKS = 6  # a tick at every checkpoint up to this many in a panel a third of the page wide
+GRID_COLOR = "#eeeeee"
 
 
 def shared_zmax(*matrices: np.ndarray) -> float:
@@ -102,21 +104,9 @@ def matching_table(best_layer: np.ndarray, best_head: np.ndarray, best_divergenc
     return pd.DataFrame(columns)
 
 
-def _log_ticks(lo: int, hi: int) -> list[int]:
-    """1-2-5 ticks (10, 20, 50, 100, ...) from lo to hi; powers of ten alone over more than 3 decades."""
-    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
-    multiples = (1, 2, 5) if len(decades) <= 4 else (1,)
-    return [m * 10**e for e in decades for m in multiples if lo <= m * 10**e <= hi]
-
-
-def _step_axis(fig: go.Figure, steps: list[int]) -> None:
-    """Steps on a log axis when they span decades (100, 1000, 10000), else a linear one; a tick at
-    every checkpoint when there are few, else at 1-2-5 steps."""
-    log = steps[0] > 0 and steps[-1] / steps[0] >= 20
-    ticks = steps if len(steps) <= MAX_STEP_TICKS else _log_ticks(steps[0], steps[-1]) if log else None
-    fig.update_xaxes(type="log" if log else "linear", tickformat=",", tickangle=0, showgrid=True,
-                     gridcolor="#eeeeee", **(dict(tickvals=ticks) if ticks else {}))
-    fig.update_yaxes(showgrid=True, gridcolor="#eeeeee", zeroline=False)
+def _gridlines(fig: go.Figure) -> None:
+    fig.update_xaxes(showgrid=True, gridcolor=GRID_COLOR)
+    fig.update_yaxes(showgrid=True, gridcolor=GRID_COLOR, zeroline=False)
 
 
 def series_panels(values: np.ndarray, steps: list[int], label: str, unit: str, title: str,
@@ -143,8 +133,8 @@ def series_panels(values: np.ndarray, steps: list[int], label: str, unit: str, t
             ), row=row + 1, col=column + 1)
         if baseline is not None:
             fig.add_hline(y=baseline, line=dict(color="#888888", dash="dot", width=1), row=row + 1, col=column + 1)
-    _step_axis(fig, steps)
-    fig.update_xaxes(title="training step", row=rows)
+    step_axis(fig, steps, max_ticks=PANEL_STEP_TICKS, title_row=rows)
+    _gridlines(fig)
     fig.update_yaxes(title=f"{label} ({unit})", col=1)
     top = 1.0 if unit == "share" else max(float(np.nanmax(values)), baseline or 0.0)
     fig.update_yaxes(range=[0, 1.05 * top])  # from 0, and the baseline inside
@@ -162,7 +152,7 @@ def divergence_from_final_figure(layer_divergence: np.ndarray, steps: list[int],
                    hovertemplate=f"layer {layer}<br>step %{{x:,}}<br>JS divergence %{{y:.3f}} nats<extra></extra>")
         for layer in range(layers)
     ])
-    _step_axis(fig, steps)
-    fig.update_xaxes(title="training step")
+    step_axis(fig, steps)
+    _gridlines(fig)
     fig.update_yaxes(title="JS divergence (nats)", rangemode="tozero")
     return style(fig, title, height=460)
