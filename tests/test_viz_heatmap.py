@@ -7,7 +7,8 @@ import numpy as np
 from PIL import Image
 
 from viz.heatmap import attention_heatmap
-from viz.labels import axis_labels, display_token, escape
+from viz.bars import token_bars
+from viz.labels import axis_labels, display_token, escape, tick_labels
 from viz.overview import GAP, OUTLINE_WIDTH, PALETTE_LEVELS, heads_overview, thumbnail_cell, thumbnail_grid
 from viz.sparse import mask_figure, mask_side
 from viz.theme import file_stem, plotly_config
@@ -37,6 +38,14 @@ def test_causal_heatmap_hides_the_future():
     z = np.asarray(attention_heatmap(matrix, list("abc"), list("abc"), "t", causal=True).data[0].z)
     assert np.isnan(z[0, 1]) and np.isnan(z[0, 2]) and np.isnan(z[1, 2])
     assert z[2, 0] == np.float32(1 / 3)
+
+
+def test_long_axes_label_every_kth_token_alike():
+    assert tick_labels(list("abcdefg"), most=3) == ["a", "d", "g"] and tick_labels(list("ab"), most=3) == ["a", "b"]
+    tokens = [f"t{i}" for i in range(130)]
+    heat = attention_heatmap(np.eye(130, dtype=np.float32), tokens, tokens, "t")
+    bars = token_bars(np.ones(130), tokens, "t", "weight")
+    assert list(heat.layout.xaxis.tickvals) == list(bars.layout.xaxis.tickvals) == axis_labels(tokens)[::3]
 
 
 def test_a_mask_image_has_whole_positions_a_pixel():

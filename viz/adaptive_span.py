@@ -3,20 +3,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from viz.bars import token_bars
 from viz.heatmap import attention_heatmap
 from viz.labels import escape
-from viz.theme import HIGHLIGHT_COLOR, MASKED_COLOR, style
+from viz.theme import HIGHLIGHT_COLOR, MASKED_COLOR, head_color, style
 
-HEAD_COLORS = qualitative.D3  # one colour per head index, the same in every figure
 LAYER_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
-
-
-def head_color(head: int) -> str:
-    return HEAD_COLORS[head % len(HEAD_COLORS)]
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,7 @@
 import numpy as np
 import plotly.graph_objects as go
 
-from viz.heatmap import tick_step
-from viz.labels import axis_labels
+from viz.labels import axis_labels, tick_labels
 from viz.theme import ATTENTION_SCALE, style
 
 
@@ -15,6 +14,6 @@ def token_bars(weights: np.ndarray, tokens: list[str], title: str, value_name: s
                                          line=dict(color="#6b6b6b", width=0.5)),
         hovertemplate=f"%{{x}}<br>{value_name} %{{y:.4f}}<extra></extra>",
     ))
-    fig.update_xaxes(title="input token", tickangle=-60, tickvals=labels[::tick_step(len(labels))], showgrid=False)
+    fig.update_xaxes(title="input token", tickangle=-60, tickvals=tick_labels(labels), showgrid=False)
     fig.update_yaxes(title=value_name, rangemode="tozero")
     return style(fig, title, height=380)

@@ -3,7 +3,7 @@ and a checkpoint series (head statistics and divergence from the final checkpoin
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative, sample_colorscale
+from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from viz.bars import token_bars
@@ -11,11 +11,10 @@ from viz.heatmap import attention_heatmap
 from viz.labels import escape
 from viz.stats import stats_heatmap
 from viz.steps import step_axis
-from viz.theme import HIGHLIGHT_COLOR, style
+from viz.theme import HIGHLIGHT_COLOR, head_color, style
 
 DIFFERENCE_SCALE = "RdBu_r"  # diverging: blue where A attends more, red where B does, white at zero
 DIVERGENCE_SCALE = "Viridis"
-HEAD_COLORS = qualitative.Dark24  # head h has the same colour in every panel
 LAYER_SCALE = "Plasma"  # layers are ordered: low layers dark, high layers light (its yellow end left out)
 PANEL_COLUMNS = 3
 PANEL_STEP_TICKS = 6  # a tick at every checkpoint up to this many in a panel a third of the page wide
@@ -126,7 +125,7 @@ def series_panels(values: np.ndarray, steps: list[int], label: str, unit: str, t
         for head in range(heads):
             fig.add_trace(go.Scatter(
                 x=steps, y=values[:, layer, head], mode="lines+markers", name=f"h{head}", legendgroup=f"h{head}",
-                showlegend=layer == 0, line=dict(color=HEAD_COLORS[head % len(HEAD_COLORS)], width=2),
+                showlegend=layer == 0, line=dict(color=head_color(head), width=2),
                 marker=dict(size=5),
                 hovertemplate=f"layer {layer}, head {head}<br>step %{{x:,}}<br>{escape(label)} %{{y:.3f}} "
                               f"{unit}<extra></extra>",

@@ -2,15 +2,8 @@
 import numpy as np
 import plotly.graph_objects as go
 
-from viz.labels import axis_labels
+from viz.labels import axis_labels, tick_labels
 from viz.theme import ATTENTION_SCALE, MASKED_COLOR, base_layout
-
-MAX_TICK_LABELS = 64  # beyond this, tick labels would overlap: show every k-th
-
-
-def tick_step(n: int) -> int:
-    return max(1, -(-n // MAX_TICK_LABELS))
-
 
 def masked_future(matrix: np.ndarray) -> np.ndarray:
     """matrix [q, k] with the causal future (j > i) set to NaN, drawn as 'masked'."""
@@ -41,9 +34,9 @@ def attention_heatmap(
     )
     layout = base_layout(title, height=int(min(900, max(420, 260 + 14 * min(len(y), 48)))))
     layout.update(
-        xaxis=dict(title=dict(text="key (attended to)"), tickangle=-60, tickvals=x[::tick_step(len(x))],
+        xaxis=dict(title=dict(text="key (attended to)"), tickangle=-60, tickvals=tick_labels(x),
                    showgrid=False),
-        yaxis=dict(title=dict(text="query (attending)"), autorange="reversed", tickvals=y[::tick_step(len(y))],
+        yaxis=dict(title=dict(text="query (attending)"), autorange="reversed", tickvals=tick_labels(y),
                    showgrid=False),
     )
     if causal:

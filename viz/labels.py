@@ -10,6 +10,7 @@ import unicodedata
 # byte-level BPE (GPT-2, RoBERTa) marks a leading space with "Ġ" and a newline with "Ċ";
 # SentencePiece (T5) marks a leading space with "▁"
 _MARKERS = str.maketrans({"Ġ": " ", "Ċ": "\\n", "▁": " "})
+MAX_TICK_LABELS = 64  # beyond this, tick labels would overlap: show every k-th
 
 
 def _visible(char: str) -> str:
@@ -34,6 +35,11 @@ def escape(text: str) -> str:
 def axis_labels(tokens: list[str]) -> list[str]:
     """One unique, escaped label per position ("3 cat"), so repeated tokens keep their own row."""
     return [escape(f"{i} {display_token(t)}") for i, t in enumerate(tokens)]
+
+
+def tick_labels(labels: list[str], most: int = MAX_TICK_LABELS) -> list[str]:
+    """Every k-th label, k the smallest step that leaves at most `most`: an axis' tickvals that don't overlap."""
+    return labels[::max(1, -(-len(labels) // most))]
 
 
 def markdown_literal(text: str, limit: int = 80) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from viz.labels import axis_labels, display_token, escape
+from viz.labels import axis_labels, display_token, escape, tick_labels
 from viz.theme import HIGHLIGHT_COLOR, MASKED_COLOR, style
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ THEORY_COLOR = "#222222"
 MODEL_COLOR = "#5e3c99"  # scores of the live model
 VECTOR_SCALE = "RdBu_r"  # signed vector components: blue negative, red positive
 BINS = 60
-MAX_TICK_LABELS = 48
+MAX_KEY_LABELS = 48  # key rows labelled in the neuron view's bar columns
 
 
 def _histogram(values: np.ndarray, color: str, name: str, show_legend: bool = True) -> go.Histogram:
@@ -171,10 +171,6 @@ def score_histograms(scores: HeadScores, title: str) -> go.Figure:
     )
 
 
-def _tick_labels(labels: list[str]) -> list[str]:
-    return labels[::max(1, -(-len(labels) // MAX_TICK_LABELS))]
-
-
 def _bar_column(fig: go.Figure, col: int, values: np.ndarray, labels: list[str], color, name: str) -> None:
     fig.add_trace(go.Bar(x=values, y=labels, orientation="h", marker_color=color, showlegend=False, name=name,
                          hovertemplate="key %{y}<br>" + name + " %{x:.4g}<extra></extra>"), row=2, col=col)
@@ -220,7 +216,7 @@ def neuron_figure(view: NeuronView, key_tokens: list[str], query_token: str, que
     for col, (values, name) in enumerate(bars, start=3):
         _bar_column(fig, col, values, labels, shown, name)
     _bar_column(fig, len(steps), view.weights, labels, np.where(view.visible, MODEL_COLOR, MASKED_COLOR), "weight")
-    fig.update_yaxes(autorange="reversed", tickvals=_tick_labels(labels), row=2)
+    fig.update_yaxes(autorange="reversed", tickvals=tick_labels(labels, MAX_KEY_LABELS), row=2)
     fig.update_xaxes(showticklabels=False, row=1)
     for col in (1, 2):
         fig.update_xaxes(title_text="component of d_head", row=2, col=col)

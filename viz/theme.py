@@ -2,6 +2,7 @@
 import re
 
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 
 from viz.labels import escape
 
@@ -9,6 +10,12 @@ ATTENTION_SCALE = "Blues"  # weights in [0, 1]: one hue, light to dark
 MASKED_COLOR = "#d9d9d9"  # cells a query may not see (causal future, sparse pattern)
 HIGHLIGHT_COLOR = "#e4572e"
 FONT = dict(family="DejaVu Sans, Arial, sans-serif", size=13)
+HEAD_COLORS = qualitative.Dark24  # 24: every head of a 12-head layer its own colour
+
+
+def head_color(head: int) -> str:
+    """Head h's colour, the same in every figure that draws one line or bar per head."""
+    return HEAD_COLORS[head % len(HEAD_COLORS)]
 
 
 def file_stem(*parts: object) -> str:

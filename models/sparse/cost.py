@@ -32,7 +32,8 @@ def _block_sizes(n: int, b: int) -> np.ndarray:
     return np.diff(np.minimum(np.arange(block_count(n, b) + 1) * b, n))
 
 
-def _parts(a1: np.ndarray, a2: np.ndarray, both: np.ndarray, part: str) -> np.ndarray:
+def _component_count(a1: np.ndarray, a2: np.ndarray, both: np.ndarray, part: str) -> np.ndarray:
+    """Active keys per row of `part` from the rows' counts in A1, A2 and both (union: inclusion-exclusion)."""
     return {"A1": a1, "A2": a2, "union": a1 + a2 - both}[part]
 
 
@@ -41,7 +42,7 @@ def _strided_counts(i, n, l, part, causal):
         a1, a2 = np.minimum(l, i + 1), i // l + 1
     else:
         a1, a2 = _window_counts(i, n, l - 1), (n - 1 - i % l) // l + 1
-    return _parts(a1, a2, np.ones_like(i), part)  # the two sets share only j = i
+    return _component_count(a1, a2, np.ones_like(i), part)  # the two sets share only j = i
 
 
 def _fixed_counts(i, n, l, c, part, causal):
@@ -54,7 +55,7 @@ def _fixed_counts(i, n, l, c, part, causal):
         a1 = np.minimum(l, n - (i // l) * l)
         a2 = np.full_like(i, (n // l) * c + max(0, n % l - (l - c)))
         both = np.maximum(0, a1 - (l - c))
-    return _parts(a1, a2, both, part)
+    return _component_count(a1, a2, both, part)
 
 
 def _longformer_counts(i, n, w, global_tokens):

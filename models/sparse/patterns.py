@@ -59,7 +59,8 @@ def _dilated(i, j, n, w: int = 2, d: int = 2, causal: bool = False):
     return (np.abs(i - j) <= w * d) & (i % d == j % d) & _causal(i, j, causal)
 
 
-def _parts(a1: np.ndarray, a2: np.ndarray, part: str) -> np.ndarray:
+def _component(a1: np.ndarray, a2: np.ndarray, part: str) -> np.ndarray:
+    """The mask of `part`: the factorised pattern's set A1, A2, or their union."""
     _require(part in PARTS, f"The component must be one of {', '.join(PARTS)}, got '{part}'.")
     return {"A1": a1, "A2": a2, "union": a1 | a2}[part]
 
@@ -69,7 +70,7 @@ def _strided(i, j, n, l: int = 4, part: str = "union", causal: bool = True):
     past = _causal(i, j, causal)
     a1 = (np.abs(i - j) < l) & past  # l keys i-l+1 .. i, as in the reference code
     a2 = (i % l == j % l) & past  # (i - j) mod l = 0, without an [r, n] modulo
-    return _parts(a1, a2, part)
+    return _component(a1, a2, part)
 
 
 def _fixed(i, j, n, l: int = 4, c: int = 1, part: str = "union", causal: bool = True):
@@ -77,7 +78,7 @@ def _fixed(i, j, n, l: int = 4, c: int = 1, part: str = "union", causal: bool = 
     past = _causal(i, j, causal)
     a1 = (j // l == i // l) & past
     a2 = (j % l >= l - c) & past
-    return _parts(a1, a2, part)
+    return _component(a1, a2, part)
 
 
 def _global_rows_and_columns(i, j, n, tokens) -> np.ndarray:
