@@ -226,7 +226,8 @@ def cost_frame(points) -> pd.DataFrame:
 
 
 def predictions_frame(dense, sparse) -> pd.DataFrame:
-    """Top predictions for one mask token, dense and sparse side by side (plain text, not HTML)."""
+    """Top predictions for one mask token (models.core.predictions.Candidate lists), dense and sparse
+    side by side (plain text, not HTML)."""
     return pd.DataFrame({
         "rank": range(1, len(dense) + 1),
         "dense": [display_token(p.token) for p in dense],

@@ -26,7 +26,7 @@ def step_axis(fig: go.Figure, steps: list[int | None], labels: list[str] = (), t
     ticks_at = list(steps if ticks_at is None else ticks_at)
     log = min(steps) > 0 and max(steps) >= LOG_STEPS_FROM * min(steps)
     if 0 < len(ticks_at) <= max_ticks:
-        fig.update_xaxes(tickvals=_spread(ticks_at, np.log10 if log else np.asarray), tickangle=-45)
+        fig.update_xaxes(tickvals=_spread(ticks_at, np.log10 if log else np.asarray))
     elif log:
         fig.update_xaxes(tickvals=_log_ticks(min(steps), max(steps)))
     fig.update_xaxes(type="log" if log else "linear", tickformat=",")
