@@ -58,7 +58,9 @@ def self_attention_mask(additive: torch.Tensor):
 
 
 @dataclass(frozen=True)
-class MaskPredictions:
+class DenseSparsePredictions:
+    """The top-k at one mask token of the dense run and of the run with the pattern enforced."""
+
     position: int  # of the mask token in the run
     dense: list[Candidate]  # top k, most likely first
     sparse: list[Candidate]
@@ -70,7 +72,7 @@ class EnforcedRun:
     cosine: np.ndarray  # [layers + 1]: mean over tokens of cos(dense, sparse hidden state); 0 = embeddings
     attentions: np.ndarray  # [layers, heads, n, n] float32 of the sparse run
     dense_attentions: np.ndarray  # [layers, heads, n, n] float32 of the dense run
-    predictions: tuple[MaskPredictions, ...]  # one per mask token; empty without an MLM head
+    predictions: tuple[DenseSparsePredictions, ...]  # one per mask token; empty without an MLM head
     rows_given_self: int  # (head, row) pairs with no key in the pattern, given their own position
 
 
@@ -95,7 +97,7 @@ def _mask_predictions(loaded: LoadedModel, input_ids: torch.Tensor, dense, spars
     def top(outputs, position: int) -> list[Candidate]:
         return top_candidates(loaded.tokenizer, outputs.logits[0, position].float().softmax(dim=-1), k)
 
-    return tuple(MaskPredictions(p, top(dense, p), top(sparse, p)) for p in positions)
+    return tuple(DenseSparsePredictions(p, top(dense, p), top(sparse, p)) for p in positions)
 
 
 def enforced_run(loaded: LoadedModel, text: str, text_pair: str | None, masks: np.ndarray,
