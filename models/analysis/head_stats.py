@@ -12,6 +12,7 @@ import numpy as np
 
 from models.analysis.numerics import entropy
 
+
 @dataclass(frozen=True)
 class Metric:
     key: str  # short and readable: pages show it and put it in the URL
@@ -38,8 +39,12 @@ class HeadStatistics:
     uniform_entropy: float  # entropy of uniform attention over the keys a query may see (log n if not causal)
 
     def available(self) -> list[Metric]:
-        """The metrics that mean something for this text (e.g. GPT-2 has no special tokens)."""
-        return [m for m in METRICS if not np.isnan(self.values[m.key]).all()]
+        return available_metrics(self.values)
+
+
+def available_metrics(values: dict[str, np.ndarray]) -> list[Metric]:
+    """The metrics that mean something for this text: not all NaN (e.g. GPT-2 has no special tokens)."""
+    return [m for m in METRICS if not np.isnan(values[m.key]).all()]
 
 
 def _bare(token: str) -> str:

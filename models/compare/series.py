@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.analysis.head_stats import METRICS, Metric, head_statistics
+from models.analysis.head_stats import METRICS, Metric, available_metrics, head_statistics
 from models.compare.divergence import head_divergence
 from models.core.loading import load_model
 from models.checkpoints.discovery import Checkpoint, SeriesError, find_checkpoints
@@ -57,8 +57,7 @@ class SeriesStatistics:
         return self.divergence.mean(axis=-1)
 
     def available(self) -> list[Metric]:
-        """The metrics that mean something for this text (e.g. no punctuation, no share to it)."""
-        return [m for m in METRICS if not np.isnan(self.values[m.key]).all()]
+        return available_metrics(self.values)
 
 
 def series_statistics(runs: list[AttentionRun], steps: list[int]) -> SeriesStatistics:
