@@ -7,10 +7,10 @@ Streamlit doesn't re-read their source on every click (see pages/_heads_cache.py
 import numpy as np
 import streamlit as st
 
-from models.sparse.reachability import Reachability, reachability
-from models.sparse.patterns import AnyPattern, HeadPatterns
 from models.sparse.cost import CostPoint, Growth, active_cells, growth, measure_cost
 from models.sparse.enforce import EnforcedRun, coverage, enforced_run
+from models.sparse.patterns import AnyPattern, HeadPatterns
+from models.sparse.reachability import Reachability, reachability
 from pages._shared import cached_model, cached_run
 from viz.sparse import mask_figure
 

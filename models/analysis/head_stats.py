@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 @dataclass(frozen=True)
 class Metric:
     key: str  # short and readable: pages show it and put it in the URL

@@ -28,7 +28,6 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-
 CORPUS_TOKENIZER = "corpus"  # --tokenizer value: build a word-level WordPiece vocab from the text
 STAGING = ".incomplete"  # checkpoints are written here, then renamed into place
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
