@@ -5,8 +5,15 @@ import time
 import streamlit as st
 
 from models import DEFAULT_MODEL, PRESETS
-from pages._shared import (MODEL_KEY, TEXT_B_KEY, TEXT_KEY, bound, remember_link_values,
-                           report_callback_failure, report_link_values)
+from pages._shared import (
+    MODEL_KEY,
+    TEXT_B_KEY,
+    TEXT_KEY,
+    bound,
+    remember_link_values,
+    report_callback_failure,
+    report_link_values,
+)
 from viz.theme import LECTURE_CSS, LECTURE_KEY
 
 DEFAULT_TEXT = "The animal didn't cross the street because it was too tired."

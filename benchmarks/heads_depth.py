@@ -2,26 +2,22 @@
 statistics, rollout, aggregates, word merging, the CSV/NPZ exports, and the size of the offline
 bertviz pages. Prints markdown tables (paste them into the README).
 
-    .venv/bin/python benchmarks/heads_depth.py [--tokens 32 128 512] [--repeats 3]
+From the project folder:
+
+    .venv/bin/python -m benchmarks.heads_depth [--tokens 32 128 512] [--repeats 3]
 """
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from heads_page import text_of  # noqa: E402  (benchmarks/ is on the path when run)
-
-from models import load_model, run_attention  # noqa: E402
+from benchmarks.heads_page import text_of
+from models import load_model, run_attention
 from models.analysis.aggregation import ALL_MEAN, aggregate, rollout_layers
-from models.analysis.head_stats import head_statistics  # noqa: E402
-from models.analysis.export import matrix_csv, run_npz  # noqa: E402
-from models.analysis.matrix_view import matrix_view  # noqa: E402
-from models.analysis.words import stack_word_spans  # noqa: E402
-from viz.bertviz_offline import BertvizLimits, head_view_html, model_view_html, self_attention_entries  # noqa: E402
+from models.analysis.export import matrix_csv, run_npz
+from models.analysis.head_stats import head_statistics
+from models.analysis.matrix_view import matrix_view
+from models.analysis.words import stack_word_spans
+from viz.bertviz_offline import BertvizLimits, head_view_html, model_view_html, self_attention_entries
 
 
 def median_seconds(fn, repeats: int) -> float:

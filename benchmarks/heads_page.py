@@ -11,13 +11,14 @@ the model really runs, then that text with another head, as a user moving the he
 
 Each timed step starts after a pause, as a person's clicks do.
 
-    .venv/bin/python benchmarks/heads_page.py [--tokens 32 128 512] [--repeats 11] [--skip-bertviz]
+From the project folder:
+
+    .venv/bin/python -m benchmarks.heads_page [--tokens 32 128 512] [--repeats 11] [--skip-bertviz]
 """
 import argparse
 import asyncio
 import random
 import statistics
-import sys
 import tempfile
 import time
 import urllib.parse
@@ -30,13 +31,9 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from transformers import AutoModel, AutoTokenizer
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from models import load_model, run_attention  # noqa: E402
-from models.core.loading import bundled_model_path  # noqa: E402
-from server import start_server  # noqa: E402
+from benchmarks.server import start_server
+from models import load_model, run_attention
+from models.core.loading import bundled_model_path
 
 TIMEOUT_S = 300
 IDLE_S = 0.5  # before each timed step, as between a person's clicks

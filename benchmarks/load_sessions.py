@@ -4,12 +4,13 @@ Each session opens the Heads page with its own text, waits for the heatmap, then
 second page with the same text. Rounds repeat this so the server's memory can be seen to
 reach a plateau instead of growing with sessions. Prints a markdown table.
 
-    .venv/bin/python benchmarks/load_sessions.py [--sessions 20] [--rounds 3] [--page scaling]
+From the project folder:
+
+    .venv/bin/python -m benchmarks.load_sessions [--sessions 20] [--rounds 3] [--page scaling]
 """
 import argparse
 import asyncio
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -18,8 +19,7 @@ from pathlib import Path
 
 from playwright.async_api import async_playwright
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from server import CHROMIUM_ARGS, start_server  # noqa: E402
+from benchmarks.server import CHROMIUM_ARGS, start_server
 
 SESSION_TIMEOUT_MS = 600_000
 

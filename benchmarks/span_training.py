@@ -2,20 +2,17 @@
 it trains honestly (the loss falls, the spans move, heads end with different spans), with the
 span loss on and off. Prints a markdown table (paste it into the README).
 
-    .venv/bin/python benchmarks/span_training.py [--steps 1200] [--threads 2]
+From the project folder:
+
+    .venv/bin/python -m benchmarks.span_training [--steps 1200] [--threads 2]
 """
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from models.span.corpus import generate_corpus  # noqa: E402
-from models.span.lm import SpanLMConfig, SpanTrainConfig, train_span_lm  # noqa: E402
+from models.span.corpus import generate_corpus
+from models.span.lm import SpanLMConfig, SpanTrainConfig, train_span_lm
 
 
 def row(span_loss: float, steps: int) -> str:

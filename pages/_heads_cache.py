@@ -9,14 +9,20 @@ import numpy as np
 import streamlit as st
 
 from models import attention_stacks
-from models.analysis.head_stats import HeadStatistics, head_statistics
 from models.analysis.aggregation import rollout_layers
+from models.analysis.head_stats import HeadStatistics, head_statistics
 from models.analysis.matrix_view import MatrixView, matrix_view
 from models.analysis.neuron import neuron_vectors
 from models.analysis.words import special_token_mask, stack_word_spans
 from pages._shared import cached_model, cached_run, overview_grid
-from viz.bertviz_offline import (BertvizLimits, encoder_decoder_entries, head_view_html, model_view_html,
-                                 neuron_view_html, self_attention_entries)
+from viz.bertviz_offline import (
+    BertvizLimits,
+    encoder_decoder_entries,
+    head_view_html,
+    model_view_html,
+    neuron_view_html,
+    self_attention_entries,
+)
 from viz.overview import ThumbnailGrid
 
 BERTVIZ_OFF, HEAD_VIEW, MODEL_VIEW, NEURON_VIEW = "off", "head view", "model view", "neuron view"

@@ -7,7 +7,16 @@ Streamlit doesn't re-read their source on every click (see pages/_heads_cache.py
 import streamlit as st
 
 from models import AttentionRun, run_attention
-from models.scaling.random_vectors import (DotProductSample, MeanAbsCurve, SoftmaxSweep, classic_demonstration, dot_product_sample, log_grid, mean_abs_curve, softmax_sweep)
+from models.scaling.random_vectors import (
+    DotProductSample,
+    MeanAbsCurve,
+    SoftmaxSweep,
+    classic_demonstration,
+    dot_product_sample,
+    log_grid,
+    mean_abs_curve,
+    softmax_sweep,
+)
 from pages._shared import cached_model
 
 CURVE_DIMS = log_grid(1, 16384)  # the x values of the curves against d

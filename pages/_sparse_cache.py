@@ -8,10 +8,10 @@ import numpy as np
 import streamlit as st
 
 from models.analysis.numerics import pooled
-from models.sparse.reachability import Reachability, reachability
-from models.sparse.patterns import AnyPattern, HeadPatterns
 from models.sparse.cost import CostPoint, Growth, active_cells, growth, measure_cost
 from models.sparse.enforce import EnforcedRun, coverage, enforced_run
+from models.sparse.patterns import AnyPattern, HeadPatterns
+from models.sparse.reachability import Reachability, reachability
 from pages._shared import cached_model, cached_run
 from viz.sparse import mask_figure, mask_side
 

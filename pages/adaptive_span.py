@@ -2,14 +2,29 @@
 model's attention, and a small model whose heads learn their spans while you watch."""
 import streamlit as st
 
-from models.span.mask import SpanEffect, apply_span, mask_curve, parse_spans, span_savings
 from models.span.corpus import SOURCE_NAME, copy_distance, generate_corpus
-from models.span.lm import (SpanLMConfig, SpanTrainConfig, TrainedRun, TrainingTextError, TrainProgress, decode_text, train_span_lm)
+from models.span.lm import (
+    SpanLMConfig,
+    SpanTrainConfig,
+    TrainedRun,
+    TrainingTextError,
+    TrainProgress,
+    decode_text,
+    train_span_lm,
+)
+from models.span.mask import SpanEffect, apply_span, mask_curve, parse_spans, span_savings
 from models.span.runs import META_FILE, SavedRunInfo, SpanRunError, list_runs, runs_dir, save_run
 from pages._adaptive_span_cache import cached_span_run
 from pages._shared import bound, current_run, current_spec, int_control_state, link_value_explained, show_figure
-from viz.adaptive_span import (Curve, head_color, mask_curves_figure, removed_mass_figure, span_bars_figure,
-                               span_heatmap, spans_over_steps_figure)
+from viz.adaptive_span import (
+    Curve,
+    head_color,
+    mask_curves_figure,
+    removed_mass_figure,
+    span_bars_figure,
+    span_heatmap,
+    spans_over_steps_figure,
+)
 from viz.heatmap import attention_heatmap
 from viz.labels import markdown_literal
 from viz.theme import file_stem

@@ -8,10 +8,10 @@ from models import AttentionRun, ModelLoadError, RunError
 from models.checkpoints.demo import demo_series_dir, demo_series_ready, ensure_demo_series
 from models.checkpoints.discovery import Checkpoint, SeriesError, find_checkpoints, fingerprint, multiberts_ids
 from models.checkpoints.series import CheckpointFill, all_candidates, final_top, trajectories
-from models.core.predictions import NoMaskError
 from models.checkpoints.training_log import TrainingLog, read_training_log
-from models.core.storage import write_error_message
+from models.core.predictions import NoMaskError
 from models.core.settings import settings_from_env
+from models.core.storage import write_error_message
 from pages._checkpoints_cache import cached_attention, cached_fill, cached_hub_checkpoints
 from pages._shared import bound, int_control_state, lecture_mode, safe_callback, show_figure
 from viz.checkpoints import loss_figure, topk_table, trajectory_figure

@@ -6,17 +6,33 @@ import streamlit as st
 
 from models import DEFAULT_MODEL, PRESETS, LoadedModel, ModelLoadError, RunError
 from models.analysis.head_stats import METRIC_BY_KEY
-from models.compare.divergence import MATCH_QUERIES, HeadMatching, head_divergence, js_divergence
-from models.compare.alignment import AlignedRuns, AlignmentError
 from models.checkpoints.demo import demo_series_dir
 from models.checkpoints.discovery import Checkpoint, SeriesError
+from models.compare.alignment import AlignedRuns, AlignmentError
+from models.compare.divergence import MATCH_QUERIES, HeadMatching, head_divergence, js_divergence
 from models.compare.series import SeriesStatistics, series_checkpoints
 from models.core.settings import settings_from_env
 from pages._compare_cache import cached_alignment, cached_matching, cached_series
-from pages._shared import (bound, cached_model, current_spec, current_texts, int_control_state, lecture_mode,
-                           safe_callback, show_figure)
-from viz.compare import (difference_heatmap, divergence_from_final_figure, divergence_heatmap, matching_heatmap,
-                         matching_table, query_divergence_bars, series_panels, shared_zmax)
+from pages._shared import (
+    bound,
+    cached_model,
+    current_spec,
+    current_texts,
+    int_control_state,
+    lecture_mode,
+    safe_callback,
+    show_figure,
+)
+from viz.compare import (
+    difference_heatmap,
+    divergence_from_final_figure,
+    divergence_heatmap,
+    matching_heatmap,
+    matching_table,
+    query_divergence_bars,
+    series_panels,
+    shared_zmax,
+)
 from viz.heatmap import attention_heatmap
 from viz.theme import file_stem
 

@@ -7,16 +7,33 @@ import streamlit as st
 
 from models import attention_stacks
 from models.analysis.aggregation import AGGREGATIONS, ALL_MEAN, HEAD, LAYER_MAX, LAYER_MEAN, ROLLOUT, aggregate
-from models.analysis.head_stats import METRIC_BY_KEY, HeadStatistics
-from models.analysis.pairs import PAIR_BLOCKS, has_pair
 from models.analysis.export import matrix_csv, run_npz
+from models.analysis.head_stats import METRIC_BY_KEY, HeadStatistics
 from models.analysis.matrix_view import MatrixView
 from models.analysis.neuron import NeuronViewUnsupported
+from models.analysis.pairs import PAIR_BLOCKS, has_pair
 from models.core.scores import ScoresUnavailable
-from pages._heads_cache import (BERTVIZ_OFF, HEAD_VIEW, MODEL_VIEW, NEURON_VIEW, cached_bertviz, cached_grid,
-                                cached_lens, cached_rollout, cached_statistics)
-from pages._shared import (bound, current_run, current_spec, current_texts, int_control_state, lecture_mode,
-                           safe_callback, show_figure)
+from pages._heads_cache import (
+    BERTVIZ_OFF,
+    HEAD_VIEW,
+    MODEL_VIEW,
+    NEURON_VIEW,
+    cached_bertviz,
+    cached_grid,
+    cached_lens,
+    cached_rollout,
+    cached_statistics,
+)
+from pages._shared import (
+    bound,
+    current_run,
+    current_spec,
+    current_texts,
+    int_control_state,
+    lecture_mode,
+    safe_callback,
+    show_figure,
+)
 from viz.bars import token_bars
 from viz.bertviz_offline import BertvizUnavailable
 from viz.heatmap import attention_heatmap

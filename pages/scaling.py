@@ -2,9 +2,9 @@
 import streamlit as st
 
 from models import attention_stacks
-from models.scaling.random_vectors import CLASSIC_SAMPLES, temperature_example
 from models.core.scores import IDENTITY_TOLERANCE, ScoreStack, ScoresUnavailable
 from models.scaling.live import head_scores, neuron_view
+from models.scaling.random_vectors import CLASSIC_SAMPLES, temperature_example
 from pages._scaling_cache import (
     CURVE_DIMS,
     cached_classic,

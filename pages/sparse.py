@@ -3,16 +3,45 @@ patterns applied to the live model."""
 import streamlit as st
 
 from models.analysis.numerics import pooled
-from models.sparse.reachability import path
-from models.sparse.patterns import (DESCRIPTIONS, KINDS, SPLIT, HeadPatterns, Pattern, PatternError, head_patterns, parse_positions)
 from models.sparse.cost import ROWWISE_MAX_N, counted_in_closed_form
 from models.sparse.enforce import EnforcedRun
+from models.sparse.patterns import (
+    DESCRIPTIONS,
+    KINDS,
+    SPLIT,
+    HeadPatterns,
+    Pattern,
+    PatternError,
+    head_patterns,
+    parse_positions,
+)
+from models.sparse.reachability import path
 from pages._shared import bound, current_run, current_spec, current_texts, int_control_state, show_figure
-from pages._sparse_cache import (cached_cells, cached_cost, cached_coverage, cached_enforced, cached_growth,
-                                 cached_mask_figure, cached_reachability)
-from viz.sparse import (cost_figure, cost_frame, cost_summary, cosine_figure, coverage_figure, distance_figure,
-                        growth_figure, mark_path, mask_figure, mask_side, overlay_figure, path_figure, predictions_frame,
-                        reach_figure)
+from pages._sparse_cache import (
+    cached_cells,
+    cached_cost,
+    cached_coverage,
+    cached_enforced,
+    cached_growth,
+    cached_mask_figure,
+    cached_reachability,
+)
+from viz.sparse import (
+    cosine_figure,
+    cost_figure,
+    cost_frame,
+    cost_summary,
+    coverage_figure,
+    distance_figure,
+    growth_figure,
+    mark_path,
+    mask_figure,
+    mask_side,
+    overlay_figure,
+    path_figure,
+    predictions_frame,
+    reach_figure,
+)
 
 VIEWS = ("Pattern", "Growth", "Reachability", "Live model", "Cost")
 # the selectboxes' labels are what the URL holds: short plain words

@@ -1,15 +1,10 @@
 """Shared fixtures: the bundled default model and tiny random-init models of each kind."""
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for a hub
-
-from tests.tiny_models import save_tiny  # noqa: E402
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for a hub; set before huggingface_hub loads
 
 TINY_KINDS = ("bert", "distilbert", "roberta", "gpt2", "t5", "bart")
 
@@ -17,6 +12,8 @@ TINY_KINDS = ("bert", "distilbert", "roberta", "gpt2", "t5", "bart")
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Folders of tiny models by kind, saved once per test session."""
+    from tests.tiny_models import save_tiny
+
     root = tmp_path_factory.mktemp("tiny-models")
     return {kind: save_tiny(kind, root / kind) for kind in TINY_KINDS}
 

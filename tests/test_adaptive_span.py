@@ -3,7 +3,15 @@ import numpy as np
 import pytest
 import torch
 
-from models.span.mask import (AdaptiveSpanMask, apply_span, mask_curve, parse_spans, query_key_distance, soft_mask, span_savings)
+from models.span.mask import (
+    AdaptiveSpanMask,
+    apply_span,
+    mask_curve,
+    parse_spans,
+    query_key_distance,
+    soft_mask,
+    span_savings,
+)
 
 
 def test_soft_mask_is_one_up_to_the_span():

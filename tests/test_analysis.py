@@ -4,11 +4,24 @@ import pytest
 from scipy.stats import entropy as scipy_entropy
 
 from models import load_model, run_attention
-from models.analysis.aggregation import (AGGREGATIONS, ALL_MEAN, HEAD, LAYER_MAX, LAYER_MEAN, ROLLOUT, aggregate, attention_rollout, max_over_heads, mean_over_all, mean_over_heads, rollout_layers)
-from models.analysis.numerics import entropy, pooled
+from models.analysis.aggregation import (
+    AGGREGATIONS,
+    ALL_MEAN,
+    HEAD,
+    LAYER_MAX,
+    LAYER_MEAN,
+    ROLLOUT,
+    aggregate,
+    attention_rollout,
+    max_over_heads,
+    mean_over_all,
+    mean_over_heads,
+    rollout_layers,
+)
 from models.analysis.head_stats import METRICS, head_statistics, punctuation_mask, uniform_entropy
-from models.analysis.pairs import has_pair, pair_block, pair_segments
 from models.analysis.matrix_view import matrix_view
+from models.analysis.numerics import entropy, pooled
+from models.analysis.pairs import has_pair, pair_block, pair_segments
 from models.analysis.words import WordSpans
 
 # Two layers of two heads over two tokens, chosen so the head means are simple:

@@ -6,15 +6,7 @@ import numpy as np
 import pytest
 
 from models import ModelLoadError, load_model, run_attention
-
-ODD_TEXTS = {
-    "emoji": "The 🐈 sat on the 🧶 👩‍👩‍👧",
-    "cjk": "猫がマットの上に座った。中文也可以。",
-    "right-to-left": "القطة جلست على الحصيرة שלום",
-    "combining": "Zalgo: Z̵̢͙a̴͇͝l̶̰̈g̸̱͌o̵̲͑ and cafe\u0301",
-    "control and NUL": "tab\there\x00nul\x1bescape\u200bzero-width",
-    "only special tokens": "[CLS] [SEP] [MASK] <s> </s> [PAD]",
-}
+from tests.helpers import ODD_TEXTS
 
 
 @pytest.mark.parametrize("text", ODD_TEXTS.values(), ids=ODD_TEXTS.keys())

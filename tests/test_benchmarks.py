@@ -5,24 +5,24 @@ The numbers themselves are measured by hand and go into the README; nothing here
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from tests.helpers import ROOT
+
 MS, MB = r"[\d.]+ ms", r"[\d.]+ MB"
 
 
-@pytest.mark.parametrize(("script", "args", "row"), [
+@pytest.mark.parametrize(("benchmark", "args", "row"), [
     # bare forward, run kept, page, ratio, bytes, change head
-    ("heads_page.py", ["--tokens", "32", "--repeats", "1", "--skip-bertviz"],
+    ("heads_page", ["--tokens", "32", "--repeats", "1", "--skip-bertviz"],
      rf"^\| 32 \| {MS} \| {MS} \| {MS} \| [\d.]+x \| {MB} \| {MS} \|"),
-    ("heads_depth.py", ["--tokens", "32", "--repeats", "1"], rf"^\| 32( \| {MS}){{6}} \|$"),
-    ("span_training.py", ["--steps", "20"], r"^\| 0\.002 \| \d+ s \| [\d.]+ → [\d.]+ \|"),
-    ("load_sessions.py", ["--sessions", "1", "--rounds", "1"], r"^\| 1 \| 1 \| 0 \| [\d.]+ / [\d.]+ / [\d.]+ s \|"),
+    ("heads_depth", ["--tokens", "32", "--repeats", "1"], rf"^\| 32( \| {MS}){{6}} \|$"),
+    ("span_training", ["--steps", "20"], r"^\| 0\.002 \| \d+ s \| [\d.]+ → [\d.]+ \|"),
+    ("load_sessions", ["--sessions", "1", "--rounds", "1"], r"^\| 1 \| 1 \| 0 \| [\d.]+ / [\d.]+ / [\d.]+ s \|"),
 ])
-def test_benchmark_prints_its_table(script, args, row):
-    result = subprocess.run([sys.executable, "-W", "ignore", str(BENCHMARKS / script), *args],
-                            capture_output=True, text=True, timeout=600)
+def test_benchmark_prints_its_table(benchmark, args, row):
+    result = subprocess.run([sys.executable, "-W", "ignore", "-m", f"benchmarks.{benchmark}", *args],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(row, result.stdout, re.MULTILINE), result.stdout

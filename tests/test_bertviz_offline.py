@@ -13,9 +13,17 @@ from bertviz import head_view, model_view
 from models import load_model, run_attention
 from models.analysis.neuron import NeuronViewUnsupported, neuron_vectors
 from viz import bertviz_offline
+from viz.bertviz_offline import (
+    BertvizLimits,
+    BertvizUnavailable,
+    encoder_decoder_entries,
+    head_view_html,
+    model_view_html,
+    neuron_view_html,
+    safe_json,
+    self_attention_entries,
+)
 from viz.labels import display_token
-from viz.bertviz_offline import (BertvizLimits, BertvizUnavailable, encoder_decoder_entries, head_view_html,
-                                 model_view_html, neuron_view_html, safe_json, self_attention_entries)
 
 TEXT, PAIR = "The cat sat on the mat.", "It slept."
 HOSTILE = "</script><script>document.title='pwned'</script>\u2028"

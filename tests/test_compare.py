@@ -7,8 +7,14 @@ from scipy.spatial.distance import jensenshannon
 from models import load_model, run_attention
 from models.compare.alignment import AlignmentError, align_runs, align_words, text_words
 from models.compare.divergence import head_divergence, js_divergence, match_heads, pairwise_head_divergence
-from viz.compare import (difference_heatmap, divergence_heatmap, matching_heatmap, matching_table,
-                         query_divergence_bars, shared_zmax)
+from viz.compare import (
+    difference_heatmap,
+    divergence_heatmap,
+    matching_heatmap,
+    matching_table,
+    query_divergence_bars,
+    shared_zmax,
+)
 
 TEXT = "The animal didn't  cross\nthe café street."
 BERT_WORDS = ["The", "animal", "didn", "'t", "cross", "the", "café", "street", "."]

@@ -10,7 +10,7 @@ import pytest
 
 from models import DEFAULT_MODEL, ModelLoadError, load_model
 from models.core import loading
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_default_alias_is_the_bundled_minilm(default_model):

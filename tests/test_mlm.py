@@ -1,7 +1,6 @@
 """models.mlm: fill-mask against the transformers pipeline, checkpoint series (good, empty,
 corrupt, hub ids offline), one model in memory at a time, the training log, trajectories,
 and the demo series' story."""
-import json
 import os
 import random
 import subprocess
@@ -20,33 +19,14 @@ from models import load_model
 from models.checkpoints import series as checkpoint_series
 from models.checkpoints.demo_corpus import FACTS, sentences
 from models.checkpoints.discovery import Checkpoint, SeriesError, find_checkpoints, hub_checkpoints, multiberts_ids
-from models.core.predictions import Candidate, FillMaskError, NoMaskError, fill_mask, top_candidates
 from models.checkpoints.series import all_candidates, fill_series, final_top, trajectories
+from models.checkpoints.trainer import STAGING
 from models.checkpoints.training_log import read_training_log
-from models.checkpoints.trainer import STAGING, word_tokenizer
-from tests.tiny_models import bert_tokenizer, tiny_config
+from models.core.predictions import Candidate, FillMaskError, NoMaskError, fill_mask, top_candidates
+from tests.helpers import ROOT
+from tests.tiny_models import bert_tokenizer, save_tiny_mlm_series, tiny_config
 
-ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "The capital of [MASK] is Rome."
-
-
-# --- helpers shared with the page tests ---
-
-def save_tiny_mlm_series(folder: Path, steps=(10, 100, 1000), vocab_sentences: int = 300) -> Path:
-    """A Trainer-like series of tiny random BERT masked LMs on the demo corpus' word vocabulary:
-    checkpoint-N folders with config, weights and trainer_state.json; the tokenizer above them."""
-    tokenizer = word_tokenizer(sentences(vocab_sentences), vocab_size=8000)
-    tokenizer.save_pretrained(folder)
-    history = [{"step": s, "loss": 6.0 / (1 + s / 50), "learning_rate": 1e-3} for s in range(10, max(steps) + 1, 10)]
-    for index, step in enumerate(steps):
-        torch.manual_seed(index)
-        config = tf.BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                               intermediate_size=37, initializer_range=0.2 * (index + 1),
-                               architectures=["BertForMaskedLM"])
-        tf.BertForMaskedLM(config).save_pretrained(folder / f"checkpoint-{step}")
-        state = {"global_step": step, "log_history": [e for e in history if e["step"] <= step]}
-        (folder / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps(state))
-    return folder
 
 
 def pipeline_result(loaded, text: str, top_k: int) -> list[list[dict]]:

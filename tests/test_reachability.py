@@ -2,8 +2,16 @@
 import numpy as np
 import pytest
 
-from models.sparse.reachability import (UNREACHABLE, UnreachablePairError, is_causal, max_path_length, path, reachability, shortest_paths)
 from models.sparse.patterns import build_pattern
+from models.sparse.reachability import (
+    UNREACHABLE,
+    UnreachablePairError,
+    is_causal,
+    max_path_length,
+    path,
+    reachability,
+    shortest_paths,
+)
 
 
 def _layers_by_matrix_powers(mask: np.ndarray) -> np.ndarray:

@@ -5,9 +5,23 @@ import pytest
 import torch
 from scipy import stats
 
-from models.scaling.random_vectors import (CHUNK_ELEMENTS, classic_demonstration, dot_product_sample, jacobian_norm, log_grid, mean_abs_curve, mean_abs_dot_exact, mean_abs_dot_limit, normal_density, sample_dot_products, sample_query_scores, softmax_sweep, temperature_example)
 from models.analysis.numerics import entropy, softmax
 from models.scaling.live import NeuronView
+from models.scaling.random_vectors import (
+    CHUNK_ELEMENTS,
+    classic_demonstration,
+    dot_product_sample,
+    jacobian_norm,
+    log_grid,
+    mean_abs_curve,
+    mean_abs_dot_exact,
+    mean_abs_dot_limit,
+    normal_density,
+    sample_dot_products,
+    sample_query_scores,
+    softmax_sweep,
+    temperature_example,
+)
 from viz.scaling import (
     dot_product_histograms,
     mean_abs_figure,

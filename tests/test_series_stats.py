@@ -4,35 +4,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from models import ModelLoadError, RunError, load_model, run_attention
 from models.analysis.head_stats import head_statistics
-from models.compare.divergence import head_divergence
-from models.core.run import AttentionRun
 from models.checkpoints.discovery import SeriesError
+from models.compare.divergence import head_divergence
 from models.compare.series import run_series, series_checkpoints, series_statistics
+from models.core.run import AttentionRun
 from models.core.settings import Settings
-from tests.tiny_models import MODEL_CLASSES, bert_tokenizer, tiny_config
+from tests.tiny_models import SERIES_STEPS, save_tiny_series
 from viz.compare import divergence_from_final_figure, series_panels
 
-STEPS = (10, 100, 1000)
 TEXT = "The cat sat on the mat, didn't it?"
-
-
-def save_tiny_series(folder: Path, steps=STEPS) -> Path:
-    """A Trainer-like series of tiny BERTs: checkpoint-N folders, the tokenizer in the folder above.
-
-    Each step has its own weights, initialised wider and wider so that attention sharpens with
-    the step, as in training.
-    """
-    bert_tokenizer().save_pretrained(folder)
-    for index, step in enumerate(steps):
-        torch.manual_seed(index)
-        config = tiny_config("bert")
-        config.initializer_range = 0.2 * (index + 1)
-        MODEL_CLASSES["bert"](config).save_pretrained(folder / f"checkpoint-{step}")
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +94,9 @@ def test_runs_of_another_tokenizer_are_not_a_series():
 
 def test_a_saved_series_is_run_checkpoint_by_checkpoint(series_folder):
     checkpoints, problems = series_checkpoints(series_folder)
-    assert [c.step for c in checkpoints] == list(STEPS) and not problems
+    assert [c.step for c in checkpoints] == list(SERIES_STEPS) and not problems
     runs = run_series(checkpoints, TEXT)
-    series = series_statistics(runs, list(STEPS))
+    series = series_statistics(runs, list(SERIES_STEPS))
     # reference: each checkpoint loaded and run on its own
     first = run_attention(load_model(str(series_folder / "checkpoint-10")), TEXT)
     final = run_attention(load_model(str(series_folder / "checkpoint-1000")), TEXT)

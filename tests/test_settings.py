@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from models import ModelLoadError, RunError, load_model, run_attention
-from models.core.storage import data_dir
 from models.core.settings import Settings, settings_from_env
+from models.core.storage import data_dir
 
 
 def test_defaults_allow_only_the_apps_data_and_the_hub_cache(tmp_path, monkeypatch):

@@ -9,9 +9,17 @@ import torch
 
 from models.core.storage import STAGING_PREFIX
 from models.span import runs as span_runs
-from models.span.corpus import copy_distance, generate_corpus
-from models.span.lm import (SpanLM, SpanLMConfig, SpanTrainConfig, TrainingTextError, decode_text, encode_text, train_span_lm)
 from models.span.__main__ import main as train_cli
+from models.span.corpus import copy_distance, generate_corpus
+from models.span.lm import (
+    SpanLM,
+    SpanLMConfig,
+    SpanTrainConfig,
+    TrainingTextError,
+    decode_text,
+    encode_text,
+    train_span_lm,
+)
 
 TINY = SpanLMConfig(n_layers=2, n_heads=2, d_model=32, max_span=16, ramp=4, init_fraction=0.5)
 FEW_STEPS = SpanTrainConfig(steps=30, batch_size=8, learning_rate=1e-2, span_learning_rate=1e-2, log_every=5)

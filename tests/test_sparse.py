@@ -4,8 +4,26 @@ import itertools
 import numpy as np
 import pytest
 
-from models.sparse.patterns import (Combined, HeadPatterns, Pattern, PatternError, bigbird_blocks, build_pattern, combine, head_patterns, parse_positions)
-from models.sparse.cost import (GROWTH_SIZES, active_blocks, active_cells, counted_in_closed_form, density, growth, sqrt_stride)
+from models.sparse.cost import (
+    GROWTH_SIZES,
+    active_blocks,
+    active_cells,
+    counted_in_closed_form,
+    density,
+    growth,
+    sqrt_stride,
+)
+from models.sparse.patterns import (
+    Combined,
+    HeadPatterns,
+    Pattern,
+    PatternError,
+    bigbird_blocks,
+    build_pattern,
+    combine,
+    head_patterns,
+    parse_positions,
+)
 
 
 def _mask(rows: list[str]) -> np.ndarray:

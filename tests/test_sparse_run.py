@@ -5,8 +5,8 @@ import torch
 from transformers import pipeline
 
 from models import load_model, run_attention
-from models.sparse.patterns import build_pattern
 from models.sparse.enforce import coverage, enforceable, enforced_run, self_attention_mask
+from models.sparse.patterns import build_pattern
 
 TEXT = "The animal didn't cross the street because it was too tired."
 MASKED = "The capital of Italy is [MASK]."

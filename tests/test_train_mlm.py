@@ -13,13 +13,13 @@ from transformers import Trainer
 
 from models import load_model
 from models.checkpoints import demo as demo_series
+from models.checkpoints.__main__ import main, parse_steps
 from models.checkpoints.demo_corpus import FACTS, sentences, write_corpus
 from models.checkpoints.discovery import find_checkpoints
-from models.checkpoints.training_log import read_training_log
-from models.checkpoints.__main__ import main, parse_steps
 from models.checkpoints.trainer import STAGING, MLMTrainConfig, tokenize, train_mlm, word_tokenizer
+from models.checkpoints.training_log import read_training_log
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(hidden_size=32, num_layers=2, num_heads=4, batch_size=4, warmup_steps=1, logging_steps=1, quiet=True)
 
 

@@ -6,8 +6,8 @@ import json
 import numpy as np
 from PIL import Image
 
-from viz.heatmap import attention_heatmap
 from viz.bars import token_bars
+from viz.heatmap import attention_heatmap
 from viz.labels import axis_labels, display_token, escape, tick_labels
 from viz.overview import GAP, OUTLINE_WIDTH, PALETTE_LEVELS, heads_overview, thumbnail_cell, thumbnail_grid
 from viz.sparse import mask_figure, mask_side

@@ -2,7 +2,14 @@
 import numpy as np
 
 from models import attention_stacks, load_model, run_attention
-from models.analysis.words import (merge_words, stack_word_spans, tokenizer_word_ids, word_spans, word_spans_for_text, word_starts_from_ids)
+from models.analysis.words import (
+    merge_words,
+    stack_word_spans,
+    tokenizer_word_ids,
+    word_spans,
+    word_spans_for_text,
+    word_starts_from_ids,
+)
 
 
 def _words(tokens, special=None):

@@ -1,17 +1,22 @@
 """Tiny random-init models of each architecture, saved as plain Hugging Face folders.
 
 They stand in for hub models (bert, roberta, distilbert, gpt2, t5, bart) in tests: same code
-paths, a few hundred kilobytes each, no network.
+paths, a few hundred kilobytes each, no network. Checkpoint series of them stand in for a
+Trainer's output folder.
 """
+import json
 from pathlib import Path
 
 import torch
 import transformers as tf
-from tokenizers import Tokenizer, models, pre_tokenizers, processors, decoders, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
+from models.checkpoints.demo_corpus import sentences
+from models.checkpoints.trainer import word_tokenizer
 from models.core.loading import bundled_model_path
 
 SMALL = dict(hidden=32, layers=2, heads=4, ffn=37)
+SERIES_STEPS = (10, 100, 1000)  # the training steps of a tiny checkpoint series
 CORPUS = ["The animal didn't cross the street because it was too tired.",
           "The capital of Italy is Rome. Paris is in France.", "Hello world, hello tokens!"] * 20
 
@@ -92,4 +97,36 @@ def save_tiny_gemma2(folder: Path) -> Path:
     torch.manual_seed(0)
     tf.Gemma2ForCausalLM(config).save_pretrained(folder)
     bert_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def save_tiny_series(folder: Path, steps=SERIES_STEPS) -> Path:
+    """A Trainer-like series of tiny BERTs: checkpoint-N folders, the tokenizer in the folder above.
+
+    Each step has its own weights, initialised wider and wider so that attention sharpens with
+    the step, as in training.
+    """
+    bert_tokenizer().save_pretrained(folder)
+    for index, step in enumerate(steps):
+        torch.manual_seed(index)
+        config = tiny_config("bert")
+        config.initializer_range = 0.2 * (index + 1)
+        MODEL_CLASSES["bert"](config).save_pretrained(folder / f"checkpoint-{step}")
+    return folder
+
+
+def save_tiny_mlm_series(folder: Path, steps=SERIES_STEPS, vocab_sentences: int = 300) -> Path:
+    """A Trainer-like series of tiny random BERT masked LMs on the demo corpus' word vocabulary:
+    checkpoint-N folders with config, weights and trainer_state.json; the tokenizer above them."""
+    tokenizer = word_tokenizer(sentences(vocab_sentences), vocab_size=8000)
+    tokenizer.save_pretrained(folder)
+    history = [{"step": s, "loss": 6.0 / (1 + s / 50), "learning_rate": 1e-3} for s in range(10, max(steps) + 1, 10)]
+    for index, step in enumerate(steps):
+        torch.manual_seed(index)
+        config = tf.BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                               intermediate_size=37, initializer_range=0.2 * (index + 1),
+                               architectures=["BertForMaskedLM"])
+        tf.BertForMaskedLM(config).save_pretrained(folder / f"checkpoint-{step}")
+        state = {"global_step": step, "log_history": [e for e in history if e["step"] <= step]}
+        (folder / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps(state))
     return folder

@@ -5,6 +5,7 @@ import plotly.graph_objects as go
 from viz.labels import axis_labels, tick_labels
 from viz.theme import ATTENTION_SCALE, MASKED_COLOR, base_layout
 
+
 def masked_future(matrix: np.ndarray) -> np.ndarray:
     """matrix [q, k] with the causal future (j > i) set to NaN, drawn as 'masked'."""
     shown = matrix.astype(np.float32, copy=True)

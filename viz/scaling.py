@@ -16,8 +16,15 @@ from viz.labels import axis_labels, display_token, escape, tick_labels
 from viz.theme import HIGHLIGHT_COLOR, MASKED_COLOR, style
 
 if TYPE_CHECKING:
-    from models.scaling.random_vectors import (Density, DotProductSample, MeanAbsCurve, SoftmaxSweep, Spread, TemperatureExample)
     from models.scaling.live import HeadScores, NeuronView
+    from models.scaling.random_vectors import (
+        Density,
+        DotProductSample,
+        MeanAbsCurve,
+        SoftmaxSweep,
+        Spread,
+        TemperatureExample,
+    )
 
 UNSCALED_COLOR = HIGHLIGHT_COLOR  # q.k as it is
 SCALED_COLOR = "#2166ac"  # q.k / sqrt(d)

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from models.checkpoints.demo_corpus import write_corpus
+from models.checkpoints.trainer import MLMTrainConfig, Progress, train_mlm
 from models.core.storage import data_dir, staged_folder
-from models.checkpoints.trainer import Progress, MLMTrainConfig, train_mlm
 
 RECIPE_VERSION = 1  # bump when anything below changes: the cache folder changes with it
 SAVE_AT = [20, 50, 100, 200, 350, 500, 650, 800]

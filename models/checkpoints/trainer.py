@@ -30,7 +30,6 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from models.core.storage import STAGING_PREFIX, move_into_place
 
-
 CORPUS_TOKENIZER = "corpus"  # --tokenizer value: build a word-level WordPiece vocab from the text
 STAGING = f"{STAGING_PREFIX}checkpoints"  # checkpoints are written here, then renamed into place
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -12,9 +12,9 @@ from typing import Literal
 
 import numpy as np
 
+from models.analysis.words import WordSpans, merge_words, spans_from_starts, word_spans_for_text
 from models.core.loading import LoadedModel
 from models.core.run import AttentionRun, encode
-from models.analysis.words import WordSpans, merge_words, spans_from_starts, word_spans_for_text
 
 EPS = 1e-12
 

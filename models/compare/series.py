@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from models.analysis.head_stats import METRICS, Metric, available_metrics, head_statistics
+from models.checkpoints.discovery import Checkpoint, SeriesError, find_checkpoints
 from models.compare.divergence import head_divergence
 from models.core.loading import load_model
-from models.checkpoints.discovery import Checkpoint, SeriesError, find_checkpoints
 from models.core.run import AttentionRun, run_attention
 from models.core.settings import Settings
 

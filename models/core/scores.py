@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from models.core.attention_fn import AttentionCall
 from models.analysis.numerics import softmax
+from models.core.attention_fn import AttentionCall
 
 IDENTITY_TOLERANCE = 1e-4  # float32 softmax of the same logits agrees to ~1e-7
 

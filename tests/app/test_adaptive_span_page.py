@@ -1,17 +1,16 @@
 """The Adaptive attention span page through AppTest, with tiny saved runs in a tmp data folder."""
-from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from models.span.mask import apply_span
 from models.span.corpus import generate_corpus
 from models.span.lm import SpanLMConfig, SpanTrainConfig, train_span_lm
+from models.span.mask import apply_span
 from models.span.runs import list_runs, load_run, save_run
-from tests.app.conftest import array, figure, messages, open_app
+from tests.app.helpers import array, figure, messages, open_app
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 PAGE = "pages/adaptive_span.py"
 TINY = SpanLMConfig(n_layers=2, n_heads=2, d_model=16, max_span=16, ramp=4, init_fraction=0.5)
 TINY_TRAINING = dict(layers=1, heads=1, S=32, steps=20)  # the page's smallest choices: a second or two

@@ -13,8 +13,8 @@ from models import load_model, run_attention
 from models.checkpoints import demo as demo_series
 from models.checkpoints.demo import demo_series_dir
 from models.core.predictions import fill_mask
-from tests.app.conftest import array, figure, figures, messages, open_app
-from tests.test_mlm import save_tiny_mlm_series
+from tests.app.helpers import array, figure, figures, messages, open_app
+from tests.tiny_models import save_tiny_mlm_series
 from viz.labels import display_token
 
 PAGE = "pages/checkpoints.py"

@@ -4,12 +4,11 @@ import numpy as np
 import pytest
 
 from models import load_model, run_attention
+from models.checkpoints.demo import demo_series_dir
 from models.compare.alignment import align_runs
 from models.compare.divergence import head_divergence, match_heads
-from models.checkpoints.demo import demo_series_dir
-from tests.app.conftest import array, figure, figures, messages, open_app, set_state
-from tests.test_series_stats import save_tiny_series
-from tests.tiny_models import MODEL_CLASSES, bert_tokenizer, tiny_config
+from tests.app.helpers import array, figure, figures, messages, open_app, set_state
+from tests.tiny_models import MODEL_CLASSES, bert_tokenizer, save_tiny_series, tiny_config
 
 PAGE = "pages/compare.py"
 TEXT = "The cat sat on the mat."

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from models import run_attention
-from models.analysis.head_stats import head_statistics
 from models.analysis.aggregation import mean_over_all, rollout_layers
-from tests.app.conftest import array, figure, figures, messages, open_app, set_state
+from models.analysis.head_stats import head_statistics
+from tests.app.helpers import array, figure, figures, messages, open_app, set_state
 
 TEXT, PAIR = "Tokenization is unbelievable, she said.", "It was late."
 

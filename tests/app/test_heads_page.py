@@ -4,8 +4,8 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.app.conftest import array, figure, messages, open_app
-from tests.test_bad_input import ODD_TEXTS
+from tests.app.helpers import array, figure, messages, open_app
+from tests.helpers import ODD_TEXTS
 
 PAGE = None  # the default page: app.py opens on it
 

@@ -4,7 +4,7 @@ silently dropping the values. The other pages: tests/e2e/test_link_values_e2e.py
 runs a page after switch_page without app.py, which makes these checks)."""
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import messages, open_app
+from tests.app.helpers import messages, open_app
 from viz.labels import markdown_literal
 
 BAD = dict(layer="99", head="-1", aggregation="median", bertviz_tokens="1000000000", words="maybe",

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from models.scaling.random_vectors import classic_demonstration
-from tests.app.conftest import array, figure, messages, open_app, set_state
+from tests.app.helpers import array, figure, messages, open_app, set_state
 from tests.tiny_models import save_tiny_gemma2
 
 PAGE = "pages/scaling.py"

@@ -7,16 +7,14 @@ a fresh interpreter: this test process has imported and made far more than the s
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
-import gc, sys
-sys.path.insert(0, {root!r})
+import gc
 import pages._shared
 import pandas, plotly.graph_objects, torch, transformers
-in_view = {{id(o) for o in gc.get_objects()}}
+in_view = {id(o) for o in gc.get_objects()}
 print(gc.get_freeze_count(), len(in_view))
 print(all(id(cls) not in in_view for cls in (pandas.DataFrame, plotly.graph_objects.Figure, torch.nn.Module,
                                              transformers.PreTrainedModel)))
@@ -24,7 +22,7 @@ print(all(id(cls) not in in_view for cls in (pandas.DataFrame, plotly.graph_obje
 
 
 def test_imported_objects_are_frozen_when_the_shared_module_loads():
-    result = subprocess.run([sys.executable, "-W", "ignore", "-c", PROBE.format(root=str(ROOT))],
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", PROBE],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     counts, libraries_frozen = result.stdout.split("\n")[-3:-1]

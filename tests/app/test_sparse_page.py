@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from models.sparse.patterns import build_pattern
-from tests.app.conftest import array, figure, figures, messages, open_app, set_state
+from tests.app.helpers import array, figure, figures, messages, open_app, set_state
 
 PAGE = "pages/sparse.py"
 

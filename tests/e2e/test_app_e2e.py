@@ -1,7 +1,8 @@
 """The app frame in Chromium: deep links on a fresh server, every page listed and healthy."""
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import BrowserPage, streamlit_server
+from tests.e2e.browser import BrowserPage
+from tests.helpers import streamlit_server
 
 
 def test_a_deep_link_is_the_first_request_of_a_fresh_server(browser, data_dir):

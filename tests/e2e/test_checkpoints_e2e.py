@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from models import load_model
 from models.core.predictions import fill_mask
-from tests.test_mlm import save_tiny_mlm_series
+from tests.tiny_models import save_tiny_mlm_series
 
 CHART = '[data-testid="stPlotlyChart"]:not([data-stale="true"] *)'  # not the old copy a rerun is replacing
 TEXT_LABEL = "Text with one or more masks"

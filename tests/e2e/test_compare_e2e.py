@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 import pytest
 from playwright.sync_api import expect
 
-from tests.test_series_stats import save_tiny_series
+from tests.tiny_models import save_tiny_series
 
 CHART = '[data-testid="stPlotlyChart"]'
 TEXT = "The cat sat on the mat, didn't it?"

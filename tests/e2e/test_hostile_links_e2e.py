@@ -7,7 +7,8 @@ from urllib.parse import urlencode
 import pytest
 from playwright.sync_api import expect
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
+
 MARK = "window.top.__pwned = (window.top.__pwned || 0) + 1"
 PAYLOADS = [
     f'"><img src=x onerror="{MARK}"><script>{MARK}</script>',
