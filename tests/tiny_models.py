@@ -3,6 +3,7 @@
 They stand in for hub models (bert, roberta, distilbert, gpt2, t5, bart) in tests: same code
 paths, a few hundred kilobytes each, no network.
 """
+import json
 from pathlib import Path
 
 import torch
@@ -93,3 +94,74 @@ def save_tiny_gemma2(folder: Path) -> Path:
     tf.Gemma2ForCausalLM(config).save_pretrained(folder)
     bert_tokenizer().save_pretrained(folder)
     return folder
+
+
+def tiny_llama_config() -> tf.LlamaConfig:
+    """Grouped-query attention as in SmolLM2: 4 query heads share 2 key/value heads (heads 0-1 use
+    key/value head 0, heads 2-3 head 1)."""
+    return tf.LlamaConfig(vocab_size=400, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                          bos_token_id=0, eos_token_id=0, tie_word_embeddings=True,
+                          architectures=["LlamaForCausalLM"])
+
+
+def save_tiny_llama(folder: Path) -> Path:
+    torch.manual_seed(0)
+    tf.LlamaForCausalLM(tiny_llama_config()).save_pretrained(folder)
+    gpt2_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def _llama_cpp_rope_order(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """q/k rows as llama.cpp stores them: each head's rotary pairs adjacent, where transformers keeps
+    them as first half / second half (transformers undoes this when it reads a GGUF)."""
+    rows, cols = weight.shape
+    return weight.reshape(heads, 2, rows // heads // 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+def write_llama_gguf(folder: Path, path: Path, architecture: str = "llama",
+                     leave_out: tuple[str, ...] = ()) -> Path:
+    """The Llama model saved in `folder` (e.g. by save_tiny_llama) as a float32 GGUF file, with its
+    byte-level BPE tokenizer in the metadata; `architecture` is what the file claims to be and
+    `leave_out` names GGUF tensors to omit (to make broken files)."""
+    import gguf
+
+    model = tf.LlamaForCausalLM.from_pretrained(folder)
+    tokenizer = tf.AutoTokenizer.from_pretrained(folder)
+    config = model.config
+    writer = gguf.GGUFWriter(path, architecture)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(config.num_attention_heads)
+    writer.add_head_count_kv(config.num_key_value_heads)
+    writer.add_rope_dimension_count(config.head_dim)
+    writer.add_rope_freq_base(config.rope_parameters["rope_theta"])
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_vocab_size(config.vocab_size)
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list([token for token, _ in vocab])
+    writer.add_token_types([gguf.TokenType.CONTROL if token in tokenizer.all_special_tokens else gguf.TokenType.NORMAL
+                            for token, _ in vocab])
+    merges = json.loads(tokenizer.backend_tokenizer.to_str())["model"]["merges"]
+    writer.add_token_merges([" ".join(merge) if isinstance(merge, list) else merge for merge in merges])
+    writer.add_bos_token_id(config.bos_token_id)
+    writer.add_eos_token_id(config.eos_token_id)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
+    heads = {"q_proj": config.num_attention_heads, "k_proj": config.num_key_value_heads}
+    for name, weight in model.state_dict().items():
+        if name == "lm_head.weight" and config.tie_word_embeddings:
+            continue
+        gguf_name = names.get_name(name, try_suffixes=(".weight",))
+        projection = name.split(".")[-2]
+        if projection in heads:
+            weight = _llama_cpp_rope_order(weight, heads[projection])
+        if gguf_name not in leave_out:
+            writer.add_tensor(gguf_name, weight.float().numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
