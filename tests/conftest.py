@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for a hub
 
 from tests.tiny_models import save_tiny  # noqa: E402
 
-TINY_KINDS = ("bert", "distilbert", "roberta", "gpt2", "t5", "bart")
+TINY_KINDS = ("bert", "distilbert", "roberta", "gpt2", "t5", "bart", "llama")
 
 
 @pytest.fixture(scope="session")

@@ -16,14 +16,14 @@ from models import ModelLoadError, load_model, run_attention
 from models.core import gguf
 from models.core.run import layers_to_array
 from models.core.settings import Settings
-from tests.tiny_models import save_tiny_llama, write_llama_gguf
+from tests.tiny_models import write_llama_gguf
 
 TEXT = "The capital of Italy is Rome. Paris is in France."
 
 
 @pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory):
-    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama") / "llama")
+def tiny_llama(tiny_models):
+    return tiny_models["llama"]
 
 
 @pytest.fixture(scope="session")

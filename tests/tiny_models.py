@@ -1,7 +1,8 @@
 """Tiny random-init models of each architecture, saved as plain Hugging Face folders.
 
-They stand in for hub models (bert, roberta, distilbert, gpt2, t5, bart) in tests: same code
-paths, a few hundred kilobytes each, no network.
+They stand in for hub models (bert, roberta, distilbert, gpt2, t5, bart, and a Llama with
+grouped-query attention for SmolLM2) in tests: same code paths, a few hundred kilobytes each, no
+network. write_llama_gguf writes the Llama as a GGUF file.
 """
 import json
 from pathlib import Path
@@ -60,6 +61,12 @@ def tiny_config(kind: str) -> tf.PretrainedConfig:
         "t5": lambda: tf.T5Config(vocab_size=bert_vocab, d_model=h, d_kv=h // n_heads, d_ff=ffn, num_layers=n_layers,
                                   num_heads=n_heads, decoder_start_token_id=0, pad_token_id=0,
                                   architectures=["T5ForConditionalGeneration"]),
+        # grouped-query attention as in SmolLM2: query heads 0-1 read key/value head 0, heads 2-3 head 1
+        "llama": lambda: tf.LlamaConfig(vocab_size=bpe_vocab, hidden_size=h, intermediate_size=ffn,
+                                        num_hidden_layers=n_layers, num_attention_heads=n_heads,
+                                        num_key_value_heads=n_heads // 2, max_position_embeddings=128,
+                                        bos_token_id=0, eos_token_id=0, tie_word_embeddings=True,
+                                        architectures=["LlamaForCausalLM"]),
         "bart": lambda: tf.BartConfig(vocab_size=bpe_vocab, d_model=h, encoder_layers=n_layers,
                                       decoder_layers=n_layers, encoder_attention_heads=n_heads,
                                       decoder_attention_heads=n_heads, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
@@ -69,10 +76,11 @@ def tiny_config(kind: str) -> tf.PretrainedConfig:
 
 
 TOKENIZERS = {"bert": bert_tokenizer, "distilbert": bert_tokenizer, "t5": bert_tokenizer,
-              "roberta": roberta_tokenizer, "bart": roberta_tokenizer, "gpt2": gpt2_tokenizer}
+              "roberta": roberta_tokenizer, "bart": roberta_tokenizer, "gpt2": gpt2_tokenizer,
+              "llama": gpt2_tokenizer}
 MODEL_CLASSES = {"bert": tf.BertForMaskedLM, "distilbert": tf.DistilBertModel, "roberta": tf.RobertaModel,
                  "gpt2": tf.GPT2LMHeadModel, "t5": tf.T5ForConditionalGeneration,
-                 "bart": tf.BartForConditionalGeneration}
+                 "bart": tf.BartForConditionalGeneration, "llama": tf.LlamaForCausalLM}
 
 
 def save_tiny(kind: str, folder: Path, seed: int = 0) -> Path:
@@ -96,22 +104,6 @@ def save_tiny_gemma2(folder: Path) -> Path:
     return folder
 
 
-def tiny_llama_config() -> tf.LlamaConfig:
-    """Grouped-query attention as in SmolLM2: 4 query heads share 2 key/value heads (heads 0-1 use
-    key/value head 0, heads 2-3 head 1)."""
-    return tf.LlamaConfig(vocab_size=400, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                          bos_token_id=0, eos_token_id=0, tie_word_embeddings=True,
-                          architectures=["LlamaForCausalLM"])
-
-
-def save_tiny_llama(folder: Path) -> Path:
-    torch.manual_seed(0)
-    tf.LlamaForCausalLM(tiny_llama_config()).save_pretrained(folder)
-    gpt2_tokenizer().save_pretrained(folder)
-    return folder
-
-
 def _llama_cpp_rope_order(weight: torch.Tensor, heads: int) -> torch.Tensor:
     """q/k rows as llama.cpp stores them: each head's rotary pairs adjacent, where transformers keeps
     them as first half / second half (transformers undoes this when it reads a GGUF)."""
@@ -121,7 +113,7 @@ def _llama_cpp_rope_order(weight: torch.Tensor, heads: int) -> torch.Tensor:
 
 def write_llama_gguf(folder: Path, path: Path, architecture: str = "llama",
                      leave_out: tuple[str, ...] = ()) -> Path:
-    """The Llama model saved in `folder` (e.g. by save_tiny_llama) as a float32 GGUF file, with its
+    """The Llama model saved in `folder` (e.g. by save_tiny("llama", ...)) as a float32 GGUF file, with its
     byte-level BPE tokenizer in the metadata; `architecture` is what the file claims to be and
     `leave_out` names GGUF tensors to omit (to make broken files)."""
     import gguf

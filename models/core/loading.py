@@ -87,6 +87,15 @@ class LoadedModel:
         return self.config.get_text_config().num_attention_heads
 
     @property
+    def num_key_value_heads(self) -> int:
+        """Key/value heads per layer: fewer than num_heads under grouped-query attention (Ainslie et al. 2023)."""
+        return getattr(self.config.get_text_config(), "num_key_value_heads", None) or self.num_heads
+
+    def kv_group(self, head: int) -> int:
+        """The key/value head query head `head` reads: consecutive query heads share one (transformers' repeat_kv)."""
+        return head // (self.num_heads // self.num_key_value_heads)
+
+    @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
