@@ -6,7 +6,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for a hub; set before huggingface_hub loads
 
-TINY_KINDS = ("bert", "distilbert", "roberta", "gpt2", "t5", "bart")
+TINY_KINDS = ("bert", "distilbert", "roberta", "gpt2", "t5", "bart", "llama")
 
 
 @pytest.fixture(scope="session")

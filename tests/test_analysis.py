@@ -18,7 +18,7 @@ from models.analysis.aggregation import (
     mean_over_heads,
     rollout_layers,
 )
-from models.analysis.head_stats import METRICS, head_statistics, punctuation_mask, uniform_entropy
+from models.analysis.head_stats import METRICS, head_statistics, previous_occurrences, punctuation_mask, uniform_entropy
 from models.analysis.matrix_view import matrix_view
 from models.analysis.numerics import entropy, pooled
 from models.analysis.pairs import has_pair, pair_block, pair_segments
@@ -125,6 +125,7 @@ EXPECTED = {  # metric -> (uniform, identity, previous-token head)
     "to self": (0.25, 1, 0.25),
     "to previous": (0.25, 0, 1),  # over queries 1..3
     "to next": (0.25, 0, 0),  # over queries 0..2
+    "to first token": (0.25, 0, 1 / 3),  # over queries 1..3
 }
 
 
@@ -135,7 +136,21 @@ def test_head_statistics_match_hand_computed_heads():
     for key, expected in EXPECTED.items():
         np.testing.assert_allclose(stats.values[key][0], expected, atol=1e-6, err_msg=key)
     assert stats.uniform_entropy == pytest.approx(np.log(4))
-    assert [m.key for m in stats.available()] == [m.key for m in METRICS]
+    assert np.isnan(stats.values["induction"]).all()  # no token repeats
+    assert [m.key for m in stats.available()] == [m.key for m in METRICS if m.key != "induction"]
+
+
+def test_induction_score_reads_the_token_after_the_previous_occurrence():
+    # <s> A B C A B [SEP] [SEP]: queries 4 (A, seen at 1) and 5 (B, seen at 2) should look at 2 and 3
+    tokens = ["<s>", "A", "B", "C", "A", "B", "[SEP]", "[SEP]"]
+    special = np.array([True, False, False, False, False, False, True, True])
+    assert previous_occurrences(tokens).tolist() == [-1, -1, -1, -1, 1, 2, -1, 6]
+    rng = np.random.default_rng(0)
+    attentions = rng.dirichlet(np.ones(8), size=(2, 3, 8)).astype(np.float32)  # [2 layers, 3 heads, 8, 8]
+    stats = head_statistics(attentions, tokens, special, causal=True)
+    expected = (attentions[..., 4, 2] + attentions[..., 5, 3]) / 2  # the repeated [SEP] is no query
+    np.testing.assert_allclose(stats.values["induction"], expected, rtol=1e-6)
+    np.testing.assert_allclose(stats.values["to first token"], attentions[..., 1:, 0].mean(-1), rtol=1e-6)
 
 
 def test_statistics_without_special_tokens_leave_those_metrics_out():

@@ -26,3 +26,15 @@ def test_benchmark_prints_its_table(benchmark, args, row):
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(row, result.stdout, re.MULTILINE), result.stdout
+
+
+def test_the_smollm2_load_benchmark_prints_its_table(tiny_models, tmp_path):
+    from tests.tiny_models import write_llama_gguf
+
+    path = write_llama_gguf(tiny_models["llama"], tmp_path / "tiny.gguf")  # stands in for SmolLM2's 98 MB
+    result = subprocess.run([sys.executable, "-W", "ignore", "-m", "benchmarks.smollm2_load", "--gguf", str(path),
+                             "--repeats", "1"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for row in ("first: convert to a float32 folder, then load", "dequantizing the weights to float32",
+                "loading the converted folder", "later: the converted folder", "transformers' own GGUF load"):
+        assert re.search(rf"^\| (&nbsp;)*{re.escape(row)}.* \| [\d.]+ s \|$", result.stdout, re.MULTILINE), row

@@ -173,3 +173,35 @@ def test_runs_fill_mask_and_enforced_patterns_feed_the_model_the_same_inputs(tin
             assert torch.equal(tensor, expected[name])
     if kind == "bert" and pair is not None:
         assert feeds[0]["token_type_ids"].max() == 1  # sentence B reaches the model
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "bert"])
+def test_token_ids_run_as_the_text_that_gives_them(tiny_models, kind):
+    loaded = load_model(str(tiny_models[kind]))
+    ids = loaded.tokenizer(TEXT)["input_ids"]
+    from_text, from_ids = run_attention(loaded, TEXT), run_attention(loaded, ids)
+    np.testing.assert_array_equal(from_ids.attentions, from_text.attentions)
+    assert from_ids.tokens == from_text.tokens
+    assert from_ids.special_mask.tolist() == from_text.special_mask.tolist()
+
+
+def test_token_ids_outside_the_vocabulary_or_for_an_encoder_decoder_are_refused(tiny_models):
+    loaded = load_model(str(tiny_models["gpt2"]))
+    with pytest.raises(RunError, match="must lie in 0..399"):
+        run_attention(loaded, [5, 400])
+    with pytest.raises(RunError, match="No tokens"):
+        run_attention(loaded, [])
+    with pytest.raises(RunError, match="encoder-decoder"):
+        run_attention(load_model(str(tiny_models["t5"])), [5, 6])
+
+
+def test_query_heads_sharing_a_key_value_head_see_the_same_keys(tiny_models):
+    loaded = load_model(str(tiny_models["llama"]))  # 4 query heads, 2 key/value heads
+    assert (loaded.num_heads, loaded.num_key_value_heads) == (4, 2)
+    assert [loaded.kv_group(head) for head in range(4)] == [0, 0, 1, 1]
+    with recording() as calls:
+        run_attention(loaded, TEXT)
+    keys = calls[0].key[0]  # [query heads, n, d_head], key/value heads repeated
+    for head in range(4):
+        for other in range(4):
+            assert torch.equal(keys[head], keys[other]) == (loaded.kv_group(head) == loaded.kv_group(other))
+    bert = load_model(str(tiny_models["bert"]))  # no grouped-query attention: one key head per query head
+    assert bert.num_key_value_heads == 4 and [bert.kv_group(head) for head in range(4)] == [0, 1, 2, 3]

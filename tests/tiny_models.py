@@ -1,7 +1,8 @@
 """Tiny random-init models of each architecture, saved as plain Hugging Face folders.
 
-They stand in for hub models (bert, roberta, distilbert, gpt2, t5, bart) in tests: same code
-paths, a few hundred kilobytes each, no network. Checkpoint series of them stand in for a
+They stand in for hub models (bert, roberta, distilbert, gpt2, t5, bart, and a Llama with
+grouped-query attention for SmolLM2) in tests: same code paths, a few hundred kilobytes each, no
+network. write_llama_gguf writes the Llama as a GGUF file. Checkpoint series of them stand in for a
 Trainer's output folder.
 """
 import json
@@ -64,6 +65,12 @@ def tiny_config(kind: str) -> tf.PretrainedConfig:
         "t5": lambda: tf.T5Config(vocab_size=bert_vocab, d_model=h, d_kv=h // n_heads, d_ff=ffn, num_layers=n_layers,
                                   num_heads=n_heads, decoder_start_token_id=0, pad_token_id=0,
                                   architectures=["T5ForConditionalGeneration"]),
+        # grouped-query attention as in SmolLM2: query heads 0-1 read key/value head 0, heads 2-3 head 1
+        "llama": lambda: tf.LlamaConfig(vocab_size=bpe_vocab, hidden_size=h, intermediate_size=ffn,
+                                        num_hidden_layers=n_layers, num_attention_heads=n_heads,
+                                        num_key_value_heads=n_heads // 2, max_position_embeddings=128,
+                                        bos_token_id=0, eos_token_id=0, tie_word_embeddings=True,
+                                        architectures=["LlamaForCausalLM"]),
         "bart": lambda: tf.BartConfig(vocab_size=bpe_vocab, d_model=h, encoder_layers=n_layers,
                                       decoder_layers=n_layers, encoder_attention_heads=n_heads,
                                       decoder_attention_heads=n_heads, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
@@ -73,10 +80,11 @@ def tiny_config(kind: str) -> tf.PretrainedConfig:
 
 
 TOKENIZERS = {"bert": bert_tokenizer, "distilbert": bert_tokenizer, "t5": bert_tokenizer,
-              "roberta": roberta_tokenizer, "bart": roberta_tokenizer, "gpt2": gpt2_tokenizer}
+              "roberta": roberta_tokenizer, "bart": roberta_tokenizer, "gpt2": gpt2_tokenizer,
+              "llama": gpt2_tokenizer}
 MODEL_CLASSES = {"bert": tf.BertForMaskedLM, "distilbert": tf.DistilBertModel, "roberta": tf.RobertaModel,
                  "gpt2": tf.GPT2LMHeadModel, "t5": tf.T5ForConditionalGeneration,
-                 "bart": tf.BartForConditionalGeneration}
+                 "bart": tf.BartForConditionalGeneration, "llama": tf.LlamaForCausalLM}
 
 
 def save_tiny(kind: str, folder: Path, seed: int = 0) -> Path:
@@ -130,3 +138,56 @@ def save_tiny_mlm_series(folder: Path, steps=SERIES_STEPS, vocab_sentences: int 
         state = {"global_step": step, "log_history": [e for e in history if e["step"] <= step]}
         (folder / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps(state))
     return folder
+def _llama_cpp_rope_order(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """q/k rows as llama.cpp stores them: each head's rotary pairs adjacent, where transformers keeps
+    them as first half / second half (transformers undoes this when it reads a GGUF)."""
+    rows, cols = weight.shape
+    return weight.reshape(heads, 2, rows // heads // 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+def write_llama_gguf(folder: Path, path: Path, architecture: str = "llama",
+                     leave_out: tuple[str, ...] = ()) -> Path:
+    """The Llama model saved in `folder` (e.g. by save_tiny("llama", ...)) as a float32 GGUF file, with its
+    byte-level BPE tokenizer in the metadata; `architecture` is what the file claims to be and
+    `leave_out` names GGUF tensors to omit (to make broken files)."""
+    import gguf
+
+    model = tf.LlamaForCausalLM.from_pretrained(folder)
+    tokenizer = tf.AutoTokenizer.from_pretrained(folder)
+    config = model.config
+    writer = gguf.GGUFWriter(path, architecture)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(config.num_attention_heads)
+    writer.add_head_count_kv(config.num_key_value_heads)
+    writer.add_rope_dimension_count(config.head_dim)
+    writer.add_rope_freq_base(config.rope_parameters["rope_theta"])
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_vocab_size(config.vocab_size)
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list([token for token, _ in vocab])
+    writer.add_token_types([gguf.TokenType.CONTROL if token in tokenizer.all_special_tokens else gguf.TokenType.NORMAL
+                            for token, _ in vocab])
+    merges = json.loads(tokenizer.backend_tokenizer.to_str())["model"]["merges"]
+    writer.add_token_merges([" ".join(merge) if isinstance(merge, list) else merge for merge in merges])
+    writer.add_bos_token_id(config.bos_token_id)
+    writer.add_eos_token_id(config.eos_token_id)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
+    heads = {"q_proj": config.num_attention_heads, "k_proj": config.num_key_value_heads}
+    for name, weight in model.state_dict().items():
+        if name == "lm_head.weight" and config.tie_word_embeddings:
+            continue
+        gguf_name = names.get_name(name, try_suffixes=(".weight",))
+        projection = name.split(".")[-2]
+        if projection in heads:
+            weight = _llama_cpp_rope_order(weight, heads[projection])
+        if gguf_name not in leave_out:
+            writer.add_tensor(gguf_name, weight.float().numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

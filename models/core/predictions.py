@@ -1,17 +1,20 @@
-"""What a model predicts: the top-k candidates of a distribution over the vocabulary, and masked-LM
-fill-mask with the probabilities of transformers' pipeline("fill-mask").
+"""What a model predicts: the top-k candidates of a distribution over the vocabulary, masked-LM
+fill-mask with the probabilities of transformers' pipeline("fill-mask"), and a causal LM's next
+token and per-token loss.
 
     from models import load_model
-    from models.core.predictions import fill_mask
+    from models.core.predictions import fill_mask, next_token_predictions
     fill_mask(load_model("data/demo_series/v1-seed0/checkpoint-800"), "The capital of [MASK] is Rome.").masks[0].top
+    next_token_predictions(load_model("smollm2"), "The capital of France is").top  # " Paris" first
 """
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from models.core.loading import LoadedModel
-from models.core.run import RunError, encode, model_inputs
+from models.core.run import RunError, encode, encode_ids, model_inputs
 
 
 class FillMaskError(RunError):
@@ -91,3 +94,50 @@ def fill_mask(loaded: LoadedModel, text: str, top_k: int = 5, max_chars: int | N
         masks=[MaskPrediction(position, top_candidates(loaded.tokenizer, row, top_k), row.numpy())
                for position, row in zip(positions, probabilities)],
     )
+
+
+@dataclass(frozen=True, eq=False)
+class NextTokens:
+    tokens: list[str]  # the model's tokens of the text
+    position: int  # the distribution after tokens[position], i.e. the prediction of token position + 1
+    top: list[Candidate]  # the top_k, most probable first
+
+
+def _check_causal(loaded: LoadedModel) -> None:
+    if loaded.kind != "decoder":
+        raise RunError(f"'{loaded.spec}' is not a causal language model ({loaded.kind}), so it doesn't predict "
+                       "the next token: pick a decoder such as smollm2 or gpt2.")
+
+
+def _logits(loaded: LoadedModel, input_ids: torch.Tensor) -> torch.Tensor:
+    """[n, vocab] float32 next-token logits of a causal LM for input_ids [1, n]."""
+    with torch.inference_mode():
+        return loaded.model(input_ids=input_ids, use_cache=False).logits[0].float()
+
+
+def next_token_predictions(loaded: LoadedModel, text: str, top_k: int = 5, position: int | None = None,
+                           max_chars: int | None = None) -> NextTokens:
+    """The top_k next tokens of a causal LM after `text` or, with `position`, after the text's token
+    at that index (the logits at position i predict token i + 1). Probabilities are the softmax of
+    the model's own logits. Raises RunError for a model that isn't a causal LM or a position
+    outside the text's tokens."""
+    _check_causal(loaded)
+    encoding, _ = encode(loaded, text, max_chars=max_chars)
+    input_ids = encoding["input_ids"]  # [1, n]
+    n = input_ids.shape[1]
+    position = n - 1 if position is None else position
+    if not 0 <= position < n:
+        raise RunError(f"Position {position} is outside the text's {n} tokens (0..{n - 1}).")
+    probabilities = _logits(loaded, input_ids[:, :position + 1])[position].softmax(dim=-1)  # [vocab]
+    return NextTokens(tokens=loaded.tokenizer.convert_ids_to_tokens(input_ids[0].tolist()), position=position,
+                      top=top_candidates(loaded.tokenizer, probabilities, top_k))
+
+
+def token_losses(loaded: LoadedModel, input_ids: Sequence[int]) -> np.ndarray:
+    """[n - 1] float32 nats: -log p(token i + 1 | tokens 0..i) of a causal LM on token ids (as run, no
+    special tokens added), the cross-entropy its training minimises."""
+    _check_causal(loaded)
+    encoding, _ = encode_ids(loaded, input_ids)
+    ids = encoding["input_ids"]  # [1, n]
+    log_probabilities = _logits(loaded, ids)[:-1].log_softmax(dim=-1)  # [n - 1, vocab]
+    return -log_probabilities.gather(1, ids[0, 1:, None])[:, 0].numpy()

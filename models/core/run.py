@@ -2,9 +2,11 @@
 import contextlib
 import functools
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
+from transformers import BatchEncoding
 
 from models.core.attention_fn import recording
 from models.core.loading import LoadedModel
@@ -116,6 +118,21 @@ def model_inputs(loaded: LoadedModel, encoding) -> dict[str, torch.Tensor]:
     embeddings). The one rule for every forward pass on a user's text: runs, fill-mask, enforced patterns."""
     names = ("input_ids", "attention_mask") + (("token_type_ids",) if loaded.kind == "encoder" else ())
     return {name: encoding[name] for name in names if name in encoding}
+def encode_ids(loaded: LoadedModel, input_ids: Sequence[int]):
+    """Token ids as encode() gives them, run as they are (no special tokens added), truncated to
+    loaded.max_tokens. Returns (encoding, untruncated count)."""
+    ids = [int(i) for i in input_ids]
+    vocab_size = loaded.config.get_text_config().vocab_size
+    if not ids:
+        raise RunError("No tokens to run.")
+    if loaded.kind == "encoder-decoder":
+        raise RunError(f"'{loaded.spec}' is an encoder-decoder: give it a text, not token ids.")
+    if not all(0 <= i < vocab_size for i in ids):
+        raise RunError(f"Token ids must lie in 0..{vocab_size - 1}, the vocabulary of '{loaded.spec}'.")
+    kept = torch.tensor([ids[:loaded.max_tokens]])  # [1, n]
+    special = torch.isin(kept, torch.tensor(loaded.tokenizer.all_special_ids, dtype=kept.dtype))
+    return BatchEncoding({"input_ids": kept, "attention_mask": torch.ones_like(kept),
+                          "special_tokens_mask": special.long()}), len(ids)
 
 
 def _segments(encoding) -> np.ndarray:
@@ -132,16 +149,20 @@ def _decoder_inputs(loaded: LoadedModel, target: str) -> torch.Tensor:
     return loaded.model.prepare_decoder_input_ids_from_labels(labels=labels)
 
 
-def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None, with_scores: bool = False,
-                  max_chars: int | None = None) -> AttentionRun:
+def run_attention(loaded: LoadedModel, text: str | Sequence[int], text_pair: str | None = None,
+                  with_scores: bool = False, max_chars: int | None = None) -> AttentionRun:
     """Attention of every layer and head for `text` (and sentence B `text_pair`).
+
+    `text` may also be token ids, run as they are (models.analysis.induction's probe: random ids
+    decode to a text that doesn't tokenize back to them).
 
     For encoder-decoder models `text_pair` is the decoder's text (teacher-forced); without it
     the decoder reads `text` itself. with_scores=True also keeps the pre-softmax scores
     (models.core.scores; raises ScoresUnavailable where a model can't give them).
     `max_chars` refuses longer texts with a RunError (a server's cap).
     """
-    encoding, full_length = encode(loaded, text, text_pair, max_chars)
+    encoding, full_length = (encode(loaded, text, text_pair, max_chars) if isinstance(text, str)
+                             else encode_ids(loaded, text))
     inputs = model_inputs(loaded, encoding)
     tokenizer = loaded.tokenizer
     decoder_tokens = None

@@ -3,6 +3,7 @@ how a folder is written whole or not at all."""
 import contextlib
 import errno
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -25,6 +26,15 @@ def write_error_message(error: OSError, where: Path) -> str:
     if error.errno == errno.ENOSPC:
         return f"The disk is full, so nothing was saved under {where}. Free some space and try again."
     return f"Nothing could be saved under {where}: {error.strerror or error}."
+
+
+def as_os_error(error: Exception) -> OSError | None:
+    """`error` as an OSError with its errno: safetensors' writer reports one only in its message
+    ("I/O error: No space left on device (os error 28)"). None if it isn't an operating-system error."""
+    if isinstance(error, OSError):
+        return error
+    found = re.search(r"\(os error (\d+)\)", str(error))
+    return OSError(int(found.group(1)), os.strerror(int(found.group(1)))) if found else None
 
 
 def _hidden_beside(final: Path, prefix: str) -> Path:

@@ -1,0 +1,63 @@
+"""Next-token predictions and per-token losses of causal LMs against the model's own logits."""
+import numpy as np
+import pytest
+import torch
+
+from models import RunError, load_model
+from models.core.predictions import Candidate, next_token_predictions, token_losses
+
+TEXT = "The capital of Italy is Rome. Paris is"
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def causal(request, tiny_models):
+    return load_model(str(tiny_models[request.param]))
+
+
+def _probabilities(loaded, ids: list[int]) -> torch.Tensor:
+    with torch.no_grad():
+        return loaded.model(torch.tensor([ids])).logits[0].float().softmax(-1)  # [n, vocab]
+
+
+def test_predictions_after_the_text_are_the_top_of_the_last_logits(causal):
+    ids = causal.tokenizer(TEXT)["input_ids"]
+    last = _probabilities(causal, ids)[-1]
+    values, top = last.topk(5)
+    expected = [Candidate(i, causal.tokenizer.decode([i]), pytest.approx(p, rel=1e-5))
+                for i, p in zip(top.tolist(), values.tolist())]
+    prediction = next_token_predictions(causal, TEXT)
+    assert prediction.top == expected
+    assert prediction.position == len(ids) - 1
+    assert prediction.tokens == causal.tokenizer.convert_ids_to_tokens(ids)
+
+
+def test_the_prediction_at_a_position_is_that_of_the_token_after_it(causal):
+    ids = causal.tokenizer(TEXT)["input_ids"]
+    at_two = _probabilities(causal, ids)[2]  # predicts token 3
+    prediction = next_token_predictions(causal, TEXT, top_k=3, position=2)
+    assert [c.token_id for c in prediction.top] == at_two.topk(3).indices.tolist()
+    assert prediction.top == next_token_predictions(causal, causal.tokenizer.decode(ids[:3]), top_k=3).top
+    for position in (-1, len(ids)):
+        with pytest.raises(RunError, match="outside the text's"):
+            next_token_predictions(causal, TEXT, position=position)
+
+
+def test_token_losses_are_the_cross_entropy_of_each_next_token(causal):
+    ids = causal.tokenizer(TEXT)["input_ids"]
+    probabilities = _probabilities(causal, ids)
+    expected = [-np.log(probabilities[i, ids[i + 1]].item()) for i in range(len(ids) - 1)]
+    losses = token_losses(causal, ids)
+    assert losses.shape == (len(ids) - 1,) and losses.dtype == np.float32
+    np.testing.assert_allclose(losses, expected, rtol=1e-4)
+    with torch.no_grad():  # transformers' own mean loss with labels
+        mean = causal.model(torch.tensor([ids]), labels=torch.tensor([ids])).loss.item()
+    assert losses.mean() == pytest.approx(mean, rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["bert", "t5"])
+def test_models_that_arent_causal_lms_are_refused(tiny_models, kind):
+    loaded = load_model(str(tiny_models[kind]))
+    with pytest.raises(RunError, match="not a causal language model"):
+        next_token_predictions(loaded, TEXT)
+    with pytest.raises(RunError, match="not a causal language model"):
+        token_losses(loaded, [1, 2, 3])
