@@ -243,10 +243,12 @@ def series_view(folder: str, checkpoints: list[Checkpoint]) -> None:
         return
     try:
         with st.spinner(f"Running {len(checkpoints)} checkpoints…"):
-            series = cached_series(folder, _signature(checkpoints), text, text_b)
-    except (SeriesError, ModelLoadError, RunError) as error:
+            series, left_out = cached_series(folder, _signature(checkpoints), text, text_b)
+    except (SeriesError, RunError) as error:
         st.error(str(error))
         return
+    if left_out:
+        st.warning("Left out of the series on this text: " + " ".join(left_out))
     metric = METRIC_BY_KEY[metric_ui(series)]
     baseline = series.uniform_entropy if metric.key == "entropy" else None
     name = short_name(folder)

@@ -6,10 +6,12 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
-from models import DEFAULT_MODEL, ModelLoadError, load_model
+from models import DEFAULT_MODEL, ModelLoadError, load_model, run_attention
 from models.core import loading
+from models.core.settings import Settings
 from tests.conftest import ROOT
 
 
@@ -148,3 +150,38 @@ def test_a_cached_hub_revision_counts_as_available_offline_in_a_checkpoint_serie
 def test_a_malformed_revision_is_refused():
     with pytest.raises(ModelLoadError, match="org/name@revision"):
         load_model("org/name@bad revision!")
+
+
+# --- a config's own choices never beat the app's; any failure while loading is a ModelLoadError ---
+
+def _edit_config(folder, **changes):
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+    return folder
+
+
+@pytest.mark.parametrize("settings", [None, Settings(allowed_folders=None)], ids=["plain", "server settings"])
+def test_a_config_asking_for_flash_attention_loads_with_the_apps_attention(tiny_models, tmp_path, settings):
+    folder = _edit_config(shutil.copytree(tiny_models["bert"], tmp_path / "flash"),
+                          attn_implementation="flash_attention_2")  # flash-attn is not installed here
+    loaded = load_model(str(folder), settings)
+    assert loaded.model.config._attn_implementation == "attention_explorer"
+    reference = load_model(str(tiny_models["bert"]))
+    np.testing.assert_array_equal(run_attention(loaded, "The cat sat.").attentions,
+                                  run_attention(reference, "The cat sat.").attentions)
+
+
+@pytest.mark.parametrize("settings, step", [(None, "loading its weights"),
+                                            (Settings(allowed_folders=None), "counting its parameters")])
+def test_a_config_transformers_cannot_build_is_a_model_load_error(tiny_models, tmp_path, settings, step):
+    folder = _edit_config(shutil.copytree(tiny_models["bert"], tmp_path / "odd"), hidden_size=30)  # 4 heads
+    with pytest.raises(ModelLoadError, match=f"Couldn't load the model '.*odd': {step} failed with ValueError: "
+                                             "The hidden size \\(30\\) is not a multiple"):
+        load_model(str(folder), settings)
+
+
+def test_a_broken_tokenizer_is_a_model_load_error(tiny_models, tmp_path):
+    folder = shutil.copytree(tiny_models["gpt2"], tmp_path / "broken-tokenizer")
+    (folder / "tokenizer.json").write_text('{"version": "1.0", "model": {"type": "BPE"')  # cut short
+    with pytest.raises(ModelLoadError, match="loading its tokenizer failed with"):
+        load_model(str(folder))

@@ -16,13 +16,14 @@ import torch
 import transformers as tf
 from transformers import pipeline
 
-from models import load_model
+from models import RunError, load_model
 from models.checkpoints import series as checkpoint_series
 from models.checkpoints.demo_corpus import FACTS, sentences
 from models.checkpoints.discovery import Checkpoint, SeriesError, find_checkpoints, hub_checkpoints, multiberts_ids
 from models.core.predictions import FillMaskError, NoMaskError, fill_mask
 from models.checkpoints.series import all_candidates, fill_series, final_top, trajectories
 from models.checkpoints.training_log import read_training_log
+from models.core.settings import Settings
 from models.checkpoints.trainer import word_tokenizer
 from tests.tiny_models import bert_tokenizer, tiny_config
 
@@ -189,6 +190,19 @@ def test_a_series_fills_every_checkpoint_and_reports_the_broken_ones(tmp_path):
     reference = load_model(str(folder / "checkpoint-40"))
     assert [c.token_id for c in fills[3].result.masks[0].top] == [e["token"] for e in
                                                                  pipeline_result(reference, QUESTION, 4)[0]]
+
+
+def test_a_checkpoint_that_fails_on_a_server_is_one_problem_and_a_long_text_one_error(tmp_path):
+    folder = save_tiny_mlm_series(tmp_path, steps=(10, 20, 30))
+    for step, changes in ((10, {"attn_implementation": "flash_attention_2"}), (20, {"hidden_size": 30})):
+        config = folder / f"checkpoint-{step}" / "config.json"
+        config.write_text(json.dumps({**json.loads(config.read_text()), **changes}))
+    server = Settings(allowed_folders=(tmp_path,), max_text_chars=40)
+    fills = fill_series(find_checkpoints(folder), QUESTION, settings=server)
+    assert [f.result is not None for f in fills] == [True, False, True]  # the app's attention, whatever the config
+    assert "counting its parameters failed with ValueError" in fills[1].problem
+    with pytest.raises(RunError, match="runs at most 40"):  # the text's problem, said once for the series
+        fill_series(find_checkpoints(folder), QUESTION + " " * 40, settings=server)
 
 
 def test_a_series_refuses_a_text_without_a_mask_once(tiny_series):

@@ -2,6 +2,7 @@
 
 Every failure a user can cause becomes a ModelLoadError with a message meant for the page.
 """
+import contextlib
 import os
 import re
 import socket
@@ -234,8 +235,22 @@ def _max_tokens(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) ->
 
 
 def _parameter_count(auto_class: type, config: PretrainedConfig) -> int:
-    with torch.device("meta"):  # shapes only: no memory, no weights read
-        return sum(p.numel() for p in auto_class.from_config(config).parameters())
+    # shapes only: no memory, no weights read; built with the app's attention, whatever the config asks for
+    with torch.device("meta"):
+        model = auto_class.from_config(config, attn_implementation=attention_fn.IMPLEMENTATION)
+        return sum(p.numel() for p in model.parameters())
+
+
+@contextlib.contextmanager
+def _step(what: str, spec: str):
+    """Turn any exception of transformers or torch during `what` into a ModelLoadError with its cause."""
+    try:
+        yield
+    except ModelLoadError:
+        raise
+    except Exception as error:  # broken or half-written files surface in many exception types
+        raise ModelLoadError(f"Couldn't load the model '{spec}': {what} failed with "
+                             f"{type(error).__name__}: {error}") from error
 
 
 def load_model(spec: str, settings: Settings | None = None) -> LoadedModel:
@@ -246,14 +261,19 @@ def load_model(spec: str, settings: Settings | None = None) -> LoadedModel:
     spec = (spec or "").strip()
     if not spec:
         raise ModelLoadError("No model given: pick one in the sidebar.")
-    source, config = _resolve(spec, settings)
+    with _step("reading its config", spec):
+        source, config = _resolve(spec, settings)
     kind, auto_class, has_mlm_head = _kind_and_class(config)
-    if settings is not None and (count := _parameter_count(auto_class, config)) > settings.max_parameters:
-        raise ModelLoadError(f"'{spec}' has {count / 1e6:,.0f}M parameters; this server loads at most "
-                             f"{settings.max_parameters / 1e6:,.0f}M.")
+    if settings is not None:
+        with _step("counting its parameters", spec):
+            count = _parameter_count(auto_class, config)
+        if count > settings.max_parameters:
+            raise ModelLoadError(f"'{spec}' has {count / 1e6:,.0f}M parameters; this server loads at most "
+                                 f"{settings.max_parameters / 1e6:,.0f}M.")
     where = dict(revision=source.revision, local_files_only=source.local_only, trust_remote_code=False)
-    try:
+    with _step("loading its tokenizer", spec):
         tokenizer = AutoTokenizer.from_pretrained(_tokenizer_source(source.path_or_id), **where)
+    with _step("loading its weights", spec):
         model = auto_class.from_pretrained(
             source.path_or_id,
             config=config,
@@ -261,11 +281,6 @@ def load_model(spec: str, settings: Settings | None = None) -> LoadedModel:
             dtype=torch.float32,
             **where,
         )
-    except ModelLoadError:
-        raise
-    except Exception as error:  # broken or half-written weights surface in many exception types
-        raise ModelLoadError(f"Couldn't load the model from '{source.path_or_id}': "
-                             f"{type(error).__name__}: {error}") from error
     model.eval()
     return LoadedModel(
         spec=spec,

@@ -90,14 +90,19 @@ def layers_to_array(attentions: tuple[torch.Tensor, ...]) -> np.ndarray:
     return torch.stack([a[0].float() for a in attentions]).numpy()
 
 
-def encode(loaded: LoadedModel, text: str, text_pair: str | None = None, max_chars: int | None = None):
-    """Tokenize for the model, truncated to loaded.max_tokens. Returns (encoding, untruncated count)."""
+def check_text(text: str, text_pair: str | None = None, max_chars: int | None = None) -> None:
+    """A RunError for a text no model runs: empty, or longer than `max_chars` (a server's cap)."""
     if not text or not text.strip():
         raise RunError("The text is empty: type something to look at.")
     length = len(text) + len(text_pair or "")
     if max_chars is not None and length > max_chars:
         raise RunError(f"The text has {length:,} characters; this server runs at most {max_chars:,}. "
                        "Shorten it: it stays in the box.")
+
+
+def encode(loaded: LoadedModel, text: str, text_pair: str | None = None, max_chars: int | None = None):
+    """Tokenize for the model, truncated to loaded.max_tokens. Returns (encoding, untruncated count)."""
+    check_text(text, text_pair, max_chars)
     pair = text_pair if text_pair and text_pair.strip() and loaded.kind != "encoder-decoder" else None
     tokenize = functools.partial(loaded.tokenizer, text, pair, return_tensors="pt", return_special_tokens_mask=True)
     encoding = tokenize()
