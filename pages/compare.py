@@ -124,6 +124,8 @@ def load_pair(spec_a: str, spec_b: str, text: str, text_b: str) -> tuple[LoadedM
         except ModelLoadError as error:
             st.error(f"Model {name}: {error}")
             return None
+        for notice in loaded[-1].notices:
+            st.warning(f"Model {name}: {notice}")
     try:
         with st.spinner("Running both models…"):
             aligned = cached_alignment(spec_a, spec_b, text, text_b)

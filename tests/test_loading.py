@@ -8,11 +8,13 @@ import time
 
 import numpy as np
 import pytest
+from safetensors.torch import load_file, save_file
 
-from models import DEFAULT_MODEL, ModelLoadError, load_model, run_attention
+from models import DEFAULT_MODEL, ModelLoadError, RunError, load_model, run_attention
 from models.core import loading
 from models.core.settings import Settings
 from tests.conftest import ROOT
+from tests.tiny_models import MODEL_CLASSES, gpt2_tokenizer, tiny_config
 
 
 def test_default_alias_is_the_bundled_minilm(default_model):
@@ -185,3 +187,87 @@ def test_a_broken_tokenizer_is_a_model_load_error(tiny_models, tmp_path):
     (folder / "tokenizer.json").write_text('{"version": "1.0", "model": {"type": "BPE"')  # cut short
     with pytest.raises(ModelLoadError, match="loading its tokenizer failed with"):
         load_model(str(folder))
+
+
+# --- a load that lacks parts never passes silently ---
+
+def _checkpoint_with_tokenizer_config_only(series):
+    checkpoint = series / "checkpoint-10"
+    checkpoint.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer_config.json"):
+        shutil.copy(series / name, checkpoint / name)
+    return checkpoint
+
+
+def test_a_tokenizer_config_without_vocabulary_is_not_used_the_series_tokenizer_is(tiny_models, tmp_path):
+    series = shutil.copytree(tiny_models["bert"], tmp_path / "series")
+    loaded = load_model(str(_checkpoint_with_tokenizer_config_only(series)))
+    assert len(loaded.tokenizer) == 30522  # not the 5 special tokens of a tokenizer without vocab.txt
+    run = run_attention(loaded, "The capital of [MASK] is Rome.")
+    assert run.tokens == ["[CLS]", "the", "capital", "of", "[MASK]", "is", "rome", ".", "[SEP]"]
+    assert not loaded.notices
+
+
+def test_a_tokenizer_config_alone_with_no_tokenizer_above_is_refused(tiny_models, tmp_path):
+    checkpoint = tmp_path / "checkpoint-10"
+    checkpoint.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer_config.json"):
+        shutil.copy(tiny_models["bert"] / name, checkpoint / name)
+    with pytest.raises(ModelLoadError, match="has no tokenizer vocabulary .* nor has the folder above it"):
+        load_model(str(checkpoint))
+
+
+def test_the_tokenizer_above_a_checkpoint_is_read_only_where_the_server_allows(tiny_models, tmp_path):
+    checkpoint = _checkpoint_with_tokenizer_config_only(shutil.copytree(tiny_models["bert"], tmp_path / "series"))
+    with pytest.raises(ModelLoadError, match="doesn't load the one in the folder above it"):
+        load_model(str(checkpoint), Settings(allowed_folders=(checkpoint,)))
+    assert load_model(str(checkpoint), Settings(allowed_folders=(tmp_path,)))
+
+
+def _drop_weights(folder, drop) -> None:
+    weights = load_file(folder / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if not drop(k)}, folder / "model.safetensors",
+              metadata={"format": "pt"})
+
+
+def test_weights_that_miss_part_of_the_model_body_are_refused(tiny_models, tmp_path):
+    folder = shutil.copytree(tiny_models["bert"], tmp_path / "partial")
+    _drop_weights(folder, lambda key: ".layer.1." in key)
+    with pytest.raises(ModelLoadError, match="weights don't cover the model: 16 of its weights are missing "
+                                             "\\(bert.encoder.layer.1.attention"):
+        load_model(str(folder))
+
+
+def test_weights_without_the_output_head_load_with_a_notice_and_no_predictions(tiny_models, tmp_path):
+    folder = shutil.copytree(tiny_models["bert"], tmp_path / "headless")
+    _drop_weights(folder, lambda key: key.startswith("cls."))
+    loaded = load_model(str(folder))
+    assert not loaded.has_mlm_head  # its predictions would come from random weights
+    assert loaded.notices == ("The weights have no output head (cls.predictions.bias, cls.predictions.decoder.bias, "
+                              "cls.predictions.transform.LayerNorm.bias, ...), so this model makes no predictions "
+                              "here; its attention is complete.",)
+    reference = load_model(str(tiny_models["bert"]))
+    np.testing.assert_array_equal(run_attention(loaded, "The cat sat.").attentions,
+                                  run_attention(reference, "The cat sat.").attentions)
+
+
+def test_a_tokenizer_far_smaller_than_the_embedding_gets_a_notice(tmp_path):
+    config = tiny_config("gpt2")
+    config.vocab_size = 1000
+    MODEL_CLASSES["gpt2"](config).save_pretrained(tmp_path)
+    tokenizer = gpt2_tokenizer()
+    tokenizer.save_pretrained(tmp_path)
+    assert len(tokenizer) == 340
+    assert load_model(str(tmp_path)).notices == (
+        "The tokenizer has only 340 tokens but the model's embedding 1,000 rows: it is probably not this model's "
+        "tokenizer, and its tokens may mean other words to the model.",)
+
+
+def test_a_tokenizer_larger_than_the_embedding_gets_a_notice_and_its_ids_a_run_error(tiny_models, tmp_path):
+    folder = shutil.copytree(tiny_models["gpt2"], tmp_path / "bert-tokenizer")
+    shutil.copy(tiny_models["bert"] / "tokenizer.json", folder / "tokenizer.json")  # 30,522 tokens for 400 rows
+    loaded = load_model(str(folder))
+    assert loaded.notices == (f"The tokenizer has {len(loaded.tokenizer):,} tokens but the model's embedding only 400 "
+                              "rows: a text with the tokens past them can't run. Is this the model's own tokenizer?",)
+    with pytest.raises(RunError, match="token ids past the model's 400 embedding rows"):
+        run_attention(loaded, "The cat sat on the mat.")

@@ -53,7 +53,12 @@ HUB_TIMEOUT_S = 3.0
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 REVISION = re.compile(r"^[\w./-]+$")
 PRETRAINING_HAS_MLM = ("bert", "albert", "megatron-bert")  # not ELECTRA/Funnel: theirs is a discriminator
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer_config.json")
+# files that hold a tokenizer's vocabulary; tokenizer_config.json alone holds only its settings
+VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model",
+                    "sentencepiece.bpe.model", "spm.model", "source.spm", "tekken.json")
+# an embedding is padded past its tokenizer by a few rows (T5: 28); a tokenizer of less than half
+# of it is another model's, or has lost its vocabulary
+MIN_VOCABULARY_SHARE = 0.5
 
 Kind = Literal["encoder", "decoder", "encoder-decoder"]
 
@@ -71,6 +76,7 @@ class LoadedModel:
     kind: Kind
     has_mlm_head: bool
     max_tokens: int  # inputs are truncated to this many tokens
+    notices: tuple[str, ...] = ()  # what the load left out or found odd, for the user to see
 
     @property
     def config(self) -> PretrainedConfig:
@@ -216,14 +222,50 @@ def _kind_and_class(config: PretrainedConfig) -> tuple[Kind, type, bool]:
     return "encoder", AutoModel, False
 
 
-def _tokenizer_source(source: str) -> str:
-    """A Trainer checkpoint may hold no tokenizer; its series folder above it usually does."""
+def _has_vocabulary(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in VOCABULARY_FILES)
+
+
+def _tokenizer_source(source: str, settings: Settings | None) -> str:
+    """A Trainer checkpoint may hold no tokenizer, or only its tokenizer_config.json; its series
+    folder above it usually holds the whole tokenizer."""
     folder = Path(source)
-    if not folder.is_dir() or any((folder / name).exists() for name in TOKENIZER_FILES):
+    if not folder.is_dir() or _has_vocabulary(folder):
         return source
-    if any((folder.parent / name).exists() for name in TOKENIZER_FILES):
-        return str(folder.parent)
-    raise ModelLoadError(f"'{source}' has no tokenizer files (tokenizer.json, vocab.txt, ...), nor has its parent.")
+    if not _has_vocabulary(folder.parent):
+        raise ModelLoadError(f"'{source}' has no tokenizer vocabulary ({', '.join(VOCABULARY_FILES[:3])}, ...), "
+                             "nor has the folder above it: a tokenizer_config.json alone can't tokenize.")
+    if settings is not None and not settings.folder_allowed(folder.parent):
+        raise ModelLoadError(f"'{source}' has no tokenizer of its own, and this server doesn't load the one in the "
+                             f"folder above it ('{folder.parent}'); ask its host to allow that folder.")
+    return str(folder.parent)
+
+
+def _vocabulary_notice(tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> str | None:
+    """What is wrong when the tokenizer's ids don't fit the model's embedding, or None."""
+    rows = getattr(config.get_text_config(), "vocab_size", None)
+    if not isinstance(rows, int):
+        return None
+    if len(tokenizer) > rows:
+        return (f"The tokenizer has {len(tokenizer):,} tokens but the model's embedding only {rows:,} rows: a text "
+                "with the tokens past them can't run. Is this the model's own tokenizer?")
+    if len(tokenizer) < MIN_VOCABULARY_SHARE * rows:
+        return (f"The tokenizer has only {len(tokenizer):,} tokens but the model's embedding {rows:,} rows: it is "
+                "probably not this model's tokenizer, and its tokens may mean other words to the model.")
+    return None
+
+
+def _missing_head(model: PreTrainedModel, missing: set[str], spec: str) -> list[str]:
+    """The missing weights of the output head (randomly initialised by transformers); a ModelLoadError
+    when weights of the model body, whose attention the app shows, are missing."""
+    prefix = model.base_model_prefix + "."
+    has_head = model.base_model is not model
+    body = sorted(key for key in missing if not has_head or key.startswith(prefix))
+    if body:
+        raise ModelLoadError(f"'{spec}''s weights don't cover the model: {len(body)} of its weights are missing "
+                             f"({', '.join(body[:3])}{', ...' if len(body) > 3 else ''}), so its attention would come "
+                             "from random numbers. Is the weights file complete, and of this architecture?")
+    return sorted(missing)
 
 
 def _max_tokens(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> int:
@@ -272,22 +314,29 @@ def load_model(spec: str, settings: Settings | None = None) -> LoadedModel:
                                  f"{settings.max_parameters / 1e6:,.0f}M.")
     where = dict(revision=source.revision, local_files_only=source.local_only, trust_remote_code=False)
     with _step("loading its tokenizer", spec):
-        tokenizer = AutoTokenizer.from_pretrained(_tokenizer_source(source.path_or_id), **where)
+        tokenizer = AutoTokenizer.from_pretrained(_tokenizer_source(source.path_or_id, settings), **where)
     with _step("loading its weights", spec):
-        model = auto_class.from_pretrained(
+        model, loading_info = auto_class.from_pretrained(
             source.path_or_id,
             config=config,
             attn_implementation=attention_fn.IMPLEMENTATION,
             dtype=torch.float32,
+            output_loading_info=True,  # weights the files lack are random: reported, never silent
             **where,
         )
     model.eval()
+    head = _missing_head(model, loading_info["missing_keys"], spec)
+    notices = [_vocabulary_notice(tokenizer, config)]
+    if head:
+        notices.append(f"The weights have no output head ({', '.join(head[:3])}{', ...' if len(head) > 3 else ''}), "
+                       "so this model makes no predictions here; its attention is complete.")
     return LoadedModel(
         spec=spec,
         source=source.path_or_id,
         model=model,
         tokenizer=tokenizer,
         kind=kind,
-        has_mlm_head=has_mlm_head,
+        has_mlm_head=has_mlm_head and not head,
         max_tokens=_max_tokens(config, tokenizer),
+        notices=tuple(n for n in notices if n),
     )

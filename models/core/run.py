@@ -111,6 +111,10 @@ def encode(loaded: LoadedModel, text: str, text_pair: str | None = None, max_cha
         encoding = tokenize(truncation=True, max_length=loaded.max_tokens)
     if encoding["input_ids"].shape[1] == 0:
         raise RunError("The text gives no tokens for this model.")
+    rows = getattr(loaded.config.get_text_config(), "vocab_size", None)
+    if isinstance(rows, int) and int(encoding["input_ids"].max()) >= rows:  # the embedding would raise IndexError
+        raise RunError(f"The tokenizer gives this text token ids past the model's {rows:,} embedding rows: it isn't "
+                       "the model's own tokenizer.")
     return encoding, full_length
 
 
