@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -271,3 +272,96 @@ def test_a_tokenizer_larger_than_the_embedding_gets_a_notice_and_its_ids_a_run_e
                               "rows: a text with the tokens past them can't run. Is this the model's own tokenizer?",)
     with pytest.raises(RunError, match="token ids past the model's 400 embedding rows"):
         run_attention(loaded, "The cat sat on the mat.")
+
+
+# --- every file a load reads lies inside the model folder ---
+
+QUERY_WEIGHT = "bert.encoder.layer.0.attention.self.query.weight"
+
+
+def _sharded_with_one_weight_outside(tiny_models, tmp_path):
+    """A sharded checkpoint whose index names '../outside.safetensors' (all 7s) for one weight."""
+    folder = shutil.copytree(tiny_models["bert"], tmp_path / "sharded")
+    weights = load_file(folder / "model.safetensors")
+    inside = {k: v for k, v in weights.items() if k != QUERY_WEIGHT}
+    save_file(inside, folder / "model-00001-of-00001.safetensors", metadata={"format": "pt"})
+    save_file({QUERY_WEIGHT: weights[QUERY_WEIGHT].clone().fill_(7.0)}, tmp_path / "outside.safetensors",
+              metadata={"format": "pt"})
+    (folder / "model.safetensors").unlink()
+    weight_map = {k: "model-00001-of-00001.safetensors" for k in inside} | {QUERY_WEIGHT: "../outside.safetensors"}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return folder
+
+
+@pytest.mark.parametrize("settings", [None, "only the checkpoint"])
+def test_a_weights_index_naming_a_file_outside_the_folder_is_refused(tiny_models, tmp_path, settings):
+    folder = _sharded_with_one_weight_outside(tiny_models, tmp_path)
+    allowed = Settings(allowed_folders=(folder,)) if settings else None
+    with pytest.raises(ModelLoadError, match="points outside itself \\(model.safetensors.index.json names "
+                                             "'../outside.safetensors'\\), and a model is only ever read from inside"):
+        load_model(str(folder), allowed)
+
+
+def test_a_weights_index_of_files_inside_the_folder_loads(tiny_models, tmp_path):
+    folder = _sharded_with_one_weight_outside(tiny_models, tmp_path)
+    shutil.move(tmp_path / "outside.safetensors", folder / "model-00002-of-00002.safetensors")
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    index["weight_map"][QUERY_WEIGHT] = "model-00002-of-00002.safetensors"
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    loaded = load_model(str(folder))
+    assert (dict(loaded.model.named_parameters())[QUERY_WEIGHT] == 7.0).all()
+
+
+@pytest.mark.parametrize("link", ["model.safetensors", "tokenizer.json", "extra"])
+def test_a_symlink_out_of_the_folder_is_refused(tiny_models, tmp_path, link):
+    folder = shutil.copytree(tiny_models["bert"], tmp_path / "linked")
+    outside = shutil.copytree(tiny_models["bert"], tmp_path / "elsewhere")
+    if link == "extra":  # a linked folder: a load could read anything below it
+        (folder / "extra").symlink_to(outside, target_is_directory=True)
+    else:
+        (folder / link).unlink()
+        (folder / link).symlink_to(outside / link)
+    with pytest.raises(ModelLoadError, match=f"points outside itself \\('{link}' links to '{outside}"):
+        load_model(str(folder))
+
+
+def test_symlinks_within_the_folder_and_a_linked_folder_load(tiny_models, tmp_path):
+    folder = shutil.copytree(tiny_models["bert"], tmp_path / "real")
+    (folder / "weights").mkdir()
+    shutil.move(folder / "model.safetensors", folder / "weights" / "model.safetensors")
+    (folder / "model.safetensors").symlink_to(folder / "weights" / "model.safetensors")
+    (tmp_path / "alias").symlink_to(folder, target_is_directory=True)
+    assert load_model(str(tmp_path / "alias")).kind == "encoder"
+
+
+def test_a_hub_cache_snapshot_folder_may_read_its_blobs(tiny_models, tmp_path):
+    repo = tmp_path / "models--org--tiny"
+    (repo / "blobs").mkdir(parents=True)
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    for file in tiny_models["bert"].iterdir():  # the cache's layout: snapshot files link to ../../blobs
+        shutil.copy(file, repo / "blobs" / file.name)
+        (snapshot / file.name).symlink_to(Path("../../blobs") / file.name)
+    assert load_model(str(snapshot)).kind == "encoder"
+
+
+def test_tokenizer_files_named_by_tokenizer_config_are_read_only_inside_the_folder(tiny_models, tmp_path):
+    folder = shutil.copytree(tiny_models["gpt2"], tmp_path / "model")
+    outside = shutil.copytree(tiny_models["bert"], tmp_path / "outside")  # 30,522 tokens; the model's has 340
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    stale = {"tokenizer_file": str(outside / "tokenizer.json"), "vocab_file": "../outside/vocab.txt"}
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, **stale}))
+    assert len(load_model(str(folder)).tokenizer) == 340  # transformers opens the folder's own files
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "fast_tokenizer_files": [
+        "tokenizer.4.0.json", "tokenizer./../../outside/tokenizer.json"]}))
+    with pytest.raises(ModelLoadError, match="tokenizer_config.json names 'tokenizer./../../outside/tokenizer.json'"):
+        load_model(str(folder))
+
+
+def test_the_tokenizer_above_a_checkpoint_is_checked_too(tiny_models, tmp_path):
+    series = shutil.copytree(tiny_models["bert"], tmp_path / "series")
+    checkpoint = _checkpoint_with_tokenizer_config_only(series)
+    (series / "tokenizer.json").unlink()
+    (series / "tokenizer.json").symlink_to(tiny_models["bert"] / "tokenizer.json")
+    with pytest.raises(ModelLoadError, match=f"'{series}' points outside itself \\('tokenizer.json' links to"):
+        load_model(str(checkpoint))

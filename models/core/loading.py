@@ -32,6 +32,7 @@ from transformers.models.auto.modeling_auto import (
 )
 
 from models.core import attention_fn
+from models.core.folder_files import outside_reads
 from models.core.settings import Settings
 
 transformers.logging.set_verbosity_error()
@@ -173,6 +174,8 @@ def _resolve(spec: str, settings: Settings | None) -> tuple[_Source, PretrainedC
         if settings is not None and not settings.folder_allowed(folder):
             raise ModelLoadError(f"This server doesn't load models from '{spec}'; ask its host to allow the "
                                  "folder (EXPLORER_ALLOWED_FOLDERS).")
+        if (problem := outside_reads(folder)) is not None:
+            raise ModelLoadError(problem)
         source = _Source(str(folder), local_only=True)
         return source, _load_config(source)
     repo_id, revision = hub_revision(spec)
@@ -238,6 +241,8 @@ def _tokenizer_source(source: str, settings: Settings | None) -> str:
     if settings is not None and not settings.folder_allowed(folder.parent):
         raise ModelLoadError(f"'{source}' has no tokenizer of its own, and this server doesn't load the one in the "
                              f"folder above it ('{folder.parent}'); ask its host to allow that folder.")
+    if (problem := outside_reads(folder.parent, tokenizer_only=True)) is not None:
+        raise ModelLoadError(problem)
     return str(folder.parent)
 
 
