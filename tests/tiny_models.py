@@ -93,3 +93,20 @@ def save_tiny_gemma2(folder: Path) -> Path:
     tf.Gemma2ForCausalLM(config).save_pretrained(folder)
     bert_tokenizer().save_pretrained(folder)
     return folder
+
+
+LONGFORMER_TEXT = "The capital of Italy is Rome, hello world!"  # 12 tokens for the tiny RoBERTa tokenizer
+
+
+def save_tiny_longformer(folder: Path) -> Path:
+    """A Longformer (attention window 4): its attentions are [batch, heads, n, window + 1], each query's
+    weights over its local band, not token × token."""
+    h, n_layers, n_heads, ffn = SMALL["hidden"], SMALL["layers"], SMALL["heads"], SMALL["ffn"]
+    config = tf.LongformerConfig(attention_window=4, vocab_size=400, hidden_size=h, num_hidden_layers=n_layers,
+                                 num_attention_heads=n_heads, intermediate_size=ffn, max_position_embeddings=64,
+                                 pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                                 architectures=["LongformerForMaskedLM"])
+    torch.manual_seed(0)
+    tf.LongformerForMaskedLM(config).save_pretrained(folder)
+    roberta_tokenizer().save_pretrained(folder)
+    return folder

@@ -100,6 +100,20 @@ def check_text(text: str, text_pair: str | None = None, max_chars: int | None = 
                        "Shorten it: it stays in the box.")
 
 
+def check_token_by_token(loaded: LoadedModel, name: str, layers: tuple[torch.Tensor, ...], queries: int,
+                         keys: int) -> None:
+    """A RunError unless every layer's weights [batch, heads, q, k] are queries × keys, so that rows and
+    columns are the tokens they are drawn under. Longformer, for one, returns each query's weights
+    over its local window [.., n, window + 1]."""
+    for weights in layers:
+        q, k = weights.shape[-2:]
+        if (q, k) != (queries, keys):
+            model_type = loaded.config.model_type
+            window = " relative to a local window" if hasattr(loaded.config, "attention_window") else ""
+            raise RunError(f"This model family ({model_type}) returns its attention{window} ({name}: {q} × {k} "
+                           f"for {queries} × {keys} tokens), not token × token; it isn't supported on this page.")
+
+
 def encode(loaded: LoadedModel, text: str, text_pair: str | None = None, max_chars: int | None = None):
     """Tokenize for the model, truncated to loaded.max_tokens. Returns (encoding, untruncated count)."""
     check_text(text, text_pair, max_chars)
@@ -160,6 +174,10 @@ def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None, 
                        "no attention layers, or doesn't report them.")
     named = ({"encoder": outputs.encoder_attentions, "decoder": outputs.decoder_attentions,
               "cross": outputs.cross_attentions} if seq2seq else {"self-attention": outputs.attentions})
+    n, m = inputs["input_ids"].shape[1], len(decoder_tokens or ())
+    sizes = {"self-attention": (n, n), "encoder": (n, n), "decoder": (m, m), "cross": (m, n)}
+    for name, layers in named.items():
+        check_token_by_token(loaded, name, layers, *sizes[name])
     return AttentionRun(
         model_spec=loaded.spec,
         tokens=tokenizer.convert_ids_to_tokens(encoding["input_ids"][0].tolist()),
