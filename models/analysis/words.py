@@ -80,13 +80,50 @@ def word_spans(tokens: list[str], special_mask: np.ndarray, word_ids: list | Non
     return spans_from_starts(tokens, word_starts_from_markers(tokens, special_mask))
 
 
+def _after_space(texts: tuple[str, ...], sentence: int, previous_end: int, start: int) -> bool:
+    """Is there whitespace between the previous token's end and this token's first character?"""
+    return any(c.isspace() for c in texts[sentence][previous_end:start + 1])
+
+
+def spans_whitespace(keys: list, offsets: list[tuple[int, int]], texts: tuple[str, ...]) -> bool:
+    """Do the word keys join tokens across whitespace? A SentencePiece tokenizer without a
+    pre-tokenizer (Gemma's: its normalizer turns spaces into "▁") numbers every piece of a
+    sentence as word 0."""
+    return any(keys[i] is not None and keys[i] == keys[i - 1]
+               and _after_space(texts, keys[i][0], offsets[i - 1][1], offsets[i][0]) for i in range(1, len(keys)))
+
+
+def whitespace_word_keys(sentences: list, offsets: list[tuple[int, int]], texts: tuple[str, ...]) -> list:
+    """Per-token word keys (sentence, word) from the text itself: a word starts after whitespace
+    (a token that is only whitespace, "▁" or "Ġ" alone, joins the word that follows it)."""
+    keys, word, blank = [], -1, False  # blank: the current word has covered only whitespace so far
+    for i, sentence in enumerate(sentences):
+        if sentence is None:
+            keys.append(None)
+            continue
+        start, end = offsets[i]
+        continues = keys and keys[-1] is not None and keys[-1][0] == sentence
+        if not continues or (not blank and _after_space(texts, sentence, offsets[i - 1][1], start)):
+            word += 1
+            blank = True
+        blank = blank and not texts[sentence][start:end].strip()
+        keys.append((sentence, word))
+    return keys
+
+
 def tokenizer_word_ids(loaded: LoadedModel, text: str, text_pair: str | None, n: int) -> list | None:
-    """Per-token word keys (sentence, word) of the run's encoder tokens, or None for slow tokenizers."""
+    """Per-token word keys (sentence, word) of the run's encoder tokens, or None for slow tokenizers.
+
+    The tokenizer's word ids, unless they join words across whitespace (spans_whitespace): then
+    words are cut at whitespace by the tokens' character offsets."""
     encoding, _ = encode(loaded, text, text_pair)
     if not encoding.is_fast:
         return None
     sentences, words = encoding.sequence_ids(0), encoding.word_ids(0)
     keys = [None if w is None else (s, w) for s, w in zip(sentences, words)]
+    offsets, texts = encoding.encodings[0].offsets, (text, text_pair or "")
+    if spans_whitespace(keys, offsets, texts):
+        keys = whitespace_word_keys(sentences, offsets, texts)
     return keys[:n]
 
 
