@@ -44,7 +44,7 @@ def fake_run(attentions: np.ndarray, tokens: list[str]) -> AttentionRun:
     n = len(tokens)
     special = np.array([t in ("[CLS]", "[SEP]") for t in tokens])
     return AttentionRun("fake", tokens, attentions.astype(np.float32), False, np.where(special, -1, 0).astype(np.int8),
-                        special, n)
+                        special, n, tokens)
 
 
 def test_checkpoints_are_ordered_by_step_and_incomplete_ones_left_out(tmp_path):

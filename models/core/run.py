@@ -9,6 +9,7 @@ import torch
 from models.core.attention_fn import recording
 from models.core.loading import LoadedModel
 from models.core.scores import ScoreStack, capture_scores
+from models.core.token_text import token_labels
 
 
 class RunError(ValueError):
@@ -30,7 +31,9 @@ class AttentionRun:
     segment_ids: np.ndarray  # [n] int8: 0 sentence A, 1 sentence B, -1 special token
     special_mask: np.ndarray  # [n] bool: tokens the tokenizer added ([CLS], [SEP], <s>, </s>)
     n_input_tokens: int  # tokens before truncation; > n when the text was cut
+    labels: list[str]  # n tokens as a reader sees them, decoded by the tokenizer ("Ã¡n" -> "án"; core.token_text)
     decoder_tokens: list[str] | None = None  # m tokens fed to the decoder
+    decoder_labels: list[str] | None = None  # m, as `labels`
     decoder_attentions: np.ndarray | None = None  # [layers, heads, m, m] float32, causal
     cross_attentions: np.ndarray | None = None  # [layers, heads, m, n] float32
     score_stacks: dict[str, ScoreStack] | None = None  # with_scores=True: q, k, raw scores per stack
@@ -69,20 +72,29 @@ class AttentionStack:
 
     name: str  # "self-attention", "encoder", "decoder" or "cross"
     attentions: np.ndarray  # [layers, heads, q, k] float32
-    query_tokens: list[str]  # q
+    query_tokens: list[str]  # q, as the tokenizer writes them
     key_tokens: list[str]  # k
     causal: bool
+    query_labels: list[str]  # q, as a reader sees them (AttentionRun.labels)
+    key_labels: list[str]  # k
 
 
 def attention_stacks(run: AttentionRun) -> dict[str, AttentionStack]:
     """The run's stacks by name: one for encoders and decoders, three for encoder-decoders."""
+    encoder, decoder = (run.tokens, run.labels), (run.decoder_tokens, run.decoder_labels)
     if run.decoder_tokens is None:
-        return {"self-attention": AttentionStack("self-attention", run.attentions, run.tokens, run.tokens, run.causal)}
+        return {"self-attention": _stack("self-attention", run.attentions, encoder, encoder, run.causal)}
     return {
-        "encoder": AttentionStack("encoder", run.attentions, run.tokens, run.tokens, False),
-        "decoder": AttentionStack("decoder", run.decoder_attentions, run.decoder_tokens, run.decoder_tokens, True),
-        "cross": AttentionStack("cross", run.cross_attentions, run.decoder_tokens, run.tokens, False),
+        "encoder": _stack("encoder", run.attentions, encoder, encoder, False),
+        "decoder": _stack("decoder", run.decoder_attentions, decoder, decoder, True),
+        "cross": _stack("cross", run.cross_attentions, decoder, encoder, False),
     }
+
+
+def _stack(name: str, attentions: np.ndarray, queries: tuple[list[str], list[str]],
+           keys: tuple[list[str], list[str]], causal: bool) -> AttentionStack:
+    """queries, keys: (tokens, labels)."""
+    return AttentionStack(name, attentions, queries[0], keys[0], causal, queries[1], keys[1])
 
 
 def layers_to_array(attentions: tuple[torch.Tensor, ...]) -> np.ndarray:
@@ -140,6 +152,11 @@ def _segments(encoding) -> np.ndarray:
     return np.array([-1 if s is None else s for s in ids], dtype=np.int8)
 
 
+def decoder_target(text: str, text_pair: str | None) -> str:
+    """What an encoder-decoder's decoder reads (teacher-forced): sentence B, else the text itself."""
+    return text_pair if text_pair and text_pair.strip() else text
+
+
 def _decoder_inputs(loaded: LoadedModel, target: str) -> torch.Tensor:
     labels = loaded.tokenizer(text_target=target, truncation=True, max_length=loaded.max_tokens,
                               return_tensors="pt")["input_ids"]
@@ -160,11 +177,12 @@ def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None, 
     if "token_type_ids" in encoding and loaded.kind == "encoder":
         inputs["token_type_ids"] = encoding["token_type_ids"]
     tokenizer = loaded.tokenizer
-    decoder_tokens = None
+    decoder_tokens = decoder_labels = None
     if loaded.kind == "encoder-decoder":
-        target = text_pair if text_pair and text_pair.strip() else text
-        inputs["decoder_input_ids"] = _decoder_inputs(loaded, target)
-        decoder_tokens = tokenizer.convert_ids_to_tokens(inputs["decoder_input_ids"][0].tolist())
+        inputs["decoder_input_ids"] = _decoder_inputs(loaded, decoder_target(text, text_pair))
+        decoder_ids = inputs["decoder_input_ids"][0].tolist()
+        decoder_tokens = tokenizer.convert_ids_to_tokens(decoder_ids)
+        decoder_labels = token_labels(tokenizer, decoder_ids, decoder_tokens)
     with torch.inference_mode(), contextlib.ExitStack() as hooks:
         calls = hooks.enter_context(recording()) if with_scores else None
         outputs = loaded.model(**inputs, output_attentions=True, use_cache=False)
@@ -178,15 +196,19 @@ def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None, 
     sizes = {"self-attention": (n, n), "encoder": (n, n), "decoder": (m, m), "cross": (m, n)}
     for name, layers in named.items():
         check_token_by_token(loaded, name, layers, *sizes[name])
+    ids = encoding["input_ids"][0].tolist()
+    tokens = tokenizer.convert_ids_to_tokens(ids)
     return AttentionRun(
         model_spec=loaded.spec,
-        tokens=tokenizer.convert_ids_to_tokens(encoding["input_ids"][0].tolist()),
+        tokens=tokens,
         attentions=layers_to_array(named["encoder"] if seq2seq else named["self-attention"]),
         causal=loaded.kind == "decoder",
         segment_ids=_segments(encoding),
         special_mask=encoding["special_tokens_mask"][0].numpy().astype(bool),
         n_input_tokens=full_length,
+        labels=token_labels(tokenizer, ids, tokens),
         decoder_tokens=decoder_tokens,
+        decoder_labels=decoder_labels,
         decoder_attentions=layers_to_array(named["decoder"]) if seq2seq else None,
         cross_attentions=layers_to_array(named["cross"]) if seq2seq else None,
         score_stacks=capture_scores(calls, named) if with_scores else None,

@@ -58,7 +58,7 @@ def self_attention_mask(additive: torch.Tensor):
 
 @dataclass(frozen=True)
 class Prediction:
-    token: str  # as the tokenizer writes it
+    token: str  # as the fill-mask pipeline's token_str: tokenizer.decode([token_id])
     token_id: int
     probability: float
 
@@ -103,8 +103,7 @@ def _per_layer_cosine(dense: tuple[torch.Tensor, ...], sparse: tuple[torch.Tenso
 
 def _top_k(loaded: LoadedModel, logits: torch.Tensor, k: int) -> tuple[Prediction, ...]:
     probabilities, ids = torch.softmax(logits, dim=-1).topk(k)
-    tokens = loaded.tokenizer.convert_ids_to_tokens(ids.tolist())
-    return tuple(Prediction(t, int(i), float(p)) for t, i, p in zip(tokens, ids, probabilities))
+    return tuple(Prediction(loaded.tokenizer.decode([i]), i, p) for i, p in zip(ids.tolist(), probabilities.tolist()))
 
 
 def _mask_predictions(loaded: LoadedModel, input_ids: torch.Tensor, dense, sparse, k: int):
