@@ -257,6 +257,9 @@ def test_the_training_log_comes_from_the_latest_readable_trainer_state(tiny_seri
     assert read_training_log(find_checkpoints(folder)).steps.tolist() == [10]
     (folder / "checkpoint-10" / "trainer_state.json").unlink()
     assert read_training_log(find_checkpoints(folder)) is None
+    outside = tiny_series / "checkpoint-1000" / "trainer_state.json"  # a log whose losses would be shown
+    (folder / "checkpoint-10" / "trainer_state.json").symlink_to(outside)
+    assert read_training_log(find_checkpoints(folder)) is None  # only files inside a checkpoint are read
 
 
 # --- the demo series ---

@@ -29,6 +29,11 @@ def _inside(path: Path, root: Path) -> bool:
     return path.resolve().is_relative_to(root)
 
 
+def reads_inside(path: Path, folder: Path) -> bool:
+    """Does reading `path` (a file of `folder`, perhaps a symlink) stay inside the folder?"""
+    return _inside(path, reading_root(folder))
+
+
 def _links_out(folder: Path, root: Path, recursive: bool) -> list[str]:
     """Symlinks in `folder` and below that resolve outside `root`; only its own files if not `recursive`."""
     found = []

@@ -260,17 +260,24 @@ def _vocabulary_notice(tokenizer: PreTrainedTokenizerBase, config: PretrainedCon
     return None
 
 
-def _missing_head(model: PreTrainedModel, missing: set[str], spec: str) -> list[str]:
-    """The missing weights of the output head (randomly initialised by transformers); a ModelLoadError
-    when weights of the model body, whose attention the app shows, are missing."""
+def _first_names(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
+def _weights_notice(model: PreTrainedModel, missing: set[str], spec: str) -> str | None:
+    """The notice for an output head the weights lack (transformers initialised it at random), or
+    None; a ModelLoadError when weights of the model body, whose attention the app shows, are missing."""
     prefix = model.base_model_prefix + "."
     has_head = model.base_model is not model
     body = sorted(key for key in missing if not has_head or key.startswith(prefix))
     if body:
-        raise ModelLoadError(f"'{spec}''s weights don't cover the model: {len(body)} of its weights are missing "
-                             f"({', '.join(body[:3])}{', ...' if len(body) > 3 else ''}), so its attention would come "
-                             "from random numbers. Is the weights file complete, and of this architecture?")
-    return sorted(missing)
+        raise ModelLoadError(f"The weights of '{spec}' don't cover the model: {len(body)} of its weights are missing "
+                             f"({_first_names(body)}), so its attention would come from random numbers. Is the "
+                             "weights file complete, and of this architecture?")
+    if not missing:
+        return None
+    return (f"The weights have no output head ({_first_names(sorted(missing))}), so this model makes no predictions "
+            "here; its attention is complete.")
 
 
 def _max_tokens(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> int:
@@ -330,18 +337,15 @@ def load_model(spec: str, settings: Settings | None = None) -> LoadedModel:
             **where,
         )
     model.eval()
-    head = _missing_head(model, loading_info["missing_keys"], spec)
-    notices = [_vocabulary_notice(tokenizer, config)]
-    if head:
-        notices.append(f"The weights have no output head ({', '.join(head[:3])}{', ...' if len(head) > 3 else ''}), "
-                       "so this model makes no predictions here; its attention is complete.")
+    headless = _weights_notice(model, loading_info["missing_keys"], spec)
+    notices = tuple(n for n in (headless, _vocabulary_notice(tokenizer, config)) if n)
     return LoadedModel(
         spec=spec,
         source=source.path_or_id,
         model=model,
         tokenizer=tokenizer,
         kind=kind,
-        has_mlm_head=has_mlm_head and not head,
+        has_mlm_head=has_mlm_head and headless is None,
         max_tokens=_max_tokens(config, tokenizer),
-        notices=tuple(n for n in notices if n),
+        notices=notices,
     )
