@@ -28,9 +28,10 @@ def cached_matching(spec_a: str, spec_b: str, text: str, text_b: str) -> HeadMat
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def cached_series(folder: str, signature: tuple, text: str, text_b: str) -> SeriesStatistics:
-    """`signature` (the checkpoints' steps and times) makes a retrained series recompute."""
+def cached_series(folder: str, signature: tuple, text: str, text_b: str) -> tuple[SeriesStatistics, list[str]]:
+    """(the statistics, why checkpoints were left out). `signature` (the checkpoints' steps and
+    times) makes a retrained series recompute."""
     settings = settings_from_env()
     checkpoints, _ = series_checkpoints(folder, settings)
-    runs = run_series(checkpoints, text, text_b or None, settings)
-    return series_statistics(runs, [c.step for c in checkpoints])
+    ran = run_series(checkpoints, text, text_b or None, settings)
+    return series_statistics(ran.runs, ran.steps), ran.left_out

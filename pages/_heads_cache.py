@@ -37,7 +37,7 @@ def cached_lens(spec: str, text: str, text_b: str, stack_name: str, words: bool,
     run, stack = cached_run(spec, text, text_b), _stack(spec, text, text_b, stack_name)
     spans = stack_word_spans(cached_model(spec), run, stack_name, text, text_b or None) if words else (None, None)
     segments = run.segment_ids if stack_name == "self-attention" else None
-    return matrix_view(stack.query_tokens, stack.key_tokens, *spans, segments, block)
+    return matrix_view(stack.query_labels, stack.key_labels, *spans, segments, block)
 
 
 # resource caches for what is shared read-only (bytes, read-only arrays): cache_data would
@@ -75,7 +75,7 @@ def cached_bertviz(spec: str, text: str, text_b: str, view: str, words: bool, ma
     if view == NEURON_VIEW:
         queries, keys = cached_neuron_vectors(spec, text, text_b)
         lens = cached_lens(spec, text, text_b, "self-attention", False, "all")
-        entries = self_attention_entries(run.attentions, run.tokens, lens.sentence_b_start, limits, queries, keys)
+        entries = self_attention_entries(run.attentions, run.labels, lens.sentence_b_start, limits, queries, keys)
         return neuron_view_html(entries, run.causal, layer, head, limits, zoom)
     if run.decoder_tokens is not None:
         lenses = {name: cached_lens(spec, text, text_b, name, words, "all") for name in ("encoder", "decoder", "cross")}

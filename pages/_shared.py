@@ -179,10 +179,13 @@ def current_model() -> LoadedModel | None:
     spec = current_spec()
     try:
         with st.spinner(f"Loading {spec}…"):
-            return cached_model(spec)
+            loaded = cached_model(spec)
     except ModelLoadError as error:
         st.error(str(error))
         return None
+    for notice in loaded.notices:  # what the load left out or found odd
+        st.warning(notice)
+    return loaded
 
 
 def current_run() -> tuple[LoadedModel, AttentionRun] | None:

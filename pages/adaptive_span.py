@@ -148,10 +148,10 @@ def applied_section(z: int, ramp: int) -> None:
     stem = file_stem("span", current_spec(), f"L{layer}", f"H{head}", f"z{z}", f"R{ramp}")
     left, right = st.columns(2)
     with left:
-        show_figure(attention_heatmap(before, run.tokens, run.tokens, f"Before: layer {layer}, head {head}",
+        show_figure(attention_heatmap(before, run.labels, run.labels, f"Before: layer {layer}, head {head}",
                                       causal=run.causal, zmax=top), f"{stem}_before")
     with right:
-        show_figure(span_heatmap(effect.after, effect.mask, run.tokens,
+        show_figure(span_heatmap(effect.after, effect.mask, run.labels,
                                  f"After the span mask (z = {z}, R = {ramp})", run.causal, top), f"{stem}_after")
     st.caption("Grey cells on the right: keys the span cuts off (mask 0)" +
                (", and the future a causal model never sees." if run.causal else "."))
@@ -160,7 +160,7 @@ def applied_section(z: int, ramp: int) -> None:
                       help="share of the query-key cells this head may see whose mask is 0")
     columns[1].metric("Mass removed, mean over queries", f"{effect.removed.mean():.1%}")
     columns[2].metric("Mass removed, worst query", f"{effect.removed.max():.1%}")
-    show_figure(removed_mass_figure(effect.removed, run.tokens, "Attention mass each query loses to the mask "
+    show_figure(removed_mass_figure(effect.removed, run.labels, "Attention mass each query loses to the mask "
                                                                  "(before renormalising)"), f"{stem}_removed")
 
 

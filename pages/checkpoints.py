@@ -261,7 +261,7 @@ def attention_views(label: str, run: AttentionRun, grid: ThumbnailGrid, focus: t
                 key=key, on_select=safe_callback(_focus_clicked_head, key), selection_mode="points")
     layer, head = focus
     title = f"{label}: layer {layer}, head {head}"
-    show_figure(attention_heatmap(run.attentions[layer, head], run.tokens, run.tokens, title, zmax=zmax),
+    show_figure(attention_heatmap(run.attentions[layer, head], run.labels, run.labels, title, zmax=zmax),
                 f"{name}_L{layer}_H{head}")
 
 

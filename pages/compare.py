@@ -140,6 +140,8 @@ def load_pair(spec_a: str, spec_b: str, text: str, text_b: str) -> tuple[LoadedM
         except ModelLoadError as error:
             st.error(f"Model {name}: {error}")
             return None
+        for notice in loaded[-1].notices:
+            st.warning(f"Model {name}: {notice}")
     try:
         with st.spinner("Running both models…"):
             aligned = cached_alignment(spec_a, spec_b, text, text_b)
@@ -259,10 +261,12 @@ def series_view(folder: str, checkpoints: list[Checkpoint]) -> None:
         return
     try:
         with st.spinner(f"Running {len(checkpoints)} checkpoints…"):
-            series = cached_series(folder, _signature(checkpoints), text, text_b)
-    except (SeriesError, ModelLoadError, RunError) as error:
+            series, left_out = cached_series(folder, _signature(checkpoints), text, text_b)
+    except (SeriesError, RunError) as error:
         st.error(str(error))
         return
+    if left_out:
+        st.warning("Left out of the series on this text: " + " ".join(left_out))
     metric = METRIC_BY_KEY[metric_ui(series)]
     baseline = series.uniform_entropy if metric.key == "entropy" else None
     name = short_name(folder)

@@ -161,7 +161,7 @@ def live_section() -> None:
                "had independent N(0, 1) components.")
     view = neuron_view(stack, layer, head, query)
     where = f"layer {layer}, head {head} ({name})"
-    show_figure(neuron_figure(view, names.key_tokens, names.query_tokens[query], query, where),
+    show_figure(neuron_figure(view, names.key_labels, names.query_labels[query], query, where),
                 f"neuron_{loaded.spec}_{name}_L{layer}_H{head}_q{query}")
     st.caption("Red components are positive, blue negative; grey bars are keys the mask hides from this query.")
 

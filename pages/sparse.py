@@ -231,11 +231,11 @@ def live_view(patterns: HeadPatterns) -> None:
         enforced = cached_enforced(spec, text, text_b, patterns, run.n, run.num_heads)
     left, right = st.columns(2)
     with left:
-        show_figure(overlay_figure(run.attentions[layer, head], masks[head], run.tokens,
+        show_figure(overlay_figure(run.attentions[layer, head], masks[head], run.labels,
                                    f"Dense: layer {layer}, head {head}, outside the pattern greyed", run.causal),
                     f"sparse_dense_L{layer}_H{head}")
     with right:
-        show_figure(overlay_figure(enforced.attentions[layer, head], masks[head], run.tokens,
+        show_figure(overlay_figure(enforced.attentions[layer, head], masks[head], run.labels,
                                    f"Enforced: layer {layer}, head {head}", run.causal),
                     f"sparse_enforced_L{layer}_H{head}")
     st.caption("Enforced: the pattern is added to the scores before softmax (−∞ outside), in every self-attention "

@@ -7,6 +7,7 @@ from scipy.spatial.distance import jensenshannon
 from models import load_model, run_attention
 from models.compare.alignment import AlignmentError, align_runs, align_words, text_words
 from models.compare.divergence import head_divergence, js_divergence, match_heads, pairwise_head_divergence
+from tests.tiny_models import save_tiny_gemma_style
 from viz.compare import (
     difference_heatmap,
     divergence_heatmap,
@@ -138,6 +139,18 @@ def test_wordpiece_and_byte_level_bpe_are_aligned_by_words(tiny):
     roberta, tokens = runs["roberta"].attentions, runs["roberta"].tokens
     cafe = slice(tokens.index("Ġca"), tokens.index("Ġca") + 4)
     np.testing.assert_allclose(aligned.b[..., 0, 7], roberta[..., 0, cafe].sum(axis=-1), atol=1e-6)
+
+
+def test_a_tokenizer_with_degenerate_word_ids_is_aligned_by_its_real_words(tiny, tmp_path):
+    gemma_style = load_model(str(save_tiny_gemma_style(tmp_path / "gemma-style")))
+    text = "I love my cats"
+    runs = [run_attention(loaded, text) for loaded in (gemma_style, tiny["bert"])]
+    aligned = align_runs(gemma_style, runs[0], tiny["bert"], runs[1], text)
+    assert aligned.labels == ["I", "love", "my", "cats"]  # not one word "I love my cats"
+    assert "joins" not in aligned.notice and aligned.a.shape[-1] == 4
+    gemma = runs[0].attentions[..., 1:, 1:]  # without <bos>; "cats" is ▁cat s
+    query_i = gemma[..., 0, :]
+    np.testing.assert_allclose(aligned.a[..., 0, 3], query_i[..., 3:].sum(axis=-1) / query_i.sum(axis=-1), atol=1e-6)
 
 
 def test_different_special_tokens_are_left_out_and_rows_renormalised(tiny):

@@ -1,6 +1,7 @@
 """models.mlm: fill-mask against the transformers pipeline, checkpoint series (good, empty,
 corrupt, hub ids offline), one model in memory at a time, the training log, trajectories,
 and the demo series' story."""
+import json
 import os
 import random
 import subprocess
@@ -15,7 +16,7 @@ import torch
 import transformers as tf
 from transformers import pipeline
 
-from models import load_model
+from models import RunError, load_model
 from models.checkpoints import series as checkpoint_series
 from models.checkpoints.demo_corpus import FACTS, sentences
 from models.checkpoints.discovery import Checkpoint, SeriesError, find_checkpoints, hub_checkpoints, multiberts_ids
@@ -23,6 +24,7 @@ from models.checkpoints.series import all_candidates, fill_series, final_top, tr
 from models.checkpoints.trainer import STAGING
 from models.checkpoints.training_log import read_training_log
 from models.core.predictions import Candidate, FillMaskError, NoMaskError, fill_mask, top_candidates
+from models.core.settings import Settings
 from tests.helpers import ROOT
 from tests.tiny_models import bert_tokenizer, save_tiny_mlm_series, tiny_config
 
@@ -180,6 +182,19 @@ def test_a_series_fills_every_checkpoint_and_reports_the_broken_ones(tmp_path):
                                                                  pipeline_result(reference, QUESTION, 4)[0]]
 
 
+def test_a_checkpoint_that_fails_on_a_server_is_one_problem_and_a_long_text_one_error(tmp_path):
+    folder = save_tiny_mlm_series(tmp_path, steps=(10, 20, 30))
+    for step, changes in ((10, {"attn_implementation": "flash_attention_2"}), (20, {"hidden_size": 30})):
+        config = folder / f"checkpoint-{step}" / "config.json"
+        config.write_text(json.dumps({**json.loads(config.read_text()), **changes}))
+    server = Settings(allowed_folders=(tmp_path,), max_text_chars=40)
+    fills = fill_series(find_checkpoints(folder), QUESTION, settings=server)
+    assert [f.result is not None for f in fills] == [True, False, True]  # the app's attention, whatever the config
+    assert "counting its parameters failed with ValueError" in fills[1].problem
+    with pytest.raises(RunError, match="runs at most 40"):  # the text's problem, said once for the series
+        fill_series(find_checkpoints(folder), QUESTION + " " * 40, settings=server)
+
+
 def test_a_series_refuses_a_text_without_a_mask_once(tiny_series):
     with pytest.raises(NoMaskError):
         fill_series(find_checkpoints(tiny_series), "The capital of Italy is Rome.")
@@ -232,6 +247,9 @@ def test_the_training_log_comes_from_the_latest_readable_trainer_state(tiny_seri
     assert read_training_log(find_checkpoints(folder)).steps.tolist() == [10]
     (folder / "checkpoint-10" / "trainer_state.json").unlink()
     assert read_training_log(find_checkpoints(folder)) is None
+    outside = tiny_series / "checkpoint-1000" / "trainer_state.json"  # a log whose losses would be shown
+    (folder / "checkpoint-10" / "trainer_state.json").symlink_to(outside)
+    assert read_training_log(find_checkpoints(folder)) is None  # only files inside a checkpoint are read
 
 
 # --- the demo series ---

@@ -7,10 +7,12 @@ import torch
 import transformers as tf
 
 from models import RunError, attention_stacks, load_model, run_attention
+from models.analysis.neuron import neuron_vectors
 from models.core.attention_fn import extra_mask, recording
 from models.core.predictions import fill_mask
 from models.sparse.enforce import enforced_run
 from models.sparse.patterns import build_pattern
+from tests.tiny_models import LONGFORMER_TEXT, save_tiny_longformer
 
 TEXT, PAIR = "The animal didn't cross the street because it was too tired.", "It was late."
 
@@ -205,3 +207,31 @@ def test_query_heads_sharing_a_key_value_head_see_the_same_keys(tiny_models):
             assert torch.equal(keys[head], keys[other]) == (loaded.kv_group(head) == loaded.kv_group(other))
     bert = load_model(str(tiny_models["bert"]))  # no grouped-query attention: one key head per query head
     assert bert.num_key_value_heads == 4 and [bert.kv_group(head) for head in range(4)] == [0, 1, 2, 3]
+# --- attention that isn't token × token is never drawn under the tokens ---
+
+LOCAL_WINDOW = ("This model family (longformer) returns its attention relative to a local window (self-attention: "
+                "12 × 5 for 12 × 12 tokens), not token × token; it isn't supported on this page.")
+
+
+@pytest.fixture(scope="module")
+def longformer(tmp_path_factory):
+    return load_model(str(save_tiny_longformer(tmp_path_factory.mktemp("longformer"))))
+
+
+def test_a_longformer_band_is_refused_not_drawn_under_the_tokens(longformer):
+    encoded = longformer.tokenizer(LONGFORMER_TEXT, return_tensors="pt")
+    assert encoded["input_ids"].shape[1] == 12
+    with torch.no_grad():  # the reference: what the model returns for 12 tokens
+        band = longformer.model(**encoded, output_attentions=True).attentions
+    assert tuple(band[0].shape) == (1, 4, 12, 5)
+    for scores in (False, True):
+        with pytest.raises(RunError) as refused:
+            run_attention(longformer, LONGFORMER_TEXT, with_scores=scores)
+        assert str(refused.value) == LOCAL_WINDOW
+
+
+def test_every_reader_of_the_attentions_checks_their_shape(longformer):
+    with pytest.raises(RunError, match="relative to a local window"):
+        enforced_run(longformer, LONGFORMER_TEXT, None, np.ones((1, 12, 12), bool))
+    with pytest.raises(RunError, match="relative to a local window"):
+        neuron_vectors(longformer, LONGFORMER_TEXT, None)

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import ModelLoadError, RunError, load_model, run_attention
+from models import RunError, load_model, run_attention
 from models.analysis.head_stats import head_statistics
 from models.checkpoints.discovery import SeriesError
 from models.compare.divergence import head_divergence
@@ -27,7 +27,7 @@ def fake_run(attentions: np.ndarray, tokens: list[str]) -> AttentionRun:
     n = len(tokens)
     special = np.array([t in ("[CLS]", "[SEP]") for t in tokens])
     return AttentionRun("fake", tokens, attentions.astype(np.float32), False, np.where(special, -1, 0).astype(np.int8),
-                        special, n)
+                        special, n, tokens)
 
 
 def test_checkpoints_are_ordered_by_step_and_incomplete_ones_left_out(tmp_path):
@@ -61,10 +61,26 @@ def test_a_server_lists_and_loads_series_only_in_its_allowed_folders(tmp_path, s
     with pytest.raises(SeriesError, match="doesn't read checkpoint series from"):
         series_checkpoints(series_folder, elsewhere)
     checkpoints, _ = series_checkpoints(series_folder, Settings(allowed_folders=(series_folder,)))
-    with pytest.raises(ModelLoadError, match="doesn't load models from"):
+    with pytest.raises(SeriesError, match="doesn't load models from"):
         run_series(checkpoints, TEXT, settings=elsewhere)
     with pytest.raises(RunError, match="runs at most 10"):
         run_series(checkpoints, TEXT, settings=Settings(allowed_folders=None, max_text_chars=10))
+
+
+def test_a_checkpoint_that_fails_to_load_is_left_out_and_the_others_run(tmp_path):
+    folder = save_tiny_series(tmp_path, steps=(10, 20, 30))
+    weights = folder / "checkpoint-20" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # passes discovery, fails to load
+    checkpoints, problems = series_checkpoints(folder)
+    assert len(checkpoints) == 3 and not problems
+    ran = run_series(checkpoints, TEXT)
+    assert ran.steps == [10, 30] and len(ran.runs) == 2
+    assert len(ran.left_out) == 1 and ran.left_out[0].startswith("step 20: Couldn't load the model")
+    weights.unlink()
+    (folder / "checkpoint-30" / "config.json").write_text('{"model_type": "bert", "hidden_size": 30}')
+    with pytest.raises(SeriesError, match="1 of the series' 3 checkpoints ran on this text; a series needs at "
+                                          "least two. step 20: .* step 30: Couldn't load"):
+        run_series(checkpoints, TEXT)
 
 
 def test_statistics_and_divergence_on_hand_made_runs():
@@ -95,8 +111,9 @@ def test_runs_of_another_tokenizer_are_not_a_series():
 def test_a_saved_series_is_run_checkpoint_by_checkpoint(series_folder):
     checkpoints, problems = series_checkpoints(series_folder)
     assert [c.step for c in checkpoints] == list(SERIES_STEPS) and not problems
-    runs = run_series(checkpoints, TEXT)
-    series = series_statistics(runs, list(SERIES_STEPS))
+    ran = run_series(checkpoints, TEXT)
+    assert ran.steps == list(SERIES_STEPS) and not ran.left_out
+    series = series_statistics(ran.runs, ran.steps)
     # reference: each checkpoint loaded and run on its own
     first = run_attention(load_model(str(series_folder / "checkpoint-10")), TEXT)
     final = run_attention(load_model(str(series_folder / "checkpoint-1000")), TEXT)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 import transformers as tf
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from models.checkpoints.demo_corpus import sentences
 from models.checkpoints.trainer import word_tokenizer
@@ -42,6 +42,21 @@ def roberta_tokenizer() -> tf.PreTrainedTokenizerFast:
     return tf.RobertaTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>",
                                    sep_token="</s>", cls_token="<s>", pad_token="<pad>",
                                    unk_token="<unk>", mask_token="<mask>")
+
+
+def gemma_style_tokenizer() -> tf.PreTrainedTokenizerFast:
+    """SentencePiece as Gemma's tokenizer.json has it: a Unigram model whose normalizer prepends "▁"
+    and turns spaces into "▁", no pre-tokenizer (so every piece of a sentence is word 0), <bos> first."""
+    pieces = ["▁I", "▁love", "▁my", "▁cat", "▁the", "▁", "s", "c", "a", "t", "I", "l", "o", "v", "e", "m", "y", "h"]
+    vocab = [(t, 0.0) for t in ("<pad>", "<eos>", "<bos>", "<unk>")] + [(p, -1.0) for p in pieces]  # fewest pieces win
+    tokenizer = Tokenizer(models.Unigram(vocab, unk_id=3))
+    tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tokenizer.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A $B",
+                                                             special_tokens=[("<bos>", 2)])
+    tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                           decoders.Strip(" ", 1, 0)])
+    return tf.PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<bos>", eos_token="<eos>",
+                                      pad_token="<pad>", unk_token="<unk>")
 
 
 def bert_tokenizer() -> tf.PreTrainedTokenizerFast:
@@ -92,6 +107,18 @@ def save_tiny(kind: str, folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     MODEL_CLASSES[kind](tiny_config(kind)).save_pretrained(folder)
     TOKENIZERS[kind]().save_pretrained(folder)
+    return folder
+
+
+def save_tiny_gemma_style(folder: Path) -> Path:
+    """A tiny Gemma 2 decoder with gemma_style_tokenizer (no pre-tokenizer: degenerate word ids)."""
+    tokenizer = gemma_style_tokenizer()
+    config = tf.Gemma2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, head_dim=8, pad_token_id=0,
+                             bos_token_id=2, eos_token_id=1, architectures=["Gemma2ForCausalLM"])
+    torch.manual_seed(0)
+    tf.Gemma2ForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     return folder
 
 
@@ -191,3 +218,18 @@ def write_llama_gguf(folder: Path, path: Path, architecture: str = "llama",
     writer.write_tensors_to_file()
     writer.close()
     return path
+LONGFORMER_TEXT = "The capital of Italy is Rome, hello world!"  # 12 tokens for the tiny RoBERTa tokenizer
+
+
+def save_tiny_longformer(folder: Path) -> Path:
+    """A Longformer (attention window 4): its attentions are [batch, heads, n, window + 1], each query's
+    weights over its local band, not token × token."""
+    h, n_layers, n_heads, ffn = SMALL["hidden"], SMALL["layers"], SMALL["heads"], SMALL["ffn"]
+    config = tf.LongformerConfig(attention_window=4, vocab_size=400, hidden_size=h, num_hidden_layers=n_layers,
+                                 num_attention_heads=n_heads, intermediate_size=ffn, max_position_embeddings=64,
+                                 pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                                 architectures=["LongformerForMaskedLM"])
+    torch.manual_seed(0)
+    tf.LongformerForMaskedLM(config).save_pretrained(folder)
+    roberta_tokenizer().save_pretrained(folder)
+    return folder

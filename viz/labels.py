@@ -20,7 +20,10 @@ def _visible(char: str) -> str:
 
 
 def display_token(token: str) -> str:
-    """A token as a reader should see it: markers decoded, control characters made visible."""
+    """A token as a reader should see it: markers decoded, control characters made visible.
+
+    Give it the labels models make (AttentionRun.labels, WordSpans.words: decoded by the
+    tokenizer), not the pieces as written: a byte-level piece ("Ã¡") only the tokenizer can decode."""
     text = token.translate(_MARKERS).strip() or token
     if text.isprintable():  # no control or format character in it: the usual case, checked in C
         return text

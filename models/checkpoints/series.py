@@ -12,7 +12,8 @@ import numpy as np
 
 from models.checkpoints.discovery import Checkpoint
 from models.core.loading import ModelLoadError, load_model
-from models.core.predictions import Candidate, FillMask, FillMaskError, NoMaskError, fill_mask
+from models.core.predictions import Candidate, FillMask, NoMaskError, fill_mask
+from models.core.run import RunError, check_text
 from models.core.settings import Settings
 
 
@@ -25,18 +26,18 @@ class CheckpointFill:
 
 def fill_checkpoint(checkpoint: Checkpoint, text: str, top_k: int = 5,
                     settings: Settings | None = None) -> CheckpointFill:
-    """Load one checkpoint, fill the masks, let the model go. A text without a mask raises
-    NoMaskError (it concerns the whole series); anything else wrong with this checkpoint
-    becomes its `problem`."""
+    """Load one checkpoint, fill the masks, let the model go. What concerns the whole series
+    raises: a text without a mask (NoMaskError), an empty or too long text (RunError); anything
+    wrong with this checkpoint becomes its `problem`."""
+    max_chars = settings.max_text_chars if settings else None
+    check_text(text, max_chars=max_chars)
     if checkpoint.problem:
         return CheckpointFill(checkpoint, None, checkpoint.problem)
     try:
-        loaded = load_model(checkpoint.spec, settings)
-        return CheckpointFill(checkpoint, fill_mask(loaded, text, top_k,
-                                                    settings.max_text_chars if settings else None))
+        return CheckpointFill(checkpoint, fill_mask(load_model(checkpoint.spec, settings), text, top_k, max_chars))
     except NoMaskError:
         raise
-    except (ModelLoadError, FillMaskError) as error:
+    except (ModelLoadError, RunError) as error:
         return CheckpointFill(checkpoint, None, str(error))
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from models.checkpoints.discovery import TRAINER_STATE, Checkpoint
+from models.core.folder_files import reads_inside
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,8 @@ def read_training_log(checkpoints: list[Checkpoint]) -> TrainingLog | None:
     whole history up to its step); None when no checkpoint has one."""
     for checkpoint in sorted((c for c in checkpoints if c.step is not None), key=lambda c: -c.step):
         path = Path(checkpoint.spec) / TRAINER_STATE
+        if not reads_inside(path, Path(checkpoint.spec)):  # a symlink out of the checkpoint is not its log
+            continue
         try:
             history = json.loads(path.read_text(encoding="utf-8"))["log_history"]
         except (OSError, ValueError, KeyError, TypeError):

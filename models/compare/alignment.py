@@ -39,7 +39,7 @@ class TextWords:
 class AlignedRuns:
     """A's and B's attention on the same m positions: tokens, or words both runs share."""
 
-    labels: list[str]  # m: the token, or the word as written in the text
+    labels: list[str]  # m: the token as a reader sees it (AttentionRun.labels), or the word as written in the text
     a: np.ndarray  # [La, Ha, m, m] rows sum to 1
     b: np.ndarray  # [Lb, Hb, m, m]
     level: Level
@@ -233,6 +233,6 @@ def align_runs(loaded_a: LoadedModel, run_a: AttentionRun, loaded_b: LoadedModel
     """The two runs' (encoder) self-attention on common positions: tokens when both tokenizers
     wrote the same tokens, else words (raises AlignmentError when the words can't be matched)."""
     if run_a.tokens == run_b.tokens:
-        return AlignedRuns(list(run_a.tokens), run_a.attentions, run_b.attentions, "token", None)
+        return AlignedRuns(list(run_a.labels), run_a.attentions, run_b.attentions, "token", None)
     return align_words(run_a, text_words(loaded_a, run_a, text, text_pair),
                        run_b, text_words(loaded_b, run_b, text, text_pair))

@@ -1,9 +1,9 @@
 """A checkpoint series on one text: every head's statistics across training steps, and how far
 each checkpoint's attention still is from the final one's.
 
-    checkpoints, _ = series_checkpoints("data/demo_series/v1-seed0")   # models.checkpoints.discovery.Checkpoint, by step
-    runs = run_series(checkpoints, "The cat sat on the mat.")
-    series = series_statistics(runs, [c.step for c in checkpoints])
+    checkpoints, _ = series_checkpoints("data/demo_series/v1-seed0")   # discovery.Checkpoint, by step
+    ran = run_series(checkpoints, "The cat sat on the mat.")   # ran.left_out: those that failed, and why
+    series = series_statistics(ran.runs, ran.steps)
     series.values["entropy"]        # [steps, layers, heads]
     series.layer_divergence         # [steps, layers] JSD from the final checkpoint, nats
 """
@@ -15,8 +15,8 @@ import numpy as np
 from models.analysis.head_stats import METRICS, Metric, available_metrics, head_statistics
 from models.checkpoints.discovery import Checkpoint, SeriesError, find_checkpoints
 from models.compare.divergence import head_divergence
-from models.core.loading import load_model
-from models.core.run import AttentionRun, run_attention
+from models.core.loading import ModelLoadError, load_model
+from models.core.run import AttentionRun, RunError, check_text, run_attention
 from models.core.settings import Settings
 
 
@@ -36,11 +36,37 @@ def series_checkpoints(folder: str | Path, settings: Settings | None = None) -> 
     return usable, [c.problem for c in found if c.problem is not None]
 
 
+@dataclass(frozen=True, eq=False)
+class SeriesRuns:
+    checkpoints: list[Checkpoint]  # those that ran on the text, by step
+    runs: list[AttentionRun]  # one per checkpoint above
+    left_out: list[str]  # why the others didn't run, one line each
+
+    @property
+    def steps(self) -> list[int]:
+        return [c.step for c in self.checkpoints]
+
+
 def run_series(checkpoints: list[Checkpoint], text: str, text_pair: str | None = None,
-               settings: Settings | None = None) -> list[AttentionRun]:
-    """Every checkpoint run on the text, one model in memory at a time (within `settings`' limits)."""
+               settings: Settings | None = None) -> SeriesRuns:
+    """Every checkpoint run on the text, one model in memory at a time (within `settings`' limits).
+
+    A checkpoint that can't be loaded or run is left out with the reason; an empty or too long
+    text raises RunError, and fewer than two runs SeriesError.
+    """
     max_chars = settings.max_text_chars if settings is not None else None
-    return [run_attention(load_model(c.spec, settings), text, text_pair, max_chars=max_chars) for c in checkpoints]
+    check_text(text, text_pair, max_chars)
+    ran, runs, left_out = [], [], []
+    for checkpoint in checkpoints:
+        try:
+            runs.append(run_attention(load_model(checkpoint.spec, settings), text, text_pair, max_chars=max_chars))
+            ran.append(checkpoint)
+        except (ModelLoadError, RunError) as error:
+            left_out.append(f"{checkpoint.label}: {error}")
+    if len(runs) < 2:
+        raise SeriesError(f"{len(runs) or 'None'} of the series' {len(checkpoints)} checkpoints ran on this text; "
+                          "a series needs at least two. " + " ".join(left_out))
+    return SeriesRuns(ran, runs, left_out)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 Every failure a user can cause becomes a ModelLoadError with a message meant for the page.
 """
+import contextlib
 import os
 import re
 import socket
@@ -31,6 +32,7 @@ from transformers.models.auto.modeling_auto import (
 )
 
 from models.core import attention_fn, gguf
+from models.core.folder_files import outside_reads
 from models.core.gguf import Progress
 from models.core.settings import Settings
 
@@ -55,7 +57,12 @@ HUB_TIMEOUT_S = 3.0
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 REVISION = re.compile(r"^[\w./-]+$")
 PRETRAINING_HAS_MLM = ("bert", "albert", "megatron-bert")  # not ELECTRA/Funnel: theirs is a discriminator
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer_config.json")
+# files that hold a tokenizer's vocabulary; tokenizer_config.json alone holds only its settings
+VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model",
+                    "sentencepiece.bpe.model", "spm.model", "source.spm", "tekken.json")
+# an embedding is padded past its tokenizer by a few rows (T5: 28); a tokenizer of less than half
+# of it is another model's, or has lost its vocabulary
+MIN_VOCABULARY_SHARE = 0.5
 
 Kind = Literal["encoder", "decoder", "encoder-decoder"]
 
@@ -73,6 +80,7 @@ class LoadedModel:
     kind: Kind
     has_mlm_head: bool
     max_tokens: int  # inputs are truncated to this many tokens
+    notices: tuple[str, ...] = ()  # what the load left out or found odd, for the user to see
 
     @property
     def config(self) -> PretrainedConfig:
@@ -201,6 +209,8 @@ def _resolve(spec: str, settings: Settings | None, progress: Progress | None) ->
                                  "folder (EXPLORER_ALLOWED_FOLDERS).")
         if gguf.is_gguf(spec):
             folder = _converted(spec, folder, settings, progress)
+        elif (problem := outside_reads(folder)) is not None:
+            raise ModelLoadError(problem)
         source = _Source(str(folder), local_only=True)
         return source, _load_config(source)
     repo_id, revision = hub_revision(spec)
@@ -250,14 +260,59 @@ def _kind_and_class(config: PretrainedConfig) -> tuple[Kind, type, bool]:
     return "encoder", AutoModel, False
 
 
-def _tokenizer_source(source: str) -> str:
-    """A Trainer checkpoint may hold no tokenizer; its series folder above it usually does."""
+def _has_vocabulary(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in VOCABULARY_FILES)
+
+
+def _tokenizer_source(source: str, settings: Settings | None) -> str:
+    """A Trainer checkpoint may hold no tokenizer, or only its tokenizer_config.json; its series
+    folder above it usually holds the whole tokenizer."""
     folder = Path(source)
-    if not folder.is_dir() or any((folder / name).exists() for name in TOKENIZER_FILES):
+    if not folder.is_dir() or _has_vocabulary(folder):
         return source
-    if any((folder.parent / name).exists() for name in TOKENIZER_FILES):
-        return str(folder.parent)
-    raise ModelLoadError(f"'{source}' has no tokenizer files (tokenizer.json, vocab.txt, ...), nor has its parent.")
+    if not _has_vocabulary(folder.parent):
+        raise ModelLoadError(f"'{source}' has no tokenizer vocabulary ({', '.join(VOCABULARY_FILES[:3])}, ...), "
+                             "nor has the folder above it: a tokenizer_config.json alone can't tokenize.")
+    if settings is not None and not settings.folder_allowed(folder.parent):
+        raise ModelLoadError(f"'{source}' has no tokenizer of its own, and this server doesn't load the one in the "
+                             f"folder above it ('{folder.parent}'); ask its host to allow that folder.")
+    if (problem := outside_reads(folder.parent, tokenizer_only=True)) is not None:
+        raise ModelLoadError(problem)
+    return str(folder.parent)
+
+
+def _vocabulary_notice(tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> str | None:
+    """What is wrong when the tokenizer's ids don't fit the model's embedding, or None."""
+    rows = getattr(config.get_text_config(), "vocab_size", None)
+    if not isinstance(rows, int):
+        return None
+    if len(tokenizer) > rows:
+        return (f"The tokenizer has {len(tokenizer):,} tokens but the model's embedding only {rows:,} rows: a text "
+                "with the tokens past them can't run. Is this the model's own tokenizer?")
+    if len(tokenizer) < MIN_VOCABULARY_SHARE * rows:
+        return (f"The tokenizer has only {len(tokenizer):,} tokens but the model's embedding {rows:,} rows: it is "
+                "probably not this model's tokenizer, and its tokens may mean other words to the model.")
+    return None
+
+
+def _first_names(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
+def _weights_notice(model: PreTrainedModel, missing: set[str], spec: str) -> str | None:
+    """The notice for an output head the weights lack (transformers initialised it at random), or
+    None; a ModelLoadError when weights of the model body, whose attention the app shows, are missing."""
+    prefix = model.base_model_prefix + "."
+    has_head = model.base_model is not model
+    body = sorted(key for key in missing if not has_head or key.startswith(prefix))
+    if body:
+        raise ModelLoadError(f"The weights of '{spec}' don't cover the model: {len(body)} of its weights are missing "
+                             f"({_first_names(body)}), so its attention would come from random numbers. Is the "
+                             "weights file complete, and of this architecture?")
+    if not missing:
+        return None
+    return (f"The weights have no output head ({_first_names(sorted(missing))}), so this model makes no predictions "
+            "here; its attention is complete.")
 
 
 def _max_tokens(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> int:
@@ -269,8 +324,22 @@ def _max_tokens(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) ->
 
 
 def _parameter_count(auto_class: type, config: PretrainedConfig) -> int:
-    with torch.device("meta"):  # shapes only: no memory, no weights read
-        return sum(p.numel() for p in auto_class.from_config(config).parameters())
+    # shapes only: no memory, no weights read; built with the app's attention, whatever the config asks for
+    with torch.device("meta"):
+        model = auto_class.from_config(config, attn_implementation=attention_fn.IMPLEMENTATION)
+        return sum(p.numel() for p in model.parameters())
+
+
+@contextlib.contextmanager
+def _step(what: str, spec: str):
+    """Turn any exception of transformers or torch during `what` into a ModelLoadError with its cause."""
+    try:
+        yield
+    except ModelLoadError:
+        raise
+    except Exception as error:  # broken or half-written files surface in many exception types
+        raise ModelLoadError(f"Couldn't load the model '{spec}': {what} failed with "
+                             f"{type(error).__name__}: {error}") from error
 
 
 def _check_size(spec: str, config: PretrainedConfig, settings: Settings | None) -> None:
@@ -291,31 +360,33 @@ def load_model(spec: str, settings: Settings | None = None, progress: Progress |
     spec = (spec or "").strip()
     if not spec:
         raise ModelLoadError("No model given: pick one in the sidebar.")
-    source, config = _resolve(spec, settings, progress)
+    with _step("reading its config", spec):
+        source, config = _resolve(spec, settings, progress)
     kind, auto_class, has_mlm_head = _kind_and_class(config)
-    _check_size(spec, config, settings)
+    with _step("counting its parameters", spec):
+        _check_size(spec, config, settings)
     where = dict(revision=source.revision, local_files_only=source.local_only, trust_remote_code=False)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(_tokenizer_source(source.path_or_id), **where)
-        model = auto_class.from_pretrained(
+    with _step("loading its tokenizer", spec):
+        tokenizer = AutoTokenizer.from_pretrained(_tokenizer_source(source.path_or_id, settings), **where)
+    with _step("loading its weights", spec):
+        model, loading_info = auto_class.from_pretrained(
             source.path_or_id,
             config=config,
             attn_implementation=attention_fn.IMPLEMENTATION,
             dtype=torch.float32,
+            output_loading_info=True,  # weights the files lack are random: reported, never silent
             **where,
         )
-    except ModelLoadError:
-        raise
-    except Exception as error:  # broken or half-written weights surface in many exception types
-        raise ModelLoadError(f"Couldn't load the model from '{source.path_or_id}': "
-                             f"{type(error).__name__}: {error}") from error
     model.eval()
+    headless = _weights_notice(model, loading_info["missing_keys"], spec)
+    notices = tuple(n for n in (headless, _vocabulary_notice(tokenizer, config)) if n)
     return LoadedModel(
         spec=spec,
         source=source.path_or_id,
         model=model,
         tokenizer=tokenizer,
         kind=kind,
-        has_mlm_head=has_mlm_head,
+        has_mlm_head=has_mlm_head and headless is None,
         max_tokens=_max_tokens(config, tokenizer),
+        notices=notices,
     )

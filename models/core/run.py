@@ -11,6 +11,7 @@ from transformers import BatchEncoding
 from models.core.attention_fn import recording
 from models.core.loading import LoadedModel
 from models.core.scores import ScoreStack, capture_scores
+from models.core.token_text import token_labels
 
 
 class RunError(ValueError):
@@ -32,7 +33,9 @@ class AttentionRun:
     segment_ids: np.ndarray  # [n] int8: 0 sentence A, 1 sentence B, -1 special token
     special_mask: np.ndarray  # [n] bool: tokens the tokenizer added ([CLS], [SEP], <s>, </s>)
     n_input_tokens: int  # tokens before truncation; > n when the text was cut
+    labels: list[str]  # n tokens as a reader sees them, decoded by the tokenizer ("Ã¡n" -> "án"; core.token_text)
     decoder_tokens: list[str] | None = None  # m tokens fed to the decoder
+    decoder_labels: list[str] | None = None  # m, as `labels`
     decoder_attentions: np.ndarray | None = None  # [layers, heads, m, m] float32, causal
     cross_attentions: np.ndarray | None = None  # [layers, heads, m, n] float32
     score_stacks: dict[str, ScoreStack] | None = None  # with_scores=True: q, k, raw scores per stack
@@ -71,20 +74,29 @@ class AttentionStack:
 
     name: str  # "self-attention", "encoder", "decoder" or "cross"
     attentions: np.ndarray  # [layers, heads, q, k] float32
-    query_tokens: list[str]  # q
+    query_tokens: list[str]  # q, as the tokenizer writes them
     key_tokens: list[str]  # k
     causal: bool
+    query_labels: list[str]  # q, as a reader sees them (AttentionRun.labels)
+    key_labels: list[str]  # k
 
 
 def attention_stacks(run: AttentionRun) -> dict[str, AttentionStack]:
     """The run's stacks by name: one for encoders and decoders, three for encoder-decoders."""
+    encoder, decoder = (run.tokens, run.labels), (run.decoder_tokens, run.decoder_labels)
     if run.decoder_tokens is None:
-        return {"self-attention": AttentionStack("self-attention", run.attentions, run.tokens, run.tokens, run.causal)}
+        return {"self-attention": _stack("self-attention", run.attentions, encoder, encoder, run.causal)}
     return {
-        "encoder": AttentionStack("encoder", run.attentions, run.tokens, run.tokens, False),
-        "decoder": AttentionStack("decoder", run.decoder_attentions, run.decoder_tokens, run.decoder_tokens, True),
-        "cross": AttentionStack("cross", run.cross_attentions, run.decoder_tokens, run.tokens, False),
+        "encoder": _stack("encoder", run.attentions, encoder, encoder, False),
+        "decoder": _stack("decoder", run.decoder_attentions, decoder, decoder, True),
+        "cross": _stack("cross", run.cross_attentions, decoder, encoder, False),
     }
+
+
+def _stack(name: str, attentions: np.ndarray, queries: tuple[list[str], list[str]],
+           keys: tuple[list[str], list[str]], causal: bool) -> AttentionStack:
+    """queries, keys: (tokens, labels)."""
+    return AttentionStack(name, attentions, queries[0], keys[0], causal, queries[1], keys[1])
 
 
 def layers_to_array(attentions: tuple[torch.Tensor, ...]) -> np.ndarray:
@@ -92,14 +104,33 @@ def layers_to_array(attentions: tuple[torch.Tensor, ...]) -> np.ndarray:
     return torch.stack([a[0].float() for a in attentions]).numpy()
 
 
-def encode(loaded: LoadedModel, text: str, text_pair: str | None = None, max_chars: int | None = None):
-    """Tokenize for the model, truncated to loaded.max_tokens. Returns (encoding, untruncated count)."""
+def check_text(text: str, text_pair: str | None = None, max_chars: int | None = None) -> None:
+    """A RunError for a text no model runs: empty, or longer than `max_chars` (a server's cap)."""
     if not text or not text.strip():
         raise RunError("The text is empty: type something to look at.")
     length = len(text) + len(text_pair or "")
     if max_chars is not None and length > max_chars:
         raise RunError(f"The text has {length:,} characters; this server runs at most {max_chars:,}. "
                        "Shorten it: it stays in the box.")
+
+
+def check_token_by_token(loaded: LoadedModel, name: str, layers: tuple[torch.Tensor, ...], queries: int,
+                         keys: int) -> None:
+    """A RunError unless every layer's weights [batch, heads, q, k] are queries × keys, so that rows and
+    columns are the tokens they are drawn under. Longformer, for one, returns each query's weights
+    over its local window [.., n, window + 1]."""
+    for weights in layers:
+        q, k = weights.shape[-2:]
+        if (q, k) != (queries, keys):
+            model_type = loaded.config.model_type
+            window = " relative to a local window" if hasattr(loaded.config, "attention_window") else ""
+            raise RunError(f"This model family ({model_type}) returns its attention{window} ({name}: {q} × {k} "
+                           f"for {queries} × {keys} tokens), not token × token; it isn't supported on this page.")
+
+
+def encode(loaded: LoadedModel, text: str, text_pair: str | None = None, max_chars: int | None = None):
+    """Tokenize for the model, truncated to loaded.max_tokens. Returns (encoding, untruncated count)."""
+    check_text(text, text_pair, max_chars)
     pair = text_pair if text_pair and text_pair.strip() and loaded.kind != "encoder-decoder" else None
     tokenize = functools.partial(loaded.tokenizer, text, pair, return_tensors="pt", return_special_tokens_mask=True)
     encoding = tokenize()
@@ -108,6 +139,10 @@ def encode(loaded: LoadedModel, text: str, text_pair: str | None = None, max_cha
         encoding = tokenize(truncation=True, max_length=loaded.max_tokens)
     if encoding["input_ids"].shape[1] == 0:
         raise RunError("The text gives no tokens for this model.")
+    rows = getattr(loaded.config.get_text_config(), "vocab_size", None)
+    if isinstance(rows, int) and int(encoding["input_ids"].max()) >= rows:  # the embedding would raise IndexError
+        raise RunError(f"The tokenizer gives this text token ids past the model's {rows:,} embedding rows: it isn't "
+                       "the model's own tokenizer.")
     return encoding, full_length
 
 
@@ -143,6 +178,11 @@ def _segments(encoding) -> np.ndarray:
     return np.array([-1 if s is None else s for s in ids], dtype=np.int8)
 
 
+def decoder_target(text: str, text_pair: str | None) -> str:
+    """What an encoder-decoder's decoder reads (teacher-forced): sentence B, else the text itself."""
+    return text_pair if text_pair and text_pair.strip() else text
+
+
 def _decoder_inputs(loaded: LoadedModel, target: str) -> torch.Tensor:
     labels = loaded.tokenizer(text_target=target, truncation=True, max_length=loaded.max_tokens,
                               return_tensors="pt")["input_ids"]
@@ -165,11 +205,12 @@ def run_attention(loaded: LoadedModel, text: str | Sequence[int], text_pair: str
                              else encode_ids(loaded, text))
     inputs = model_inputs(loaded, encoding)
     tokenizer = loaded.tokenizer
-    decoder_tokens = None
+    decoder_tokens = decoder_labels = None
     if loaded.kind == "encoder-decoder":
-        target = text_pair if text_pair and text_pair.strip() else text
-        inputs["decoder_input_ids"] = _decoder_inputs(loaded, target)
-        decoder_tokens = tokenizer.convert_ids_to_tokens(inputs["decoder_input_ids"][0].tolist())
+        inputs["decoder_input_ids"] = _decoder_inputs(loaded, decoder_target(text, text_pair))
+        decoder_ids = inputs["decoder_input_ids"][0].tolist()
+        decoder_tokens = tokenizer.convert_ids_to_tokens(decoder_ids)
+        decoder_labels = token_labels(tokenizer, decoder_ids, decoder_tokens)
     with torch.inference_mode(), contextlib.ExitStack() as hooks:
         calls = hooks.enter_context(recording()) if with_scores else None
         outputs = loaded.model(**inputs, output_attentions=True, use_cache=False)
@@ -179,15 +220,23 @@ def run_attention(loaded: LoadedModel, text: str | Sequence[int], text_pair: str
                        "no attention layers, or doesn't report them.")
     named = ({"encoder": outputs.encoder_attentions, "decoder": outputs.decoder_attentions,
               "cross": outputs.cross_attentions} if seq2seq else {"self-attention": outputs.attentions})
+    n, m = inputs["input_ids"].shape[1], len(decoder_tokens or ())
+    sizes = {"self-attention": (n, n), "encoder": (n, n), "decoder": (m, m), "cross": (m, n)}
+    for name, layers in named.items():
+        check_token_by_token(loaded, name, layers, *sizes[name])
+    ids = encoding["input_ids"][0].tolist()
+    tokens = tokenizer.convert_ids_to_tokens(ids)
     return AttentionRun(
         model_spec=loaded.spec,
-        tokens=tokenizer.convert_ids_to_tokens(encoding["input_ids"][0].tolist()),
+        tokens=tokens,
         attentions=layers_to_array(named["encoder"] if seq2seq else named["self-attention"]),
         causal=loaded.kind == "decoder",
         segment_ids=_segments(encoding),
         special_mask=encoding["special_tokens_mask"][0].numpy().astype(bool),
         n_input_tokens=full_length,
+        labels=token_labels(tokenizer, ids, tokens),
         decoder_tokens=decoder_tokens,
+        decoder_labels=decoder_labels,
         decoder_attentions=layers_to_array(named["decoder"]) if seq2seq else None,
         cross_attentions=layers_to_array(named["cross"]) if seq2seq else None,
         score_stacks=capture_scores(calls, named) if with_scores else None,

@@ -13,7 +13,7 @@ import torch
 from models.core.attention_fn import extra_mask
 from models.core.loading import LoadedModel
 from models.core.predictions import Candidate, top_candidates
-from models.core.run import encode, layers_to_array, model_inputs
+from models.core.run import check_token_by_token, encode, layers_to_array, model_inputs
 
 
 def coverage(attentions: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -80,7 +80,10 @@ def _forward(loaded: LoadedModel, inputs: dict):
     # for encoder-decoder models the pattern concerns the encoder's self-attention only
     model = loaded.model.get_encoder() if loaded.kind == "encoder-decoder" else loaded.model
     with torch.inference_mode():
-        return model(**inputs, output_hidden_states=True, output_attentions=True)
+        outputs = model(**inputs, output_hidden_states=True, output_attentions=True)
+    n = inputs["input_ids"].shape[1]
+    check_token_by_token(loaded, "self-attention", outputs.attentions, n, n)
+    return outputs
 
 
 def _per_layer_cosine(dense: tuple[torch.Tensor, ...], sparse: tuple[torch.Tensor, ...]) -> np.ndarray:

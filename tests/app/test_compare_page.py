@@ -1,5 +1,7 @@
 """The Compare page through AppTest: picking A and B, the side-by-side heads, the divergence
 matrix, head matching, refusals, and the checkpoint series view."""
+import shutil
+
 import numpy as np
 import pytest
 
@@ -149,16 +151,23 @@ def test_a_model_with_one_layer_and_one_head(tmp_path, tiny_models):
 
 
 def test_a_broken_checkpoint_is_left_out_with_a_warning(tmp_path, saved_series):
-    folder = tmp_path / "series"
-    folder.mkdir()
-    for entry in saved_series.iterdir():
-        (folder / entry.name).symlink_to(entry)
+    folder = shutil.copytree(saved_series, tmp_path / "series")  # a model is read only from inside its folder
     (folder / "checkpoint-5").mkdir()
     (folder / "checkpoint-5" / "config.json").write_text("{}")  # a write that never finished
     at = open_app(PAGE, series=str(folder), compare_view="Checkpoint series", text=TEXT)
     _healthy(at)
     assert "Left out of the series: checkpoint-5 has no weights file" in messages(at)
     assert figure(at, "Entropy (nats) of each head")["data"][0]["x"] == [10, 100, 1000]
+
+
+def test_a_checkpoint_that_fails_to_load_is_left_out_and_the_others_shown(tmp_path):
+    folder = save_tiny_series(tmp_path / "series", steps=(10, 20, 30))
+    weights = folder / "checkpoint-20" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # found, but fails to load
+    at = open_app(PAGE, series=str(folder), compare_view="Checkpoint series", text=TEXT)
+    _healthy(at)
+    assert "Left out of the series on this text: step 20: Couldn't load the model" in messages(at)
+    assert figure(at, "Entropy (nats) of each head")["data"][0]["x"] == [10, 30]
 
 
 def test_the_series_view_follows_every_head_over_steps(series):

@@ -8,6 +8,7 @@ from models import run_attention
 from models.analysis.aggregation import mean_over_all, rollout_layers
 from models.analysis.head_stats import head_statistics
 from tests.app.helpers import array, figure, figures, messages, open_app, set_state
+from tests.tiny_models import save_tiny_gemma_style
 
 TEXT, PAIR = "Tokenization is unbelievable, she said.", "It was late."
 
@@ -190,3 +191,21 @@ def test_bad_link_values_fall_back_without_breaking_the_page():
         aggregation="one head", metric="entropy", pair="all", bertviz="off", bertviz_tokens=40, image_format="PNG",
         words=False)
     assert _focused(at)["layout"]["title"]["text"] == "Layer 0, head 0 (self-attention)"
+
+
+def test_byte_level_labels_show_the_texts_characters(tiny_models):
+    gpt2 = dict(model=str(tiny_models["gpt2"]), text="Seán likes 😀 a lot")
+    at = open_app(None, **gpt2, words="true", bertviz="head view")
+    assert not at.error and not at.exception
+    assert _focused(at)["data"][0]["y"] == ["0 Seán", "1 likes", "2 😀", "3 a", "4 lot"]
+    assert "Seán" in _srcdoc(at) and "😀" in _srcdoc(at) and "Ã" not in _srcdoc(at)
+    at = open_app(None, **gpt2)  # tokens: a piece holding part of a character's bytes shows as �
+    labels = _focused(at)["data"][0]["y"]
+    assert labels[:5] == ["0 S", "1 e", "2 �", "3 �", "4 n"] and not any("Ã" in label for label in labels)
+
+
+def test_words_of_a_tokenizer_whose_word_ids_join_the_sentence(tmp_path):
+    folder = save_tiny_gemma_style(tmp_path / "gemma-style")
+    at = open_app(None, model=str(folder), text="I love my cats", words="true")
+    assert not at.error and not at.exception
+    assert _focused(at)["data"][0]["y"] == ["0 &lt;bos&gt;", "1 I", "2 love", "3 my", "4 cats"]  # escaped for plotly

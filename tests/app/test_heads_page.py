@@ -3,6 +3,7 @@ import shutil
 
 import numpy as np
 import pytest
+from safetensors.torch import load_file, save_file
 
 from tests.app.helpers import array, figure, messages, open_app
 from tests.helpers import ODD_TEXTS
@@ -108,3 +109,17 @@ def test_a_failed_load_does_not_poison_the_cache(tiny_models, tmp_path):
     weights.write_bytes(complete)  # the copy finished; the next visit (the cache is per process) tries again
     at = open_app(PAGE, model=str(folder))
     assert not at.error and _focused(at)["data"][0]["type"] == "heatmap"
+
+
+def test_a_load_that_left_out_the_output_head_says_so_and_shows_the_attention(tiny_models, tmp_path):
+    folder = shutil.copytree(tiny_models["bert"], tmp_path / "headless")
+    weights = load_file(folder / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if not k.startswith("cls.")}, folder / "model.safetensors",
+              metadata={"format": "pt"})
+    at = open_app(PAGE, model=str(folder))
+    assert not at.exception and not at.error
+    assert [w.value for w in at.warning] == [
+        "The weights have no output head (cls.predictions.bias, cls.predictions.decoder.bias, "
+        "cls.predictions.transform.LayerNorm.bias, ...), so this model makes no predictions here; its attention "
+        "is complete."]
+    assert _focused(at)["data"][0]["type"] == "heatmap"

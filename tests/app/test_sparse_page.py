@@ -7,6 +7,7 @@ from PIL import Image
 
 from models.sparse.patterns import build_pattern
 from tests.app.helpers import array, figure, figures, messages, open_app, set_state
+from tests.tiny_models import LONGFORMER_TEXT, save_tiny_longformer
 
 PAGE = "pages/sparse.py"
 
@@ -149,6 +150,18 @@ def test_masked_lm_predictions_dense_vs_sparse(tiny_models):
 def test_global_tokens_beyond_the_text_are_explained_on_the_live_model():
     at = open_app(PAGE, view="Live model", pattern="Longformer", **{"global": "0, 200"})
     assert "positions 0 to" in messages(at) and not at.exception
+
+
+def test_a_model_whose_attention_is_not_token_by_token_is_refused_on_the_live_view(tmp_path):
+    folder = save_tiny_longformer(tmp_path / "longformer")
+    at = open_app(PAGE, view="Live model")
+    set_state(at, model=str(folder), text=LONGFORMER_TEXT)
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "This model family (longformer) returns its attention relative to a local window (self-attention: 12 × 5 "
+        "for 12 × 12 tokens), not token × token; it isn't supported on this page."]
+    assert not any(f["layout"].get("title", {}).get("text", "").startswith("Dense") for f in figures(at))
+    assert at.session_state["text"] == LONGFORMER_TEXT
 
 
 def test_cost_is_measured_and_read_honestly():
