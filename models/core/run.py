@@ -117,10 +117,33 @@ def _segments(encoding) -> np.ndarray:
     return np.array([-1 if s is None else s for s in ids], dtype=np.int8)
 
 
-def _decoder_inputs(loaded: LoadedModel, target: str) -> torch.Tensor:
-    labels = loaded.tokenizer(text_target=target, truncation=True, max_length=loaded.max_tokens,
-                              return_tensors="pt")["input_ids"]
-    return loaded.model.prepare_decoder_input_ids_from_labels(labels=labels)
+def decoder_labels(loaded: LoadedModel, target: str) -> torch.Tensor:
+    """[1, m] the tokens an encoder-decoder's decoder should produce for `target`."""
+    return loaded.tokenizer(text_target=target, truncation=True, max_length=loaded.max_tokens,
+                            return_tensors="pt")["input_ids"]
+
+
+def model_inputs(loaded: LoadedModel, encoding, text: str, text_pair: str | None = None) -> dict[str, torch.Tensor]:
+    """The forward pass's inputs for an encoding of `text`: an encoder-decoder's decoder reads `text_pair`
+    (teacher-forced: its labels shifted right), or `text` itself without one."""
+    inputs = {"input_ids": encoding["input_ids"], "attention_mask": encoding["attention_mask"]}
+    if "token_type_ids" in encoding and loaded.kind == "encoder":
+        inputs["token_type_ids"] = encoding["token_type_ids"]
+    if loaded.kind == "encoder-decoder":
+        target = text_pair if text_pair and text_pair.strip() else text
+        inputs["decoder_input_ids"] = loaded.model.prepare_decoder_input_ids_from_labels(
+            labels=decoder_labels(loaded, target))
+    return inputs
+
+
+def named_attentions(loaded: LoadedModel, outputs) -> dict[str, tuple[torch.Tensor, ...]]:
+    """The model's output attentions by stack name, as in attention_stacks (layers of [batch, heads, q, k])."""
+    seq2seq = loaded.kind == "encoder-decoder"
+    if not getattr(outputs, "encoder_attentions" if seq2seq else "attentions", None):
+        raise RunError(f"'{loaded.spec}' gives no attention weights: a {loaded.config.model_type} model has "
+                       "no attention layers, or doesn't report them.")
+    return ({"encoder": outputs.encoder_attentions, "decoder": outputs.decoder_attentions,
+             "cross": outputs.cross_attentions} if seq2seq else {"self-attention": outputs.attentions})
 
 
 def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None, with_scores: bool = False,
@@ -133,24 +156,16 @@ def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None, 
     `max_chars` refuses longer texts with a RunError (a server's cap).
     """
     encoding, full_length = encode(loaded, text, text_pair, max_chars)
-    inputs = {"input_ids": encoding["input_ids"], "attention_mask": encoding["attention_mask"]}
-    if "token_type_ids" in encoding and loaded.kind == "encoder":
-        inputs["token_type_ids"] = encoding["token_type_ids"]
+    inputs = model_inputs(loaded, encoding, text, text_pair)
     tokenizer = loaded.tokenizer
     decoder_tokens = None
     if loaded.kind == "encoder-decoder":
-        target = text_pair if text_pair and text_pair.strip() else text
-        inputs["decoder_input_ids"] = _decoder_inputs(loaded, target)
         decoder_tokens = tokenizer.convert_ids_to_tokens(inputs["decoder_input_ids"][0].tolist())
     with torch.inference_mode(), contextlib.ExitStack() as hooks:
         calls = hooks.enter_context(recording()) if with_scores else None
         outputs = loaded.model(**inputs, output_attentions=True, use_cache=False)
     seq2seq = loaded.kind == "encoder-decoder"
-    if not getattr(outputs, "encoder_attentions" if seq2seq else "attentions", None):
-        raise RunError(f"'{loaded.spec}' gives no attention weights: a {loaded.config.model_type} model has "
-                       "no attention layers, or doesn't report them.")
-    named = ({"encoder": outputs.encoder_attentions, "decoder": outputs.decoder_attentions,
-              "cross": outputs.cross_attentions} if seq2seq else {"self-attention": outputs.attentions})
+    named = named_attentions(loaded, outputs)
     return AttentionRun(
         model_spec=loaded.spec,
         tokens=tokenizer.convert_ids_to_tokens(encoding["input_ids"][0].tolist()),
