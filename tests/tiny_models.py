@@ -93,3 +93,15 @@ def save_tiny_gemma2(folder: Path) -> Path:
     tf.Gemma2ForCausalLM(config).save_pretrained(folder)
     bert_tokenizer().save_pretrained(folder)
     return folder
+
+
+def save_tiny_llama(folder: Path) -> Path:
+    """A Llama decoder (SmolLM2's architecture): rotary positions, grouped-query attention (4 query heads
+    sharing 2 key/value heads), no biases, tied embeddings."""
+    config = tf.LlamaConfig(vocab_size=30522, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                            num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True, pad_token_id=0,
+                            bos_token_id=101, eos_token_id=102, architectures=["LlamaForCausalLM"])
+    torch.manual_seed(0)
+    tf.LlamaForCausalLM(config).save_pretrained(folder)
+    bert_tokenizer().save_pretrained(folder)
+    return folder
