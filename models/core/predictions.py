@@ -1,4 +1,5 @@
-"""What a model predicts: masked-LM fill-mask, with the scores of transformers' pipeline("fill-mask").
+"""What a model predicts: masked-LM fill-mask, with the scores of transformers' pipeline("fill-mask"),
+and a causal LM's next token.
 
     from models import load_model
     from models.core.predictions import fill_mask
@@ -85,4 +86,29 @@ def fill_mask(loaded: LoadedModel, text: str, top_k: int = 5, max_chars: int | N
                               row_probabilities.numpy())
                for position, row_ids, row_values, row_probabilities
                in zip(positions, ids.tolist(), values.tolist(), probabilities)],
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class NextToken:
+    tokens: list[str]  # the model's tokens of the text
+    top: list[Candidate]  # the top_k next tokens, most probable first
+    probabilities: np.ndarray  # [vocab] float32: the whole distribution after the last token
+
+
+def next_token(loaded: LoadedModel, text: str, top_k: int = 5, max_chars: int | None = None) -> NextToken:
+    """The top_k tokens a causal LM predicts after `text` (softmax of the last position's logits)."""
+    if loaded.kind != "decoder":
+        raise RunError(f"'{loaded.spec}' is not a causal language model ({loaded.kind}), so it makes no "
+                       "next-token predictions.")
+    encoding, _ = encode(loaded, text, max_chars=max_chars)
+    with torch.inference_mode():
+        logits = loaded.model(input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"],
+                              use_cache=False).logits[0, -1]  # [vocab]
+    probabilities = logits.float().softmax(dim=-1)
+    values, ids = probabilities.topk(min(top_k, probabilities.shape[-1]))
+    return NextToken(
+        tokens=loaded.tokenizer.convert_ids_to_tokens(encoding["input_ids"][0].tolist()),
+        top=[Candidate(i, loaded.tokenizer.decode([i]), s) for i, s in zip(ids.tolist(), values.tolist())],
+        probabilities=probabilities.numpy(),
     )
