@@ -1,0 +1,74 @@
+"""Facts measured on SmolLM2-135M-Instruct from its GGUF file in float32 (issue 20, items 3 and 5).
+
+The model comes from tests/smollm2_gguf.py until the `gguf` branch's "smollm2" preset lands: then
+load_model("smollm2") replaces it, and its induction score the one computed here.
+"""
+import pytest
+import torch
+
+from models.core.predictions import next_token
+from models.interventions.ablation import ablated
+from models.interventions.compression import pruned_l1, quantized_int8
+from models.interventions.footprint import memory_bytes, zero_share
+from tests.smollm2_gguf import load_smollm2
+
+COPY = 50  # random tokens, repeated once
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    return load_smollm2()
+
+
+def _induction_probe(loaded) -> torch.Tensor:
+    """[1, 1 + 2 x COPY]: BOS, then 50 random token ids in 1000..19999, twice."""
+    tokens = torch.randint(1000, 20000, (1, COPY), generator=torch.Generator().manual_seed(0))
+    return torch.cat([torch.tensor([[loaded.tokenizer.bos_token_id]]), tokens, tokens], dim=1)
+
+
+def _next_token_losses(loaded, ids: torch.Tensor) -> torch.Tensor:
+    """[n - 1] -log p(token i + 1 | tokens <= i)."""
+    with torch.inference_mode():
+        logits = loaded.model(input_ids=ids, use_cache=False).logits[0, :-1]
+    return torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none")
+
+
+def _top_induction_heads(loaded, ids: torch.Tensor, count: int) -> list[tuple[int, int]]:
+    """Olsson et al. 2022: in the second copy, attention to the token after the previous occurrence."""
+    with torch.inference_mode():
+        attentions = torch.stack(loaded.model(input_ids=ids, output_attentions=True, use_cache=False).attentions)
+    queries = torch.arange(1 + COPY, 1 + 2 * COPY)
+    scores = attentions[:, 0, :, queries, queries - COPY + 1].mean(dim=-1)  # [layers, heads]
+    heads = scores.flatten().topk(count).indices
+    return [(int(i) // scores.shape[1], int(i) % scores.shape[1]) for i in heads]
+
+
+def test_switching_off_five_induction_heads_breaks_the_copy_only(smollm2):
+    ids = _induction_probe(smollm2)
+    heads = _top_induction_heads(smollm2, ids, 5)
+    intact = _next_token_losses(smollm2, ids)  # [100]: the first copy's 50 tokens, then the second's
+    with ablated(smollm2, heads):
+        broken = _next_token_losses(smollm2, ids)
+    first, second = slice(0, COPY), slice(COPY, 2 * COPY)
+    assert intact[second].mean() == pytest.approx(2.3, abs=0.3)
+    assert broken[second].mean() >= 8
+    assert abs(broken[first].mean() - intact[first].mean()) < 0.2
+
+
+def _paris(loaded) -> float:
+    prediction = next_token(loaded, "The capital of France is")
+    return float(prediction.probabilities[loaded.tokenizer.convert_tokens_to_ids("ĠParis")])
+
+
+def test_compression_facts(smollm2):
+    intact = _paris(smollm2)
+    assert intact == pytest.approx(0.77, abs=0.02)
+    pruned = pruned_l1(smollm2, 0.2)
+    assert _paris(pruned) == pytest.approx(0.26, abs=0.03)
+    assert zero_share(pruned) == pytest.approx(0.2, abs=0.01)  # the embedding is tied to the pruned head
+    quantized = quantized_int8(smollm2)
+    # 0.85 on this machine's int8 kernels, 0.81 in the issue: int8 keeps the answer, L1 pruning doesn't
+    assert _paris(quantized) == pytest.approx(intact, abs=0.1)
+    assert next_token(quantized, "The capital of France is").top[0].token == " Paris"
+    assert memory_bytes(quantized) < 0.5 * memory_bytes(smollm2)
+    assert _paris(smollm2) == intact  # the original is untouched
