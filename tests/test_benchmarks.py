@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tiny_models import save_tiny_llama
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 MS, MB = r"[\d.]+ ms", r"[\d.]+ MB"
 
@@ -26,3 +28,15 @@ def test_benchmark_prints_its_table(script, args, row):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(row, result.stdout, re.MULTILINE), result.stdout
+
+
+def test_heads_at_work_prints_its_tables(tmp_path):
+    folder = save_tiny_llama(tmp_path / "llama")  # a causal LM whose vocabulary holds the induction probe
+    args = ["--model", str(folder), "--tokens", "16", "--repeats", "1"]
+    result = subprocess.run([sys.executable, "-W", "ignore", str(BENCHMARKS / "heads_at_work.py"), *args],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"^\| head importance, induction probe \(101 tokens\) \| [\d.]+ s \|$", result.stdout, re.M)
+    for model in ("original", "L1-pruned 20%", "int8 \\(torchao\\)"):
+        row = rf"^\| {model} \| {MS} \| {MB} \| [\d.]+% \| “.*” [\d.]+ \|$"
+        assert re.search(row, result.stdout, re.M), result.stdout

@@ -33,6 +33,15 @@ def test_causal_loss_per_token_is_the_models_own_loss(loaded_models):
     np.testing.assert_array_equal(result.top1[1:], output.logits[0, :-1].argmax(-1).numpy())
 
 
+def test_token_ids_score_as_their_text_does(loaded_models):
+    for kind in ("gpt2", "bert"):
+        loaded = loaded_models[kind]
+        ids = loaded.tokenizer(TEXT, return_tensors="pt")["input_ids"]
+        np.testing.assert_array_equal(token_losses(loaded, ids).losses, token_losses(loaded, TEXT).losses)
+    with pytest.raises(LossError, match="taken on a text, not on token ids"):
+        token_losses(loaded_models["t5"], ids)
+
+
 def test_masked_lm_scores_each_token_masked_in_its_own_pass(loaded_models):
     loaded = loaded_models["bert"]
     ids = loaded.tokenizer(TEXT, return_tensors="pt")["input_ids"]
@@ -73,7 +82,8 @@ def test_importance_is_the_loss_gradient_by_finite_differences(loaded_models, ki
     for layer, head in np.ndindex(*importance.shape):
         up, down = torch.ones(importance.shape, dtype=torch.float64), torch.ones(importance.shape, dtype=torch.float64)
         up[layer, head], down[layer, head] = 1 + eps, 1 - eps
-        finite[layer, head] = abs(_loss_with_gates(loaded, up, stack) - _loss_with_gates(loaded, down, stack)) / (2 * eps)
+        difference = _loss_with_gates(loaded, up, stack) - _loss_with_gates(loaded, down, stack)
+        finite[layer, head] = abs(difference) / (2 * eps)
     np.testing.assert_allclose(importance, finite, rtol=1e-4, atol=1e-9)
     assert importance.max() > 1e-4
 

@@ -1,7 +1,7 @@
 """Facts measured on SmolLM2-135M-Instruct from its GGUF file in float32 (issue 20, items 3 and 5).
 
 The model comes from tests/smollm2_gguf.py until the `gguf` branch's "smollm2" preset lands: then
-load_model("smollm2") replaces it, and its induction score the one computed here.
+load_model("smollm2") replaces it, and the branch's induction score the one computed here.
 """
 import pytest
 import torch
@@ -10,27 +10,13 @@ from models.core.predictions import next_token
 from models.interventions.ablation import ablated
 from models.interventions.compression import pruned_l1, quantized_int8
 from models.interventions.footprint import memory_bytes, zero_share
-from tests.smollm2_gguf import load_smollm2
-
-COPY = 50  # random tokens, repeated once
+from models.interventions.loss import token_losses
+from tests.smollm2_gguf import COPY, induction_probe, load_smollm2
 
 
 @pytest.fixture(scope="module")
 def smollm2():
     return load_smollm2()
-
-
-def _induction_probe(loaded) -> torch.Tensor:
-    """[1, 1 + 2 x COPY]: BOS, then 50 random token ids in 1000..19999, twice."""
-    tokens = torch.randint(1000, 20000, (1, COPY), generator=torch.Generator().manual_seed(0))
-    return torch.cat([torch.tensor([[loaded.tokenizer.bos_token_id]]), tokens, tokens], dim=1)
-
-
-def _next_token_losses(loaded, ids: torch.Tensor) -> torch.Tensor:
-    """[n - 1] -log p(token i + 1 | tokens <= i)."""
-    with torch.inference_mode():
-        logits = loaded.model(input_ids=ids, use_cache=False).logits[0, :-1]
-    return torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none")
 
 
 def _top_induction_heads(loaded, ids: torch.Tensor, count: int) -> list[tuple[int, int]]:
@@ -44,11 +30,11 @@ def _top_induction_heads(loaded, ids: torch.Tensor, count: int) -> list[tuple[in
 
 
 def test_switching_off_five_induction_heads_breaks_the_copy_only(smollm2):
-    ids = _induction_probe(smollm2)
+    ids = induction_probe(smollm2)
     heads = _top_induction_heads(smollm2, ids, 5)
-    intact = _next_token_losses(smollm2, ids)  # [100]: the first copy's 50 tokens, then the second's
+    intact = token_losses(smollm2, ids).losses[1:]  # [100]: the first copy's 50 tokens, then the second's
     with ablated(smollm2, heads):
-        broken = _next_token_losses(smollm2, ids)
+        broken = token_losses(smollm2, ids).losses[1:]
     first, second = slice(0, COPY), slice(COPY, 2 * COPY)
     assert intact[second].mean() == pytest.approx(2.3, abs=0.3)
     assert broken[second].mean() >= 8

@@ -183,7 +183,8 @@ def gated(loaded: LoadedModel, gates: torch.Tensor, stack: str | None = None) ->
         yield
 
 
-def ablation_notice(loaded: LoadedModel, heads: Iterable[Head], how: How = "zero", stack: str | None = None) -> str | None:
+def ablation_notice(loaded: LoadedModel, heads: Iterable[Head], how: How = "zero",
+                    stack: str | None = None) -> str | None:
     """What switching off whole layers means, for the reader; None when no layer loses all its heads."""
     stack, pairs = checked_heads(loaded, heads, stack)
     counts = attention_layers(loaded).heads[stack]

@@ -17,7 +17,7 @@ import torch
 
 from models.core.loading import LoadedModel
 from models.interventions.ablation import Head, ablated, attention_layers, gated
-from models.interventions.loss import TokenLosses, loss_terms, token_losses
+from models.interventions.loss import Text, TokenLosses, loss_terms, token_losses
 
 CORPUS = (
     "The cat sat on the mat because it was warm there.",
@@ -33,9 +33,10 @@ POINTS = 11  # 0%, 10%, ..., 100% of the heads removed
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
 
 
-def head_importance(loaded: LoadedModel, texts: Sequence[str] = CORPUS, stack: str | None = None,
+def head_importance(loaded: LoadedModel, texts: Sequence[Text] = CORPUS, stack: str | None = None,
                     normalise: bool = True) -> np.ndarray:
-    """[layers, heads] float64 importance of each head of `stack` (default the first) on `texts`.
+    """[layers, heads] float64 importance of each head of `stack` (default the first) on `texts`
+    (texts, or token ids [1, n] such as an induction probe).
 
     normalise=True divides each layer by its l2 norm (Michel et al.); else the raw mean |dL/dξ| in nats.
     Raises LossError for a model without a language-model head (minilm: its sentence embedding
@@ -84,7 +85,7 @@ def _scores(runs: list[TokenLosses], intact: list[TokenLosses]) -> tuple[float, 
     return float(np.nanmean(losses)), float(same[scored].mean())
 
 
-def pruning_curve(loaded: LoadedModel, importance: np.ndarray, texts: Sequence[str] = CORPUS,
+def pruning_curve(loaded: LoadedModel, importance: np.ndarray, texts: Sequence[Text] = CORPUS,
                   stack: str | None = None, points: int = POINTS, seeds: Sequence[int] = SEEDS,
                   progress: Progress | None = None) -> PruningCurve:
     """Switch off round(share x heads) heads for `points` shares from 0 to 1, least important first

@@ -6,6 +6,7 @@
   special tokens ([CLS], [SEP]) are not scored;
 - encoder-decoder: the decoder's teacher-forced loss on the text itself (its tokens as labels).
 An encoder without a language-model head (minilm) has no loss: LossError.
+Causal and masked LMs also take token ids instead of a text (a random-token induction probe).
 """
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from models.core.loading import LoadedModel
 from models.core.run import RunError, decoder_labels, encode, model_inputs
 
 MASK_EVERY = 7  # 1/7 = 14% of the tokens masked per pass
+Text = str | torch.Tensor  # a text, or token ids [1, n] for a causal or masked LM (e.g. an induction probe)
 
 
 class LossError(RunError):
@@ -85,24 +87,32 @@ def _seq2seq(loaded: LoadedModel, inputs: dict[str, torch.Tensor], text: str) ->
                      logits, labels[0])
 
 
-def loss_terms(loaded: LoadedModel, text: str, max_chars: int | None = None) -> LossTerms:
+def _inputs(loaded: LoadedModel, text: Text, max_chars: int | None) -> dict[str, torch.Tensor]:
+    if not torch.is_tensor(text):
+        encoding, _ = encode(loaded, text, max_chars=max_chars)
+        return model_inputs(loaded, encoding, text)
+    if loaded.kind == "encoder-decoder":
+        raise LossError("An encoder-decoder's loss is taken on a text, not on token ids.")
+    return {"input_ids": text, "attention_mask": torch.ones_like(text)}
+
+
+def loss_terms(loaded: LoadedModel, text: Text, max_chars: int | None = None) -> LossTerms:
     """The model's predictions of the scored tokens of `text`, with gradients if enabled.
 
     Raises LossError for a model without a language-model head or a text with nothing to score.
     """
-    encoding, _ = encode(loaded, text, max_chars=max_chars)
-    inputs = model_inputs(loaded, encoding, text)
+    if loaded.kind == "encoder" and not (loaded.has_mlm_head and loaded.tokenizer.mask_token_id is not None):
+        raise LossError(f"'{loaded.spec}' has no language-model head ({type(loaded.model).__name__}), so it has "
+                        "no loss on the text: compare its sentence embeddings instead.")
+    inputs = _inputs(loaded, text, max_chars)
     if loaded.kind == "decoder":
         return _causal(loaded, inputs)
     if loaded.kind == "encoder-decoder":
         return _seq2seq(loaded, inputs, text)
-    if loaded.has_mlm_head and loaded.tokenizer.mask_token_id is not None:
-        return _masked(loaded, inputs)
-    raise LossError(f"'{loaded.spec}' has no language-model head ({type(loaded.model).__name__}), so it has no "
-                    "loss on the text: compare its sentence embeddings instead.")
+    return _masked(loaded, inputs)
 
 
-def token_losses(loaded: LoadedModel, text: str, max_chars: int | None = None) -> TokenLosses:
+def token_losses(loaded: LoadedModel, text: Text, max_chars: int | None = None) -> TokenLosses:
     """Per-token loss and top-1 prediction of `text` (see the module docstring for each kind of model)."""
     with torch.inference_mode():
         terms = loss_terms(loaded, text, max_chars)
