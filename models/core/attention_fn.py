@@ -1,7 +1,7 @@
 """The attention function every model is loaded with.
 
 It calls the model family's own `eager_attention_forward`, so the weights are exactly
-those of attn_implementation="eager". A caller can switch on two hooks for the forward
+those of attn_implementation="eager". A caller can switch on these hooks for the forward
 passes it runs in its own thread (a context variable, so concurrent sessions sharing
 one model never see each other's hooks):
 - `recording()`: keep q, k, the scale and the weights of every attention call;
