@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from models import RunError, load_model
-from models.core.predictions import Candidate, next_token_predictions, token_losses
+from models.core.predictions import Candidate, next_token_predictions
+from models.interventions.loss import token_losses
 
 TEXT = "The capital of Italy is Rome. Paris is"
 
@@ -46,7 +47,7 @@ def test_token_losses_are_the_cross_entropy_of_each_next_token(causal):
     ids = causal.tokenizer(TEXT)["input_ids"]
     probabilities = _probabilities(causal, ids)
     expected = [-np.log(probabilities[i, ids[i + 1]].item()) for i in range(len(ids) - 1)]
-    losses = token_losses(causal, ids)
+    losses = token_losses(causal, ids).losses[1:]  # the first token has no prediction
     assert losses.shape == (len(ids) - 1,) and losses.dtype == np.float32
     np.testing.assert_allclose(losses, expected, rtol=1e-4)
     with torch.no_grad():  # transformers' own mean loss with labels
@@ -59,5 +60,14 @@ def test_models_that_arent_causal_lms_are_refused(tiny_models, kind):
     loaded = load_model(str(tiny_models[kind]))
     with pytest.raises(RunError, match="not a causal language model"):
         next_token_predictions(loaded, TEXT)
-    with pytest.raises(RunError, match="not a causal language model"):
-        token_losses(loaded, [1, 2, 3])
+
+
+def test_the_whole_distribution_comes_with_the_top_k(tiny_models):
+    loaded = load_model(str(tiny_models["gpt2"]))
+    ids = loaded.tokenizer(TEXT, return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        expected = loaded.model(input_ids=ids).logits[0, -1].softmax(-1)
+    prediction = next_token_predictions(loaded, TEXT, top_k=3)
+    np.testing.assert_allclose(prediction.probabilities, expected.numpy(), rtol=1e-6)
+    assert [c.token_id for c in prediction.top] == expected.topk(3).indices.tolist()
+    assert prediction.top[0].token == loaded.tokenizer.decode([prediction.top[0].token_id])

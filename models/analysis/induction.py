@@ -5,12 +5,12 @@ to the token that followed its first occurrence, and the model's loss drops on t
     from models import load_model, run_attention
     from models.analysis.head_stats import head_statistics
     from models.analysis.induction import induction_probe
-    from models.core.predictions import token_losses
+    from models.interventions.loss import token_losses
     loaded = load_model("smollm2")
     ids = induction_probe(loaded)                     # [1 + 2 * 50]
     run = run_attention(loaded, ids)
     head_statistics(run.attentions, run.tokens, run.special_mask, run.causal).values["induction"]
-    token_losses(loaded, ids)                         # [100] nats: high on the first copy, low on the second
+    token_losses(loaded, ids).losses                  # [101] nats: high on the first copy, low on the second
 """
 import torch
 

@@ -4,12 +4,14 @@ and for models of different shapes, each head of A matched to B's closest head.
     head_divergence(aligned.a, aligned.b)     # [layers, heads] JSD, same shapes only
     matching = match_heads(aligned.a, aligned.b)
     matching.best_layer, matching.best_head   # [layers A, heads A]: B's most similar head
+    run_divergence(intact_run, ablated_run)   # {"self-attention": [layers, heads]}, runs on the same tokens
 """
 from dataclasses import dataclass
 
 import numpy as np
 
 from models.analysis.numerics import entropy
+from models.core.run import AttentionRun, attention_stacks
 
 MATCH_QUERIES = 64  # head matching compares every pair of heads: on longer texts it reads this many queries
 
@@ -81,3 +83,13 @@ def match_heads(a: np.ndarray, b: np.ndarray, max_queries: int = MATCH_QUERIES) 
     best = flat.argmin(axis=-1)  # [La, Ha] index into B's heads
     best_layer, best_head = np.divmod(best, b.shape[1])
     return HeadMatching(divergences, best_layer, best_head, np.take_along_axis(flat, best[..., None], -1)[..., 0])
+
+
+def run_divergence(a: AttentionRun, b: AttentionRun) -> dict[str, np.ndarray]:
+    """head_divergence of every stack (attention_stacks) of two runs on the same tokens, e.g. of the
+    intact model and the model with heads switched off or compressed: name -> [layers, heads] nats."""
+    if a.tokens != b.tokens or a.decoder_tokens != b.decoder_tokens:
+        raise ValueError("run_divergence compares runs on the same tokens; align runs of different tokenizers first")
+    stacks_b = attention_stacks(b)
+    return {name: head_divergence(stack.attentions, stacks_b[name].attentions)
+            for name, stack in attention_stacks(a).items()}

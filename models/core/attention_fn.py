@@ -1,11 +1,12 @@
 """The attention function every model is loaded with.
 
 It calls the model family's own `eager_attention_forward`, so the weights are exactly
-those of attn_implementation="eager". A caller can switch on two hooks for the forward
+those of attn_implementation="eager". A caller can switch on these hooks for the forward
 passes it runs in its own thread (a context variable, so concurrent sessions sharing
 one model never see each other's hooks):
 - `recording()`: keep q, k, the scale and the weights of every attention call;
-- `extra_mask(fn)`: add an extra additive mask to the scores before softmax.
+- `extra_mask(fn)`: add an extra additive mask to the scores before softmax;
+- `head_gate(fn)`: pass each call's output, per head, through fn before the output projection.
 """
 import contextlib
 import contextvars
@@ -22,6 +23,8 @@ IMPLEMENTATION = "attention_explorer"
 
 # fn(module, q_len, k_len) -> additive mask broadcastable to [batch, heads, q_len, k_len], or None
 ExtraMask = Callable[[torch.nn.Module, int, int], "torch.Tensor | None"]
+# fn(module, output [batch, q_len, heads, d_head]) -> output of the same shape (models.interventions)
+HeadGate = Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -41,6 +44,7 @@ class AttentionCall:
 class _Hooks:
     calls: list[AttentionCall] | None = None
     extra_mask: ExtraMask | None = None
+    head_gate: HeadGate | None = None
 
 
 _hooks: contextvars.ContextVar[_Hooks | None] = contextvars.ContextVar("attention_hooks", default=None)
@@ -71,6 +75,15 @@ def extra_mask(fn: ExtraMask) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def head_gate(fn: HeadGate) -> Iterator[None]:
+    """Replace every attention call's output by fn(module, output) in the block; nested gates compose."""
+    outer = (_hooks.get() or _Hooks()).head_gate
+    combined = fn if outer is None else (lambda module, output: fn(module, outer(module, output)))
+    with _with_hooks(head_gate=combined):
+        yield
+
+
 def _family_eager(module: torch.nn.Module) -> Callable:
     """The eager attention of the module's own model file (T5 adds its position bias there)."""
     return getattr(sys.modules[type(module).__module__], "eager_attention_forward", generic_eager)
@@ -98,6 +111,8 @@ def explorer_attention(module, query, key, value, attention_mask, scaling=None, 
     output, weights = _family_eager(module)(
         module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
     )
+    if hooks is not None and hooks.head_gate is not None:
+        output = hooks.head_gate(module, output)  # heads' outputs, before the output projection mixes them
     if hooks is not None and hooks.calls is not None:
         hooks.calls.append(
             AttentionCall(

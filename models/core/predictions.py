@@ -1,6 +1,6 @@
 """What a model predicts: the top-k candidates of a distribution over the vocabulary, masked-LM
 fill-mask with the probabilities of transformers' pipeline("fill-mask"), and a causal LM's next
-token and per-token loss.
+token (per-token losses: models.interventions.loss).
 
     from models import load_model
     from models.core.predictions import fill_mask, next_token_predictions
@@ -8,13 +8,12 @@ token and per-token loss.
     next_token_predictions(load_model("smollm2"), "The capital of France is").top  # " Paris" first
 """
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from models.core.loading import LoadedModel
-from models.core.run import RunError, encode, encode_ids, model_inputs
+from models.core.run import RunError, encode, model_inputs
 
 
 class FillMaskError(RunError):
@@ -101,6 +100,7 @@ class NextTokens:
     tokens: list[str]  # the model's tokens of the text
     position: int  # the distribution after tokens[position], i.e. the prediction of token position + 1
     top: list[Candidate]  # the top_k, most probable first
+    probabilities: np.ndarray  # [vocab] float32: the whole distribution, for any token's probability
 
 
 def _check_causal(loaded: LoadedModel) -> None:
@@ -130,14 +130,4 @@ def next_token_predictions(loaded: LoadedModel, text: str, top_k: int = 5, posit
         raise RunError(f"Position {position} is outside the text's {n} tokens (0..{n - 1}).")
     probabilities = _logits(loaded, input_ids[:, :position + 1])[position].softmax(dim=-1)  # [vocab]
     return NextTokens(tokens=loaded.tokenizer.convert_ids_to_tokens(input_ids[0].tolist()), position=position,
-                      top=top_candidates(loaded.tokenizer, probabilities, top_k))
-
-
-def token_losses(loaded: LoadedModel, input_ids: Sequence[int]) -> np.ndarray:
-    """[n - 1] float32 nats: -log p(token i + 1 | tokens 0..i) of a causal LM on token ids (as run, no
-    special tokens added), the cross-entropy its training minimises."""
-    _check_causal(loaded)
-    encoding, _ = encode_ids(loaded, input_ids)
-    ids = encoding["input_ids"]  # [1, n]
-    log_probabilities = _logits(loaded, ids)[:-1].log_softmax(dim=-1)  # [n - 1, vocab]
-    return -log_probabilities.gather(1, ids[0, 1:, None])[:, 0].numpy()
+                      top=top_candidates(loaded.tokenizer, probabilities, top_k), probabilities=probabilities.numpy())

@@ -146,13 +146,21 @@ def encode(loaded: LoadedModel, text: str, text_pair: str | None = None, max_cha
     return encoding, full_length
 
 
-def model_inputs(loaded: LoadedModel, encoding) -> dict[str, torch.Tensor]:
+def model_inputs(loaded: LoadedModel, encoding, decoder_text: str | None = None) -> dict[str, torch.Tensor]:
     """What the model's forward gets from an encoding (of `encode`): input_ids [1, n], attention_mask
     [1, n], and token_type_ids [1, n] (sentence A 0, B 1) for encoders whose tokenizer gives them,
     as BERT's; never for decoders or encoder-decoders (GPT-2 would add them through its token
-    embeddings). The one rule for every forward pass on a user's text: runs, fill-mask, enforced patterns."""
+    embeddings). For an encoder-decoder, `decoder_text` adds decoder_input_ids [1, m]: that text's
+    tokens shifted right (teacher forcing); without it the inputs suit the encoder alone. The one
+    rule for every forward pass on a user's text: runs, fill-mask, enforced patterns, losses."""
     names = ("input_ids", "attention_mask") + (("token_type_ids",) if loaded.kind == "encoder" else ())
-    return {name: encoding[name] for name in names if name in encoding}
+    inputs = {name: encoding[name] for name in names if name in encoding}
+    if loaded.kind == "encoder-decoder" and decoder_text is not None:
+        inputs["decoder_input_ids"] = loaded.model.prepare_decoder_input_ids_from_labels(
+            labels=decoder_target_ids(loaded, decoder_text))
+    return inputs
+
+
 def encode_ids(loaded: LoadedModel, input_ids: Sequence[int]):
     """Token ids as encode() gives them, run as they are (no special tokens added), truncated to
     loaded.max_tokens. Returns (encoding, untruncated count)."""
@@ -183,10 +191,20 @@ def decoder_target(text: str, text_pair: str | None) -> str:
     return text_pair if text_pair and text_pair.strip() else text
 
 
-def _decoder_inputs(loaded: LoadedModel, target: str) -> torch.Tensor:
-    labels = loaded.tokenizer(text_target=target, truncation=True, max_length=loaded.max_tokens,
-                              return_tensors="pt")["input_ids"]
-    return loaded.model.prepare_decoder_input_ids_from_labels(labels=labels)
+def decoder_target_ids(loaded: LoadedModel, target: str) -> torch.Tensor:
+    """[1, m] the tokens an encoder-decoder's decoder should produce for `target`."""
+    return loaded.tokenizer(text_target=target, truncation=True, max_length=loaded.max_tokens,
+                            return_tensors="pt")["input_ids"]
+
+
+def named_attentions(loaded: LoadedModel, outputs) -> dict[str, tuple[torch.Tensor, ...]]:
+    """The model's output attentions by stack name, as in attention_stacks (layers of [batch, heads, q, k])."""
+    seq2seq = loaded.kind == "encoder-decoder"
+    if not getattr(outputs, "encoder_attentions" if seq2seq else "attentions", None):
+        raise RunError(f"'{loaded.spec}' gives no attention weights: a {loaded.config.model_type} model has "
+                       "no attention layers, or doesn't report them.")
+    return ({"encoder": outputs.encoder_attentions, "decoder": outputs.decoder_attentions,
+             "cross": outputs.cross_attentions} if seq2seq else {"self-attention": outputs.attentions})
 
 
 def run_attention(loaded: LoadedModel, text: str | Sequence[int], text_pair: str | None = None,
@@ -201,13 +219,15 @@ def run_attention(loaded: LoadedModel, text: str | Sequence[int], text_pair: str
     (models.core.scores; raises ScoresUnavailable where a model can't give them).
     `max_chars` refuses longer texts with a RunError (a server's cap).
     """
-    encoding, full_length = (encode(loaded, text, text_pair, max_chars) if isinstance(text, str)
-                             else encode_ids(loaded, text))
-    inputs = model_inputs(loaded, encoding)
+    if isinstance(text, str):
+        encoding, full_length = encode(loaded, text, text_pair, max_chars)
+        inputs = model_inputs(loaded, encoding, decoder_target(text, text_pair))
+    else:
+        encoding, full_length = encode_ids(loaded, text)
+        inputs = model_inputs(loaded, encoding)
     tokenizer = loaded.tokenizer
     decoder_tokens = decoder_labels = None
     if loaded.kind == "encoder-decoder":
-        inputs["decoder_input_ids"] = _decoder_inputs(loaded, decoder_target(text, text_pair))
         decoder_ids = inputs["decoder_input_ids"][0].tolist()
         decoder_tokens = tokenizer.convert_ids_to_tokens(decoder_ids)
         decoder_labels = token_labels(tokenizer, decoder_ids, decoder_tokens)
@@ -215,11 +235,7 @@ def run_attention(loaded: LoadedModel, text: str | Sequence[int], text_pair: str
         calls = hooks.enter_context(recording()) if with_scores else None
         outputs = loaded.model(**inputs, output_attentions=True, use_cache=False)
     seq2seq = loaded.kind == "encoder-decoder"
-    if not getattr(outputs, "encoder_attentions" if seq2seq else "attentions", None):
-        raise RunError(f"'{loaded.spec}' gives no attention weights: a {loaded.config.model_type} model has "
-                       "no attention layers, or doesn't report them.")
-    named = ({"encoder": outputs.encoder_attentions, "decoder": outputs.decoder_attentions,
-              "cross": outputs.cross_attentions} if seq2seq else {"self-attention": outputs.attentions})
+    named = named_attentions(loaded, outputs)
     n, m = inputs["input_ids"].shape[1], len(decoder_tokens or ())
     sizes = {"self-attention": (n, n), "encoder": (n, n), "decoder": (m, m), "cross": (m, n)}
     for name, layers in named.items():

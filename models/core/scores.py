@@ -118,17 +118,23 @@ def _tensor_id(tensor: torch.Tensor) -> tuple:
     return tensor.data_ptr(), tuple(tensor.shape)
 
 
+def matched_calls(calls: list[AttentionCall],
+                  attentions: dict[str, tuple[torch.Tensor, ...]]) -> dict[str, list[AttentionCall | None]]:
+    """Each stack's recorded call per layer, found by the identity of the weights the model returned;
+    None for a layer whose attention did not go through the explorer's attention function."""
+    by_tensor = {_tensor_id(call.weights): call for call in calls}
+    return {name: [by_tensor.get(_tensor_id(weights)) for weights in layers] for name, layers in attentions.items()}
+
+
 def capture_scores(calls: list[AttentionCall], attentions: dict[str, tuple[torch.Tensor, ...]]) -> dict[str, ScoreStack]:
     """Match recorded calls to the model's returned attentions and stack them by name.
 
     `attentions` maps a stack name to the model's output tuple (one [1, heads, q, k] per layer),
     e.g. {"self-attention": outputs.attentions}.
     """
-    by_tensor = {_tensor_id(call.weights): call for call in calls}
     stacks = {}
-    for name, layers in attentions.items():
-        matched = [by_tensor.get(_tensor_id(weights)) for weights in layers]
-        if not layers or any(call is None for call in matched):
+    for name, matched in matched_calls(calls, attentions).items():
+        if not matched or any(call is None for call in matched):
             raise ScoresUnavailable(
                 f"This model's attention ({name}) does not go through the explorer's attention function, "
                 "so its queries and keys can't be captured. The attention weights on other pages are unaffected."
