@@ -11,7 +11,6 @@ from typing import Literal
 from urllib.parse import urlparse
 
 import torch
-import transformers
 from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 from transformers import (
@@ -32,9 +31,6 @@ from transformers.models.auto.modeling_auto import (
 
 from models.core import attention_fn
 from models.core.settings import Settings
-
-transformers.logging.set_verbosity_error()
-transformers.logging.disable_progress_bar()
 
 DEFAULT_MODEL = "minilm"
 # Offered in the model picker; only the default is guaranteed offline.

@@ -1,7 +1,6 @@
 """A link whose values the Heads page's controls don't offer (layer 99, head -1, options that
 don't exist): the page still draws, says what it refused, and shows its defaults instead of
-silently dropping the values. The other pages: tests/e2e/test_link_values_e2e.py (AppTest
-runs a page after switch_page without app.py, which makes these checks)."""
+silently dropping the values. The other pages: tests/e2e/test_link_values_e2e.py."""
 from streamlit.testing.v1 import AppTest
 
 from tests.app.conftest import messages, open_app

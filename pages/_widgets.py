@@ -1,0 +1,55 @@
+"""Controls several pages draw: layer and head focus, the stack picker, click-to-focus, and
+values left over from an option that is gone. Each returns what it read."""
+import streamlit as st
+
+from pages._shared import bound, int_control_state, safe_callback
+
+
+def index_control(container, label: str, count: int, key: str, what: str, scope: str = "this model") -> int:
+    """An index 0 .. count - 1 from a slider bound to the URL at `key`. With a single possible
+    value it is shown as text (a slider needs two values); `what` and `scope` name the value in
+    messages ("layer", "this model")."""
+    state = int_control_state(key, 0, count - 1, what, scope)
+    if count == 1:
+        st.session_state[key] = 0  # no widget holds it: a link's value is explained once
+        container.caption(f"{label}: 0, the only one")
+        return 0
+    return container.slider(label, 0, count - 1, 0, **state)
+
+
+def focus_ui(layers: int, heads: int, layer_key: str = "layer", head_key: str = "head") -> tuple[int, int]:
+    """The focused (layer, head), side by side."""
+    left, right = st.columns(2)
+    return index_control(left, "Layer", layers, layer_key, "layer"), index_control(right, "Head", heads, head_key, "head")
+
+
+def stack_ui(names: list[str], key: str) -> str:
+    """Which attention of an encoder-decoder to show; a model with one stack gets no control."""
+    if len(names) == 1:
+        return names[0]
+    return st.radio("Attention", names, horizontal=True, **bound(key),
+                    help="encoder self-attention, decoder self-attention, or decoder-to-encoder cross-attention")
+
+
+def focus_head(layer_key: str, head_key: str, layer: int, head: int) -> None:
+    st.session_state[layer_key], st.session_state[head_key] = int(layer), int(head)
+
+
+def _focus_clicked_head(chart_key: str, layer_key: str, head_key: str) -> None:
+    points = st.session_state[chart_key]["selection"]["points"]
+    if points:
+        focus_head(layer_key, head_key, *points[0]["customdata"][:2])
+
+
+def focus_on_click(chart_key: str, layer_key: str = "layer", head_key: str = "head"):
+    """on_select for a heads chart whose points carry (layer, head) first in their customdata:
+    a click focuses that head."""
+    return safe_callback(_focus_clicked_head, chart_key, layer_key, head_key)
+
+
+def forget_unless_offered(key: str, options) -> None:
+    """Drop the control's value (one, or a list) if it isn't among `options` any more: a token of
+    another text, a metric this model lacks. The control then shows its default."""
+    value = st.session_state.get(key)
+    if any(v not in options for v in (value if isinstance(value, list) else [value])):
+        st.session_state.pop(key, None)
