@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 from heads_page import text_of  # noqa: E402  (benchmarks/ is on the path when run)
 
 from models import load_model, run_attention  # noqa: E402
-from models.analysis.aggregation import ALL_MEAN, aggregate, rollout_layers
+from models.analysis.aggregation import Aggregation, aggregate, rollout_layers
 from models.analysis.head_stats import head_statistics  # noqa: E402
 from models.analysis.export import matrix_csv, run_npz  # noqa: E402
 from models.analysis.matrix_view import matrix_view  # noqa: E402
@@ -48,7 +48,7 @@ def compute_rows(loaded, tokens: list[int], repeats: int) -> list[str]:
         timings = [
             median_seconds(lambda: head_statistics(run.attentions, run.tokens, run.special_mask), repeats),
             median_seconds(lambda: rollout_layers(run.attentions), repeats),
-            median_seconds(lambda: aggregate(run.attentions, ALL_MEAN, 0, 0), repeats),
+            median_seconds(lambda: aggregate(run.attentions, Aggregation.ALL_MEAN, 0, 0), repeats),
             median_seconds(words, repeats),
             median_seconds(lambda: matrix_csv(run.attentions[0, 0], run.tokens, run.tokens), repeats),
             median_seconds(lambda: run_npz(run), repeats),

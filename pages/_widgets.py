@@ -2,7 +2,14 @@
 values left over from an option that is gone. Each returns what it read."""
 import streamlit as st
 
+from models.analysis.head_stats import HeadMetric, Metric
 from pages._shared import bound, int_control_state, safe_callback
+
+# What the head-statistic pickers show, and so what links hold (old links name them so: keep them).
+METRIC_LABELS = {HeadMetric.ENTROPY: "entropy", HeadMetric.MEAN_DISTANCE: "mean distance",
+                 HeadMetric.TO_FIRST_SPECIAL: "to first special", HeadMetric.TO_SEPARATORS: "to separators",
+                 HeadMetric.TO_PUNCTUATION: "to punctuation", HeadMetric.TO_SELF: "to self",
+                 HeadMetric.TO_PREVIOUS: "to previous", HeadMetric.TO_NEXT: "to next"}
 
 
 def index_control(container, label: str, count: int, key: str, what: str, scope: str = "this model") -> int:
@@ -20,7 +27,8 @@ def index_control(container, label: str, count: int, key: str, what: str, scope:
 def focus_ui(layers: int, heads: int, layer_key: str = "layer", head_key: str = "head") -> tuple[int, int]:
     """The focused (layer, head), side by side."""
     left, right = st.columns(2)
-    return index_control(left, "Layer", layers, layer_key, "layer"), index_control(right, "Head", heads, head_key, "head")
+    return (index_control(left, "Layer", layers, layer_key, "layer"),
+            index_control(right, "Head", heads, head_key, "head"))
 
 
 def stack_ui(names: list[str], key: str) -> str:
@@ -53,3 +61,12 @@ def forget_unless_offered(key: str, options) -> None:
     value = st.session_state.get(key)
     if any(v not in options for v in (value if isinstance(value, list) else [value])):
         st.session_state.pop(key, None)
+
+
+def metric_ui(label: str, metrics: list[Metric], key: str) -> Metric:
+    """One of `metrics` (those that mean something for this text), picked by its label."""
+    labels = [METRIC_LABELS[m.key] for m in metrics]
+    forget_unless_offered(key, labels)  # e.g. "to separators" on a model without them
+    chosen = st.selectbox(label, labels, **bound(key),
+                          help="; ".join(f"{METRIC_LABELS[m.key]}: {m.help}" for m in metrics))
+    return metrics[labels.index(chosen)]

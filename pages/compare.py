@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from models import DEFAULT_MODEL, PRESETS, LoadedModel, ModelLoadError, RunError
-from models.analysis.head_stats import METRIC_BY_KEY
+from models.analysis.head_stats import HeadMetric
 from models.compare.divergence import MATCH_QUERIES, HeadMatching, head_divergence, js_divergence, match_heads
 from models.compare.alignment import AlignedRuns, AlignmentError, align_runs
 from models.checkpoints.demo import demo_series_dir
@@ -14,7 +14,7 @@ from models.compare.series import SeriesStatistics, run_series, series_checkpoin
 from models.core.settings import settings_from_env
 from pages._shared import (bound, cached_model, cached_run, current_spec, current_texts, lecture_mode,
                            run_app_instead, show_figure)
-from pages._widgets import focus_on_click, forget_unless_offered, index_control
+from pages._widgets import METRIC_LABELS, focus_on_click, forget_unless_offered, index_control, metric_ui
 from viz.compare import (difference_heatmap, divergence_from_final_figure, divergence_heatmap, matching_heatmap,
                          matching_table, query_divergence_bars, series_panels, shared_zmax)
 from viz.heatmap import attention_heatmap
@@ -99,13 +99,6 @@ def focus_ui(layers: int, heads: int, can_match_same: bool) -> tuple[int, int, s
                              help="B's head at the same position, or the head of B whose attention is closest to "
                                   "A's (least Jensen-Shannon divergence)")
     return layer, head, which
-
-
-def metric_ui(series: SeriesStatistics) -> str:
-    available = [m.key for m in series.available()]
-    forget_unless_offered(METRIC_KEY, available)
-    return st.selectbox("Head statistic", available, **bound(METRIC_KEY),
-                        help="; ".join(f"{k}: {METRIC_BY_KEY[k].help}" for k in available))
 
 
 # --- page sections ---
@@ -194,8 +187,8 @@ def divergence_section(aligned: AlignedRuns, names: tuple[str, str], focused: tu
     divergence = head_divergence(aligned.a, aligned.b)
     fig = divergence_heatmap(divergence, focused, "JS divergence of A's and B's same head (nats): a row per layer, "
                                                   "a column per head; click one to focus it")
-    show_figure(fig, file_stem("divergence", *names), key=MATRIX_KEY, on_select=focus_on_click(MATRIX_KEY, LAYER_KEY, HEAD_KEY),
-                selection_mode="points")
+    show_figure(fig, file_stem("divergence", *names), key=MATRIX_KEY,
+                on_select=focus_on_click(MATRIX_KEY, LAYER_KEY, HEAD_KEY), selection_mode="points")
     if not lecture_mode():
         st.caption("Jensen-Shannon divergence between A's and B's attention row of each query, averaged over "
                    "queries: 0 for identical heads, at most ln 2 = 0.693 nats for rows with no key in common.")
@@ -257,14 +250,15 @@ def series_view(folder: str, checkpoints: list[Checkpoint]) -> None:
     except (SeriesError, ModelLoadError, RunError) as error:
         st.error(str(error))
         return
-    metric = METRIC_BY_KEY[metric_ui(series)]
-    baseline = series.uniform_entropy if metric.key == "entropy" else None
+    metric = metric_ui("Head statistic", series.available(), METRIC_KEY)
+    label = METRIC_LABELS[metric.key]
+    baseline = series.uniform_entropy if metric.key == HeadMetric.ENTROPY else None
     name = short_name(folder)
-    st.subheader(f"Every head's {metric.key} across training")
-    show_figure(series_panels(series.values[metric.key], series.steps, metric.key, metric.unit,
-                              f"{metric.key.capitalize()} ({metric.unit}) of each head over training steps: a panel "
+    st.subheader(f"Every head's {label} across training")
+    show_figure(series_panels(series.values[metric.key], series.steps, label, metric.unit,
+                              f"{label.capitalize()} ({metric.unit}) of each head over training steps: a panel "
                               "per layer, a line per head", baseline), file_stem("series", name, metric.key))
-    st.caption(f"{metric.key}: {metric.help}." + (f" Dotted: uniform attention ({baseline:.2f} nats)."
+    st.caption(f"{label}: {metric.help}." + (f" Dotted: uniform attention ({baseline:.2f} nats)."
                                                    if baseline is not None else "")
                + " A head specialises where its line leaves the pack.")
     st.subheader("How far each checkpoint still is from the final one")

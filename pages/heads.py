@@ -6,8 +6,8 @@ import numpy as np
 import streamlit as st
 
 from models import attention_stacks
-from models.analysis.aggregation import AGGREGATIONS, ALL_MEAN, HEAD, LAYER_MAX, LAYER_MEAN, ROLLOUT, aggregate, rollout_layers
-from models.analysis.head_stats import METRIC_BY_KEY, HeadStatistics, head_statistics
+from models.analysis.aggregation import Aggregation, aggregate, rollout_layers
+from models.analysis.head_stats import HeadMetric, HeadStatistics, head_statistics
 from models.analysis.pairs import PAIR_BLOCKS, has_pair
 from models.analysis.export import matrix_csv, run_npz
 from models.analysis.matrix_view import MatrixView, matrix_view
@@ -16,7 +16,8 @@ from models.analysis.words import special_token_mask, stack_word_spans
 from models.core.scores import ScoresUnavailable
 from pages._shared import (bound, cached_model, cached_run, current_run, current_spec, current_texts, lecture_mode,
                            overview_grid, run_app_instead, safe_callback, show_figure)
-from pages._widgets import focus_head, focus_on_click, focus_ui, forget_unless_offered, stack_ui
+from pages._widgets import (METRIC_LABELS, focus_head, focus_on_click, focus_ui, forget_unless_offered, metric_ui,
+                            stack_ui)
 from viz.bars import token_bars
 from viz.bertviz_offline import (BertvizLimits, BertvizUnavailable, encoder_decoder_entries, head_view_html,
                                  model_view_html, neuron_view_html, self_attention_entries)
@@ -32,6 +33,11 @@ ROLLOUT_TOKEN_KEY, METRIC_KEY, STATS_GRID_KEY, STATS_TABLE_KEY = "rollout_token"
 STATISTICS_KEY = "statistics"
 BERTVIZ_KEY, BERTVIZ_TOKENS_KEY, BERTVIZ_ONE_LAYER_KEY = "bertviz", "bertviz_tokens", "bertviz_one_layer"
 # Bound widgets keep their option labels in the URL, so options are readable strings (no format_func).
+# The Show control's labels (old links name them so: keep them).
+AGGREGATION_LABELS = {Aggregation.HEAD: "one head", Aggregation.LAYER_MEAN: "layer mean",
+                      Aggregation.LAYER_MAX: "layer max", Aggregation.ALL_MEAN: "mean of all",
+                      Aggregation.ROLLOUT: "rollout"}
+AGGREGATION_OF = {label: how for how, label in AGGREGATION_LABELS.items()}
 CAMERA_FORMATS = tuple(f.upper() for f in IMAGE_FORMATS)
 BERTVIZ_TOKEN_CHOICES = (8, 16, 24, 32, 40, 48, 64, 96, 128)  # beyond 128 its HTML runs to tens of MB
 SELF_STACKS = ("self-attention", "encoder", "decoder")
@@ -132,12 +138,12 @@ def _focus_table_row(heads: int) -> None:
         focus_head(LAYER_KEY, HEAD_KEY, *divmod(rows[0], heads))
 
 
-def view_ui(square: bool, pair: bool) -> tuple[str, bool, str]:
+def view_ui(square: bool, pair: bool) -> tuple[Aggregation, bool, str]:
     """(aggregation, word level, sentence-pair block) of the focused view."""
     columns = st.columns(2) + st.columns([1, 1])
-    options = AGGREGATIONS if square else AGGREGATIONS[:-1]  # rollout needs self-attention
-    how = columns[0].segmented_control(
-        "Show", options, default=HEAD, required=True, **bound(AGGREGATION_KEY),
+    options = [label for how, label in AGGREGATION_LABELS.items() if square or how != Aggregation.ROLLOUT]
+    shown = columns[0].segmented_control(  # rollout needs self-attention
+        "Show", options, default=AGGREGATION_LABELS[Aggregation.HEAD], required=True, **bound(AGGREGATION_KEY),
         help="one head; the mean or max of the focused layer's heads; the mean of all heads; "
              "or the rollout: the layers' mean attention multiplied up to the focused layer")
     block = "all"
@@ -150,20 +156,13 @@ def view_ui(square: bool, pair: bool) -> tuple[str, bool, str]:
     columns[3].segmented_control("Camera saves", CAMERA_FORMATS, default=CAMERA_FORMATS[0], required=True,
                                  **bound(FORMAT_KEY),
                                  help="the format of the camera button above every figure (works offline)")
-    return how or HEAD, words, block or "all"
+    return AGGREGATION_OF.get(shown, Aggregation.HEAD), words, block or "all"
 
 
 def rollout_token_ui(tokens: list[str]) -> int:
     labels = [f"{i} {display_token(t)}" for i, t in enumerate(tokens)]
     forget_unless_offered(ROLLOUT_TOKEN_KEY, labels)  # a token of another text
     return labels.index(st.selectbox("Which input tokens does this token draw on?", labels, **bound(ROLLOUT_TOKEN_KEY)))
-
-
-def metric_ui(statistics: HeadStatistics) -> str:
-    available = [m.key for m in statistics.available()]
-    forget_unless_offered(METRIC_KEY, available)  # e.g. "to separators" on a model without them
-    return st.selectbox("Metric", available, **bound(METRIC_KEY),
-                        help="; ".join(f"{k}: {METRIC_BY_KEY[k].help}" for k in available))
 
 
 def bertviz_ui() -> tuple[str, int, bool]:
@@ -180,23 +179,23 @@ def bertviz_ui() -> tuple[str, int, bool]:
 
 # --- page sections ---
 
-def view_title(how: str, layer: int, head: int, stack, words: bool, block: str) -> str:
+def view_title(how: Aggregation, layer: int, head: int, stack, words: bool, block: str) -> str:
     layers, heads = stack.attentions.shape[:2]
     title = {
-        HEAD: f"Layer {layer}, head {head}",
-        LAYER_MEAN: f"Layer {layer}, mean of its {heads} heads",
-        LAYER_MAX: f"Layer {layer}, max over its {heads} heads",
-        ALL_MEAN: f"Mean of all {layers} × {heads} heads",
-        ROLLOUT: f"Attention rollout up to layer {layer}",
+        Aggregation.HEAD: f"Layer {layer}, head {head}",
+        Aggregation.LAYER_MEAN: f"Layer {layer}, mean of its {heads} heads",
+        Aggregation.LAYER_MAX: f"Layer {layer}, max over its {heads} heads",
+        Aggregation.ALL_MEAN: f"Mean of all {layers} × {heads} heads",
+        Aggregation.ROLLOUT: f"Attention rollout up to layer {layer}",
     }[how] + f" ({stack.name})"
     extras = (["words"] if words else []) + ([block.replace("->", "→")] if block != "all" else [])
     return title + (": " + ", ".join(extras) if extras else "")
 
 
-def focused_section(key: tuple[str, str, str], stack, lens: MatrixView, how: str, layer: int, head: int,
+def focused_section(key: tuple[str, str, str], stack, lens: MatrixView, how: Aggregation, layer: int, head: int,
                     words: bool, block: str, name: str) -> np.ndarray:
     """The focused head or aggregate as a heatmap (and the rollout's bars); returns the shown matrix."""
-    if how == ROLLOUT:
+    if how == Aggregation.ROLLOUT:
         matrix = cached_rollout(*key, stack.name)[layer]
     else:
         matrix = aggregate(stack.attentions, how, layer, head)
@@ -206,9 +205,11 @@ def focused_section(key: tuple[str, str, str], stack, lens: MatrixView, how: str
                             causal=stack.causal and block == "all")
     show(fig, name)
     notes = {
-        LAYER_MAX: "Each cell is the largest weight any head of the layer gives it, so rows no longer sum to 1.",
-        ROLLOUT: "Rollout (Abnar & Zuidema 2020): per layer the heads' mean A becomes 0.5·A + 0.5·I (the residual "
-                 "path), and the layers multiply. Row i: how much of each input token has flowed into position i.",
+        Aggregation.LAYER_MAX: "Each cell is the largest weight any head of the layer gives it, so rows no longer sum "
+                               "to 1.",
+        Aggregation.ROLLOUT: "Rollout (Abnar & Zuidema 2020): per layer the heads' mean A becomes 0.5·A + 0.5·I (the "
+                             "residual path), and the layers multiply. Row i: how much of each input token has flowed "
+                             "into position i.",
     }
     if how in notes and not lecture_mode():
         st.caption(notes[how])
@@ -217,7 +218,7 @@ def focused_section(key: tuple[str, str, str], stack, lens: MatrixView, how: str
                    "query's attention landing in the other block, so rows need not sum to 1.")
     if stack.causal and block == "all":
         st.caption("Grey cells are the masked future: a causal model's query never sees later tokens.")
-    if how == ROLLOUT:
+    if how == Aggregation.ROLLOUT:
         token = rollout_token_ui(lens.query_tokens)
         bars = token_bars(shown[token], lens.key_tokens,
                           f"What “{display_token(lens.query_tokens[token])}” (position {token}) draws on "
@@ -251,10 +252,11 @@ def statistics_section(key: tuple[str, str, str], stack, focused: tuple[int, int
             st.info("Head statistics are for self-attention: pick the encoder or decoder stack.")
             return
         statistics = cached_statistics(*key, stack.name)
-        metric = METRIC_BY_KEY[metric_ui(statistics)]
-        baseline = statistics.uniform_entropy if metric.key == "entropy" else None
-        fig = stats_heatmap(statistics.values[metric.key], metric.key, metric.unit, focused,
-                            f"{metric.key.capitalize()} ({metric.unit}) of every head ({stack.name}); click one to "
+        metric = metric_ui("Metric", statistics.available(), METRIC_KEY)
+        label = METRIC_LABELS[metric.key]
+        baseline = statistics.uniform_entropy if metric.key == HeadMetric.ENTROPY else None
+        fig = stats_heatmap(statistics.values[metric.key], label, metric.unit, focused,
+                            f"{label.capitalize()} ({metric.unit}) of every head ({stack.name}); click one to "
                             "focus it", baseline=baseline)
         show(fig, file_stem("head-stats", key[0], stack.name, metric.key), key=STATS_GRID_KEY,
              on_select=focus_on_click(STATS_GRID_KEY), selection_mode="points")
@@ -263,10 +265,11 @@ def statistics_section(key: tuple[str, str, str], stack, focused: tuple[int, int
             st.caption(f"Uniform attention over the {stack.attentions.shape[-1]} tokens would have entropy "
                        f"{baseline:.2f} nats{past}; lower means more focused heads.")
         if not lecture_mode():
-            st.caption(f"{metric.key}: {metric.help}. Computed over all tokens of the input, at token level; "
+            st.caption(f"{label}: {metric.help}. Computed over all tokens of the input, at token level; "
                        "shares are fractions of a query's attention (0 to 1), averaged over queries.")
-        table = stats_table(statistics.values, {m.key: m.key if m.unit == "share" else f"{m.key} ({m.unit})"
-                                                for m in statistics.available()})
+        columns = {m.key: METRIC_LABELS[m.key] + ("" if m.unit == "share" else f" ({m.unit})")
+                   for m in statistics.available()}
+        table = stats_table(statistics.values, columns)
         st.dataframe(table, hide_index=True, height=320, key=STATS_TABLE_KEY, selection_mode="single-row",
                      on_select=safe_callback(_focus_table_row, stack.attentions.shape[1]))
         st.caption("Sort by clicking a column header; select a row to focus that head.")
@@ -322,7 +325,8 @@ def render() -> None:
          on_select=focus_on_click(OVERVIEW_KEY), selection_mode="points")
     if not lecture_mode():
         st.caption("Each thumbnail is one head's token × token attention, scaled to its own maximum.")
-    name = file_stem("attention", loaded.spec, stack.name, how, f"L{layer}", f"H{head}" if how == HEAD else "")
+    name = file_stem("attention", loaded.spec, stack.name, how, f"L{layer}",
+                     f"H{head}" if how == Aggregation.HEAD else "")
     shown = focused_section(key, stack, lens, how, layer, head, words, block, name)
     export_section(run, lens, shown, name)
     statistics_section(key, stack, (layer, head))

@@ -4,15 +4,15 @@ each checkpoint's attention still is from the final one's.
     checkpoints, _ = series_checkpoints("data/demo_series/v1-seed0")   # models.checkpoints.discovery.Checkpoint, by step
     runs = run_series(checkpoints, "The cat sat on the mat.")
     series = series_statistics(runs, [c.step for c in checkpoints])
-    series.values["entropy"]        # [steps, layers, heads]
-    series.layer_divergence         # [steps, layers] JSD from the final checkpoint, nats
+    series.values[HeadMetric.ENTROPY]  # [steps, layers, heads]
+    series.layer_divergence            # [steps, layers] JSD from the final checkpoint, nats
 """
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from models.analysis.head_stats import METRICS, Metric, head_statistics
+from models.analysis.head_stats import METRICS, HeadMetric, Metric, head_statistics
 from models.compare.divergence import head_divergence
 from models.core.loading import load_model
 from models.checkpoints.discovery import Checkpoint, SeriesError, find_checkpoints
@@ -47,7 +47,7 @@ def run_series(checkpoints: list[Checkpoint], text: str, text_pair: str | None =
 class SeriesStatistics:
     steps: list[int]  # S training steps, increasing
     tokens: list[str]  # the n tokens every checkpoint read
-    values: dict[str, np.ndarray]  # metric key (models.analysis.head_stats.METRICS) -> [S, layers, heads]
+    values: dict[HeadMetric, np.ndarray]  # [S, layers, heads] each
     divergence: np.ndarray  # [S, layers, heads] JSD in nats of each head from the same head at the final step
     uniform_entropy: float  # entropy of evenly spread attention on this text (the entropy baseline)
 
