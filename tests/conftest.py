@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for a hub
 
-from tests.tiny_models import save_tiny  # noqa: E402
+from tests.tiny_models import save_tiny, save_tiny_1x1  # noqa: E402
 
 TINY_KINDS = ("bert", "distilbert", "roberta", "gpt2", "t5", "bart")
 
@@ -19,6 +19,12 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Folders of tiny models by kind, saved once per test session."""
     root = tmp_path_factory.mktemp("tiny-models")
     return {kind: save_tiny(kind, root / kind) for kind in TINY_KINDS}
+
+
+@pytest.fixture(scope="session")
+def tiny_1x1(tmp_path_factory) -> Path:
+    """A tiny BERT masked LM with 1 layer of 1 head (tests/tiny_models.save_tiny_1x1)."""
+    return save_tiny_1x1(tmp_path_factory.mktemp("tiny-1x1") / "bert-1x1")
 
 
 @pytest.fixture(scope="session")
