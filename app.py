@@ -14,7 +14,7 @@ DEFAULT_TEXT = "The animal didn't cross the street because it was too tired."
 PRESET_NOTES = {DEFAULT_MODEL: "bundled, works offline"}
 
 
-def pages() -> list:
+def all_pages() -> list:
     """Every page: its module's render(), title, icon and URL path (the default page is at /)."""
     return [
         st.Page(heads.render, title="Attention heads", icon=":material/grid_view:", url_path="heads", default=True),
@@ -28,12 +28,12 @@ def pages() -> list:
     ]
 
 
-def navigation_ui(pages: list) -> None:
+def navigation_ui(app_pages: list) -> None:
     """The app's own page list at the top of the sidebar. Streamlit's built-in one is switched off
     (.streamlit/config.toml): on a fresh server's first run it lists every file in pages/."""
     with st.sidebar:
-        for page in pages:
-            st.page_link(page)
+        for app_page in app_pages:
+            st.page_link(app_page)
         st.divider()
 
 
@@ -74,7 +74,7 @@ def lecture_mode_ui() -> bool:
 setup_process()
 # an emoji favicon is drawn locally; a page's material icon as favicon would be fetched online
 st.set_page_config(page_title="Attention Explorer", page_icon="🔎", layout="wide")
-app_pages = pages()
+app_pages = all_pages()
 page = st.navigation(app_pages, position="hidden")
 log = logging.getLogger("attention_explorer")
 started = time.perf_counter()

@@ -16,12 +16,12 @@ def index_control(container, label: str, count: int, key: str, what: str, scope:
     """An index 0 .. count - 1 from a slider bound to the URL at `key`. With a single possible
     value it is shown as text (a slider needs two values); `what` and `scope` name the value in
     messages ("layer", "this model")."""
-    state = int_control_state(key, 0, count - 1, what, scope)
-    if count == 1:
-        st.session_state[key] = 0  # no widget holds it: a link's value is explained once
-        container.caption(f"{label}: 0, the only one")
-        return 0
-    return container.slider(label, 0, count - 1, 0, **state)
+    state = int_control_state(key, 0, count - 1, what, scope)  # first says why a link's value isn't shown
+    if count > 1:
+        return container.slider(label, 0, count - 1, 0, **state)
+    st.session_state[key] = 0  # no widget holds the value: else a link's would be explained on every run
+    container.caption(f"{label}: 0, the only one")
+    return 0
 
 
 def focus_ui(layers: int, heads: int, layer_key: str = "layer", head_key: str = "head") -> tuple[int, int]:

@@ -51,7 +51,9 @@ def test_the_first_paint_of_a_fresh_server_lists_the_apps_own_pages(browser, dat
     with streamlit_server(data_dir) as url:
         bp = _open_recording(browser, url, "/")
         expect(bp.page.get_by_role("heading", name="Attention heads")).to_be_visible()
-        lists = [seen["links"] for seen in _recorded(bp) if seen["links"]]
+        expect(bp.page.locator('[data-testid="stSidebar"]').get_by_role("link", name=TITLES[-1])).to_be_visible()
+        recorded = _recorded(bp)
+        lists = [seen["links"] for seen in recorded if seen["links"]]
         bp.set_text("Text", "Kept across pages.")
         bp.page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Sparse attention").click()
         expect(bp.page.get_by_role("heading", name="Sparse attention patterns")).to_be_visible()
@@ -59,7 +61,7 @@ def test_the_first_paint_of_a_fresh_server_lists_the_apps_own_pages(browser, dat
         assert "/sparse" in bp.page.url
         bp.assert_healthy()
         bp.page.context.close()
-    assert lists, "no page list was ever drawn"
+    assert lists, f"no page list was ever drawn: {recorded}"
     assert all(links == TITLES for links in lists), lists  # the first list drawn is already the app's own
     assert not {name for links in lists for name in links} & set(helpers)
 
@@ -71,9 +73,10 @@ def test_a_deep_link_is_the_first_request_of_a_fresh_server(browser, data_dir):
         expect(bp.page.get_by_label("Text", exact=True)).to_have_value("Prepared before the lecture")
         expect(bp.page.get_by_role("heading", name="Sparse attention patterns")).to_be_visible()
         expect(bp.page.locator('[data-testid="stSidebar"]')).not_to_contain_text("shared")
+        expect(bp.page.locator('[data-testid="stSidebar"]').get_by_role("link", name=TITLES[-1])).to_be_visible()
         bp.assert_healthy()
         recorded = _recorded(bp)
         bp.page.context.close()
-    assert all(seen["links"] in ([], TITLES) for seen in recorded), recorded
+    assert all(seen["links"] in ([], TITLES) for seen in recorded) and recorded[-1]["links"] == TITLES, recorded
     assert not any(seen["dialog"] for seen in recorded), recorded  # no "page not found" on the way
     assert {heading for seen in recorded for heading in seen["headings"]} == {"Sparse attention patterns"}
