@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 from heads_page import text_of  # noqa: E402  (benchmarks/ is on the path when run)
 
 from models import load_model, run_attention  # noqa: E402
-from models.analysis.aggregation import Aggregation, aggregate, rollout_layers
+from models.analysis.aggregation import Aggregation, aggregate, rollout_layers  # noqa: E402
 from models.analysis.head_stats import head_statistics  # noqa: E402
 from models.analysis.export import matrix_csv, run_npz  # noqa: E402
 from models.analysis.matrix_view import matrix_view  # noqa: E402
