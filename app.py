@@ -5,6 +5,7 @@ import time
 import streamlit as st
 
 from models import DEFAULT_MODEL, PRESETS
+from pages import adaptive_span, checkpoints, compare, heads, scaling, sparse
 from pages._shared import (
     MODEL_KEY,
     TEXT_B_KEY,
@@ -13,20 +14,35 @@ from pages._shared import (
     remember_link_values,
     report_callback_failure,
     report_link_values,
+    setup_process,
 )
 from viz.theme import LECTURE_CSS, LECTURE_KEY
 
 DEFAULT_TEXT = "The animal didn't cross the street because it was too tired."
 PRESET_NOTES = {DEFAULT_MODEL: "bundled, works offline"}
 
-PAGES = [
-    st.Page("pages/heads.py", title="Attention heads", icon=":material/grid_view:", default=True),
-    st.Page("pages/scaling.py", title="Dot-product scaling", icon=":material/functions:"),
-    st.Page("pages/sparse.py", title="Sparse attention", icon=":material/blur_on:"),
-    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
-    st.Page("pages/adaptive_span.py", title="Adaptive attention span", icon=":material/straighten:"),
-    st.Page("pages/checkpoints.py", title="Checkpoints: masked-LM predictions", icon=":material/timeline:"),
-]
+
+def all_pages() -> list:
+    """Every page: its module's render(), title, icon and URL path (the default page is at /)."""
+    return [
+        st.Page(heads.render, title="Attention heads", icon=":material/grid_view:", url_path="heads", default=True),
+        st.Page(scaling.render, title="Dot-product scaling", icon=":material/functions:", url_path="scaling"),
+        st.Page(sparse.render, title="Sparse attention", icon=":material/blur_on:", url_path="sparse"),
+        st.Page(compare.render, title="Compare", icon=":material/compare:", url_path="compare"),
+        st.Page(adaptive_span.render, title="Adaptive attention span", icon=":material/straighten:",
+                url_path="adaptive_span"),
+        st.Page(checkpoints.render, title="Checkpoints: masked-LM predictions", icon=":material/timeline:",
+                url_path="checkpoints"),
+    ]
+
+
+def navigation_ui(app_pages: list) -> None:
+    """The app's own page list at the top of the sidebar. Streamlit's built-in one is switched off
+    (.streamlit/config.toml): on a fresh server's first run it lists every file in pages/."""
+    with st.sidebar:
+        for app_page in app_pages:
+            st.page_link(app_page)
+        st.divider()
 
 
 def sidebar_ui() -> None:
@@ -63,12 +79,15 @@ def lecture_mode_ui() -> bool:
     return lecture
 
 
+setup_process()
 # an emoji favicon is drawn locally; a page's material icon as favicon would be fetched online
 st.set_page_config(page_title="Attention Explorer", page_icon="🔎", layout="wide")
-page = st.navigation(PAGES)
+app_pages = all_pages()
+page = st.navigation(app_pages, position="hidden")
 log = logging.getLogger("attention_explorer")
 started = time.perf_counter()
 remember_link_values()
+navigation_ui(app_pages)
 sidebar_ui()
 lecture_mode_ui()
 notices = st.container()  # above the page: what the link asked for that it can't show, a failed click

@@ -12,7 +12,7 @@ import time
 
 from benchmarks.heads_page import text_of
 from models import load_model, run_attention
-from models.analysis.aggregation import ALL_MEAN, aggregate, rollout_layers
+from models.analysis.aggregation import Aggregation, aggregate, rollout_layers
 from models.analysis.export import matrix_csv, run_npz
 from models.analysis.head_stats import head_statistics
 from models.analysis.matrix_view import matrix_view
@@ -44,7 +44,7 @@ def compute_rows(loaded, tokens: list[int], repeats: int) -> list[str]:
         timings = [
             median_seconds(lambda: head_statistics(run.attentions, run.tokens, run.special_mask), repeats),
             median_seconds(lambda: rollout_layers(run.attentions), repeats),
-            median_seconds(lambda: aggregate(run.attentions, ALL_MEAN, 0, 0), repeats),
+            median_seconds(lambda: aggregate(run.attentions, Aggregation.ALL_MEAN, 0, 0), repeats),
             median_seconds(words, repeats),
             median_seconds(lambda: matrix_csv(run.attentions[0, 0], run.tokens, run.tokens), repeats),
             median_seconds(lambda: run_npz(run), repeats),

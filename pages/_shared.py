@@ -3,13 +3,15 @@
 Pages call `current_run()` (or `current_model()`) and get None after a message has been
 shown when there is nothing to draw, so a page never has to handle load errors itself.
 """
+import functools
 import gc
 import logging
 import os
+import runpy
+from pathlib import Path
 
-import pandas  # noqa: F401 (imported before the freeze below: viz.stats and st.dataframe use it)
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
+import transformers
 
 from models import AttentionRun, LoadedModel, ModelLoadError, RunError, load_model, run_attention
 from models.analysis.numerics import pooled
@@ -18,29 +20,33 @@ from viz.labels import markdown_literal
 from viz.overview import ThumbnailGrid, thumbnail_cell, thumbnail_grid
 from viz.theme import LECTURE_KEY, for_projector, plotly_config
 
-
-def freeze_imported_objects() -> None:
-    """Take the objects that exist now out of the cyclic garbage collector's view, for good.
-
-    With torch, transformers, pandas and plotly imported, a full collection walks ~450,000
-    long-lived objects: ~230 ms holding the GIL. Streamlit ran one after every script run
-    (before the browser heard that the run finished: every click waited for it; now switched
-    off in .streamlit/config.toml) and Python runs them now and then. Modules live as long as
-    the process; frozen once, a collection only walks what the app made since. Garbage is
-    collected first, so none is frozen; refcounting still frees frozen objects."""
-    gc.collect()
-    gc.freeze()
-
-
-# this module is imported once per process, after the heavy imports
-freeze_imported_objects()
+APP = Path(__file__).resolve().parents[1] / "app.py"
 MODEL_KEY, TEXT_KEY, TEXT_B_KEY = "model", "text", "text_b"
 CACHE_LIMITS = settings_from_env()  # cache sizes are fixed when the server starts
 log = logging.getLogger("attention_explorer")
-if not log.handlers:  # streamlit configures only its own loggers
-    log.addHandler(logging.StreamHandler())
-    level = os.environ.get("EXPLORER_LOG_LEVEL", "INFO").upper()  # DEBUG: each page's render time
-    log.setLevel(level if level in logging.getLevelNamesMapping() else logging.INFO)
+
+
+@functools.cache
+def setup_process() -> None:
+    """The server process's settings, made once: app.py calls this on every run, after its imports."""
+    if not log.handlers:  # streamlit configures only its own loggers
+        log.addHandler(logging.StreamHandler())
+        level = os.environ.get("EXPLORER_LOG_LEVEL", "INFO").upper()  # DEBUG: each page's render time
+        log.setLevel(level if level in logging.getLevelNamesMapping() else logging.INFO)
+    transformers.logging.set_verbosity_error()  # a page says itself what went wrong
+    transformers.logging.disable_progress_bar()  # no download bars in the server's log
+    gc.collect()
+    gc.freeze()  # imported objects live as long as the process: a full collection walking them took ~230 ms
+
+
+def run_app_instead() -> None:
+    """Run app.py in place of a page file that Streamlit ran as a script.
+
+    Until some run has called st.navigation, a fresh server (and every AppTest run) treats the
+    pages/ folder beside app.py as an old-style multipage app: a link to /sparse runs
+    pages/sparse.py by itself, without app.py's navigation and sidebar. Page modules only
+    define render(), so such a run is handed to app.py, whose st.navigation opens the page."""
+    runpy.run_path(str(APP), run_name="__main__")
 
 
 @st.cache_resource(max_entries=CACHE_LIMITS.max_models, show_spinner=False)
@@ -145,11 +151,16 @@ def report_link_values(notices) -> None:
                             f"which this page doesn't offer: showing {markdown_literal(', '.join(_link_form(value)))}.")
 
 
-def int_control_state(key: str, lo: int, hi: int, what: str) -> dict:
-    """`bound(key)` for an integer control whose range depends on the model (layer, head).
+def _values(what: str, lo: int, hi: int) -> str:
+    return f"{what} {lo} only" if lo == hi else f"{what}s {lo}-{hi}"
 
-    An out-of-range value from a link gets a message instead of silently vanishing, and a
-    value left over from a larger model is clamped into the new range.
+
+def int_control_state(key: str, lo: int, hi: int, what: str, scope: str = "this model") -> dict:
+    """`bound(key)` for an integer control whose range depends on the model or text (layer, head).
+
+    An out-of-range value from a link gets a message instead of silently vanishing, and a value
+    left over from a larger model is clamped into the new range, saying so: `what` and `scope`
+    name it ("layer", "this model").
     """
     raw = st.query_params.get(key)
     if raw is not None and key not in st.session_state:
@@ -158,11 +169,13 @@ def int_control_state(key: str, lo: int, hi: int, what: str) -> dict:
         except ValueError:
             valid = False
         if not valid:
-            st.warning(f"The link asks for {what} '{markdown_literal(raw)}', but this model has {what}s {lo} to "
-                       f"{hi}: showing {lo}.")
+            st.warning(f"The link asks for {what} '{markdown_literal(raw)}', but {scope} has "
+                       f"{_values(what, lo, hi)}: showing {lo}.")
         link_value_explained(key)
     if key in st.session_state and not lo <= st.session_state[key] <= hi:
-        st.session_state[key] = min(max(st.session_state[key], lo), hi)
+        old, st.session_state[key] = st.session_state[key], min(max(st.session_state[key], lo), hi)
+        st.info(f"{what.capitalize()} {old} is not in {scope} ({_values(what, lo, hi)}): showing "
+                f"{what} {st.session_state[key]}.")
     return bound(key)
 
 
@@ -222,12 +235,3 @@ def show_figure(fig, name: str, image_format: str = "png", **kwargs):
     if lecture_mode():
         for_projector(fig)
     return st.plotly_chart(fig, config=plotly_config(name, image_format), width="stretch", **kwargs)
-
-
-if PagesManager.uses_pages_directory:
-    # A fresh server serves its first request in the old "pages/ folder" mode until app.py
-    # has called st.navigation once, so a prepared deep link (/sparse?text=...) would run its
-    # page without app.py's sidebar. Leave that mode and rerun through app.py. This stays at
-    # the end of the module: a session importing it concurrently then still finds every name.
-    PagesManager.uses_pages_directory = False
-    st.rerun()

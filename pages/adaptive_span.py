@@ -13,12 +13,19 @@ from models.span.lm import (
     train_span_lm,
 )
 from models.span.mask import SpanEffect, apply_span, mask_curve, parse_spans, span_savings
-from models.span.runs import META_FILE, SavedRunInfo, SpanRunError, list_runs, runs_dir, save_run
-from pages._adaptive_span_cache import cached_span_run
-from pages._shared import bound, current_run, current_spec, int_control_state, link_value_explained, show_figure
+from models.span.runs import META_FILE, SavedRunInfo, SpanRunError, list_runs, load_run, runs_dir, save_run
+from pages._shared import (
+    bound,
+    current_run,
+    current_spec,
+    int_control_state,
+    link_value_explained,
+    run_app_instead,
+    show_figure,
+)
+from pages._widgets import focus_ui, forget_unless_offered
 from viz.adaptive_span import (
     Curve,
-    head_color,
     mask_curves_figure,
     removed_mass_figure,
     span_bars_figure,
@@ -27,7 +34,7 @@ from viz.adaptive_span import (
 )
 from viz.heatmap import attention_heatmap
 from viz.labels import markdown_literal
-from viz.theme import file_stem
+from viz.theme import file_stem, head_color
 
 MAX_SPANS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 S_KEY, Z_KEY, R_KEY, OTHERS_KEY = "span_S", "span_z", "span_R", "span_others"
@@ -41,6 +48,12 @@ LAMBDA_CHOICES = (0.0, 1e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2)
 DEFAULT_SPAN_LM, DEFAULT_TRAINING = SpanLMConfig(), SpanTrainConfig()
 
 
+@st.cache_resource(max_entries=4, show_spinner=False)
+def cached_span_run(name: str, saved_at: float) -> TrainedRun:
+    """A saved run, loaded once per process (saved_at: run.json's mtime, so a re-save reloads)."""
+    return load_run(name)
+
+
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
@@ -52,18 +65,11 @@ def curve_ui() -> tuple[int, int, int, str]:
     columns = st.columns([2, 2, 2, 3])
     max_span = columns[0].select_slider("S: maximum span (tokens)", MAX_SPANS, value=32, **bound(S_KEY))
     z = columns[1].slider("z: span (tokens)", 0, max_span, min(6, max_span),
-                          **int_control_state(Z_KEY, 0, max_span, "span z"))
+                          **int_control_state(Z_KEY, 0, max_span, "span", f"the range of S = {max_span}"))
     ramp = columns[2].slider("R: ramp (tokens)", 1, 64, 4, **bound(R_KEY))
     others = columns[3].text_input("Other heads' spans z to overlay (tokens, comma-separated)", "2, 14, 24",
                                    **bound(OTHERS_KEY))
     return max_span, z, ramp, others
-
-
-def focus_ui(layers: int, heads: int) -> tuple[int, int]:
-    left, right = st.columns(2)
-    layer = left.slider("Layer", 0, layers - 1, 0, **int_control_state(LAYER_KEY, 0, layers - 1, "layer"))
-    head = right.slider("Head", 0, heads - 1, 0, **int_control_state(HEAD_KEY, 0, heads - 1, "head"))
-    return layer, head
 
 
 def training_ui() -> tuple[str, object, SpanLMConfig, SpanTrainConfig]:
@@ -95,8 +101,7 @@ def run_picker_ui(runs: list[SavedRunInfo]) -> SavedRunInfo:
         st.warning(f"The link asks for the saved run '{markdown_literal(asked)}', which isn't on this machine: "
                    "showing the newest.")
         link_value_explained(RUN_KEY)
-    if st.session_state.get(RUN_KEY) not in names:
-        st.session_state.pop(RUN_KEY, None)
+    forget_unless_offered(RUN_KEY, names)
     name = st.selectbox("Saved run", names, **bound(RUN_KEY), help=f"saved under {runs_dir()}")
     return runs[names.index(name)]
 
@@ -141,7 +146,7 @@ def applied_section(z: int, ramp: int) -> None:
     distance = "i − j (the model is causal)" if run.causal else "|i − j| (the model sees both sides)"
     st.caption(f"{loaded.spec}: each attention row times m_z(distance), distance = {distance}, with the z = {z} "
                f"and R = {ramp} above; then each row is renormalised to sum to 1.")
-    layer, head = focus_ui(run.num_layers, run.num_heads)
+    layer, head = focus_ui(run.num_layers, run.num_heads, LAYER_KEY, HEAD_KEY)
     before = run.attentions[layer, head]
     effect: SpanEffect = apply_span(before, z, ramp, run.causal)
     top = float(max(before.max(), effect.after.max()))
@@ -275,9 +280,14 @@ def savings_section(trained: TrainedRun) -> None:
                f"(float32), summed over {config.n_layers * config.n_heads} heads.")
 
 
-st.title("Adaptive attention span")
-st.caption("Sukhbaatar et al. 2019: each head learns how far back it looks, through a soft mask that is "
-           "differentiable in its span z.")
-focused_z, focused_ramp = formula_section()
-applied_section(focused_z, focused_ramp)
-learned_section()
+def render() -> None:
+    st.title("Adaptive attention span")
+    st.caption("Sukhbaatar et al. 2019: each head learns how far back it looks, through a soft mask that is "
+               "differentiable in its span z.")
+    z, ramp = formula_section()
+    applied_section(z, ramp)
+    learned_section()
+
+
+if __name__ == "__main__":  # Streamlit ran this file as a script (see run_app_instead)
+    run_app_instead()

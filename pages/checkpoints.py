@@ -4,16 +4,31 @@ from pathlib import Path
 
 import streamlit as st
 
-from models import AttentionRun, ModelLoadError, RunError
+from models import AttentionRun, ModelLoadError, RunError, load_model, run_attention
 from models.checkpoints.demo import demo_series_dir, demo_series_ready, ensure_demo_series
-from models.checkpoints.discovery import Checkpoint, SeriesError, find_checkpoints, fingerprint, multiberts_ids
-from models.checkpoints.series import CheckpointFill, all_candidates, final_top, trajectories
+from models.checkpoints.discovery import (
+    Checkpoint,
+    SeriesError,
+    find_checkpoints,
+    fingerprint,
+    hub_checkpoints,
+    multiberts_ids,
+)
+from models.checkpoints.series import CheckpointFill, all_candidates, fill_checkpoint, final_top, trajectories
 from models.checkpoints.training_log import TrainingLog, read_training_log
 from models.core.predictions import NoMaskError
 from models.core.settings import settings_from_env
 from models.core.storage import write_error_message
-from pages._checkpoints_cache import cached_attention, cached_fill, cached_hub_checkpoints
-from pages._shared import bound, int_control_state, lecture_mode, safe_callback, show_figure
+from pages._shared import (
+    bound,
+    int_control_state,
+    lecture_mode,
+    overview_grid,
+    run_app_instead,
+    safe_callback,
+    show_figure,
+)
+from pages._widgets import focus_on_click, focus_ui, forget_unless_offered
 from viz.checkpoints import loss_figure, topk_table, trajectory_figure
 from viz.compare import shared_zmax
 from viz.heatmap import attention_heatmap
@@ -27,6 +42,27 @@ A_KEY, B_KEY, LAYER_KEY, HEAD_KEY = "ckpt_a", "ckpt_b", "ckpt_layer", "ckpt_head
 OVERVIEW_KEYS = ("ckpt_overview_a", "ckpt_overview_b")
 DEMO, FOLDER, HUB = "demo series", "folder", "hub ids"
 DEFAULT_TEXT = "The capital of [MASK] is Rome."
+
+
+# --- cached computations: one model in memory at a time, results kept ---
+
+@st.cache_data(max_entries=96, show_spinner=False)  # each holds [masks, vocab] probabilities
+def cached_fill(spec: str, step: int | None, problem: str | None, signature: str, text: str,
+                top_k: int) -> CheckpointFill:
+    """`signature` changes when the checkpoint folder is rewritten."""
+    return fill_checkpoint(Checkpoint(spec, step, problem), text, top_k, settings_from_env())
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def cached_attention(spec: str, signature: str, text: str) -> tuple[AttentionRun, ThumbnailGrid]:
+    settings = settings_from_env()
+    run = run_attention(load_model(spec, settings), text, max_chars=settings.max_text_chars)
+    return run, overview_grid(run.attentions)
+
+
+@st.cache_data(ttl=60, max_entries=16, show_spinner=False)
+def cached_hub_checkpoints(specs: tuple[str, ...]) -> list[Checkpoint]:
+    return hub_checkpoints(list(specs))  # checks the network once a minute at most
 
 
 # --- widgets: each returns what it read ---
@@ -62,7 +98,7 @@ def text_ui() -> tuple[str, int]:
     text = left.text_input("Text with one or more masks", DEFAULT_TEXT, **bound(TEXT_KEY),
                            help="write the model's own mask token where a word should be predicted: [MASK] for "
                                 "BERT and the demo series, <mask> for RoBERTa")
-    top_k = right.slider("Top k", 1, 20, 5, **int_control_state(TOP_K_KEY, 1, 20, "top k"))
+    top_k = right.slider("Top k", 1, 20, 5, **int_control_state(TOP_K_KEY, 1, 20, "prediction count", "this page"))
     return text, top_k
 
 
@@ -70,16 +106,14 @@ def mask_ui(count: int) -> int:
     if count == 1:
         return 0
     options = [f"mask {i + 1}" for i in range(count)]
-    if st.session_state.get(MASK_KEY) not in options:
-        st.session_state.pop(MASK_KEY, None)  # left over from a text with more masks
+    forget_unless_offered(MASK_KEY, options)  # left over from a text with more masks
     choice = st.segmented_control("Which mask", options, default=options[0], required=True, **bound(MASK_KEY))
     return options.index(choice or options[0])
 
 
 def candidates_ui(options: list[str], default: list[str]) -> tuple[list[str], bool]:
     """(candidate words to follow, log scale)."""
-    if any(word not in options for word in st.session_state.get(CANDIDATES_KEY, [])):
-        st.session_state.pop(CANDIDATES_KEY, None)  # words of another text or series
+    forget_unless_offered(CANDIDATES_KEY, options)  # words of another text or series
     left, right = st.columns([5, 1])
     chosen = left.multiselect("Candidates to follow", options, default=default, **bound(CANDIDATES_KEY),
                               help="every word some checkpoint ranked in its top k; by default the last "
@@ -91,25 +125,11 @@ def candidates_ui(options: list[str], default: list[str]) -> tuple[list[str], bo
 
 def checkpoint_pair_ui(labels: list[str]) -> tuple[str, str]:
     for key in (A_KEY, B_KEY):
-        if st.session_state.get(key) not in labels:
-            st.session_state.pop(key, None)
+        forget_unless_offered(key, labels)
     left, right = st.columns(2)
     a = left.selectbox("Checkpoint A", labels, index=0, **bound(A_KEY))
     b = right.selectbox("Checkpoint B", labels, index=len(labels) - 1, **bound(B_KEY))
     return a, b
-
-
-def focus_ui(layers: int, heads: int) -> tuple[int, int]:
-    left, right = st.columns(2)
-    layer = left.slider("Layer", 0, layers - 1, 0, **int_control_state(LAYER_KEY, 0, layers - 1, "layer"))
-    head = right.slider("Head", 0, heads - 1, 0, **int_control_state(HEAD_KEY, 0, heads - 1, "head"))
-    return layer, head
-
-
-def _focus_clicked_head(key: str) -> None:
-    points = st.session_state[key]["selection"]["points"]
-    if points:
-        st.session_state[LAYER_KEY], st.session_state[HEAD_KEY] = (int(v) for v in points[0]["customdata"][:2])
 
 
 # --- page sections ---
@@ -258,7 +278,7 @@ def loss_section(log: TrainingLog | None, checkpoints: list[Checkpoint], name: s
 def attention_views(label: str, run: AttentionRun, grid: ThumbnailGrid, focus: tuple[int, int], zmax: float,
                     key: str, name: str) -> None:
     show_figure(heads_overview(grid, focus, f"{label}: all heads (click one to focus it)"), f"{name}_heads",
-                key=key, on_select=safe_callback(_focus_clicked_head, key), selection_mode="points")
+                key=key, on_select=focus_on_click(key, LAYER_KEY, HEAD_KEY), selection_mode="points")
     layer, head = focus
     title = f"{label}: layer {layer}, head {head}"
     show_figure(attention_heatmap(run.attentions[layer, head], run.labels, run.labels, title, zmax=zmax),
@@ -279,7 +299,7 @@ def attention_section(good: list[CheckpointFill], text: str, name: str) -> None:
         return
     layers = min(run.num_layers for run, _ in runs.values())
     heads = min(run.num_heads for run, _ in runs.values())
-    layer, head = focus = focus_ui(layers, heads)
+    layer, head = focus = focus_ui(layers, heads, LAYER_KEY, HEAD_KEY)
     zmax = shared_zmax(*(run.attentions[layer, head] for run, _ in runs.values()))
     for column, label, key in zip(st.columns(2), runs, OVERVIEW_KEYS):  # one column when A is B
         with column:
@@ -290,20 +310,27 @@ def attention_section(good: list[CheckpointFill], text: str, name: str) -> None:
                    "colour scale.")
 
 
-st.title("Masked-LM predictions across training")
-st.caption("What a masked language model predicts for one text at each saved step of its training. This page reads "
-           "a checkpoint series and its own text below; the sidebar's model is not used here.")
-checkpoints = series_ui()
-if checkpoints is not None:
+def render() -> None:
+    st.title("Masked-LM predictions across training")
+    st.caption("What a masked language model predicts for one text at each saved step of its training. This page "
+               "reads a checkpoint series and its own text below; the sidebar's model is not used here.")
+    checkpoints = series_ui()
+    if checkpoints is None:
+        return
     text, top_k = text_ui()
     fills = fill_all(checkpoints, text, top_k)
-    if fills is not None:
-        problems_section(fills)
-        good = [f for f in fills if f.result is not None]
-        name = file_stem("checkpoints", Path(checkpoints[-1].spec).parent.name or "hub")
-        if good:
-            table_section(good)
-            trajectories_section(fills, good, name)
-        loss_section(read_training_log(checkpoints), checkpoints, name)
-        if good:
-            attention_section(good, text, name)
+    if fills is None:
+        return
+    problems_section(fills)
+    good = [f for f in fills if f.result is not None]
+    name = file_stem("checkpoints", Path(checkpoints[-1].spec).parent.name or "hub")
+    if good:
+        table_section(good)
+        trajectories_section(fills, good, name)
+    loss_section(read_training_log(checkpoints), checkpoints, name)
+    if good:
+        attention_section(good, text, name)
+
+
+if __name__ == "__main__":  # Streamlit ran this file as a script (see run_app_instead)
+    run_app_instead()

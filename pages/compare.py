@@ -5,24 +5,24 @@ from pathlib import Path
 import streamlit as st
 
 from models import DEFAULT_MODEL, PRESETS, LoadedModel, ModelLoadError, RunError
-from models.analysis.head_stats import METRIC_BY_KEY
+from models.analysis.head_stats import HeadMetric
 from models.checkpoints.demo import demo_series_dir
 from models.checkpoints.discovery import Checkpoint, SeriesError
-from models.compare.alignment import AlignedRuns, AlignmentError
-from models.compare.divergence import MATCH_QUERIES, HeadMatching, head_divergence, js_divergence
-from models.compare.series import SeriesStatistics, series_checkpoints
+from models.compare.alignment import AlignedRuns, AlignmentError, align_runs
+from models.compare.divergence import MATCH_QUERIES, HeadMatching, head_divergence, js_divergence, match_heads
+from models.compare.series import SeriesStatistics, run_series, series_checkpoints, series_statistics
 from models.core.settings import settings_from_env
-from pages._compare_cache import cached_alignment, cached_matching, cached_series
 from pages._shared import (
     bound,
     cached_model,
+    cached_run,
     current_spec,
     current_texts,
-    int_control_state,
     lecture_mode,
-    safe_callback,
+    run_app_instead,
     show_figure,
 )
+from pages._widgets import METRIC_LABELS, focus_on_click, forget_unless_offered, index_control, metric_ui
 from viz.compare import (
     difference_heatmap,
     divergence_from_final_figure,
@@ -47,6 +47,33 @@ SAME_HEAD, CLOSEST_HEAD = "same layer and head", "closest to A's head"
 
 def _signature(checkpoints: list[Checkpoint]) -> tuple:
     return tuple((c.step, (Path(c.spec) / "config.json").stat().st_mtime) for c in checkpoints)
+
+
+# --- cached computations, keyed by (model A, model B, text, sentence B) ---
+
+def _loaded_run(spec: str, text: str, text_b: str):
+    return cached_model(spec), cached_run(spec, text, text_b)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_alignment(spec_a: str, spec_b: str, text: str, text_b: str) -> AlignedRuns:
+    return align_runs(*_loaded_run(spec_a, text, text_b), *_loaded_run(spec_b, text, text_b), text, text_b or None)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_matching(spec_a: str, spec_b: str, text: str, text_b: str) -> HeadMatching:
+    aligned = cached_alignment(spec_a, spec_b, text, text_b)
+    return match_heads(aligned.a, aligned.b)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def cached_series(folder: str, signature: tuple, text: str, text_b: str) -> tuple[SeriesStatistics, list[str]]:
+    """(the statistics, why checkpoints were left out). `signature` (the checkpoints' steps and
+    times) makes a retrained series recompute."""
+    settings = settings_from_env()
+    checkpoints, _ = series_checkpoints(folder, settings)
+    ran = run_series(checkpoints, text, text_b or None, settings)
+    return series_statistics(ran.runs, ran.steps), ran.left_out
 
 
 # --- widgets: each returns what it read ---
@@ -78,40 +105,17 @@ def models_ui(checkpoints: list[Checkpoint]) -> tuple[str, str | None]:
     return spec_a or DEFAULT_MODEL, (b or "").strip() or None
 
 
-def index_slider(column, label: str, count: int, key: str, what: str) -> int:
-    """A slider over 0 .. count - 1; a model with a single layer or head gets a note (a slider needs two values)."""
-    if count == 1:
-        column.caption(f"{label}: 0, the only one")
-        return 0
-    return column.slider(label, 0, count - 1, 0, **int_control_state(key, 0, count - 1, what))
-
-
 def focus_ui(layers: int, heads: int, can_match_same: bool) -> tuple[int, int, str]:
     """(layer and head of A, which head of B to show)."""
     columns = st.columns([1, 1, 1.2])
-    layer = index_slider(columns[0], "Layer of A", layers, LAYER_KEY, "layer")
-    head = index_slider(columns[1], "Head of A", heads, HEAD_KEY, "head")
+    layer = index_control(columns[0], "Layer of A", layers, LAYER_KEY, "layer", "model A")
+    head = index_control(columns[1], "Head of A", heads, HEAD_KEY, "head", "model A")
     options = (SAME_HEAD, CLOSEST_HEAD) if can_match_same else (CLOSEST_HEAD,)
-    if st.session_state.get(B_HEAD_KEY) not in options:
-        st.session_state.pop(B_HEAD_KEY, None)  # "same" left over from models of one shape
+    forget_unless_offered(B_HEAD_KEY, options)  # "same" left over from models of one shape
     which = columns[2].radio("Head of B", options, horizontal=True, **bound(B_HEAD_KEY),
                              help="B's head at the same position, or the head of B whose attention is closest to "
                                   "A's (least Jensen-Shannon divergence)")
     return layer, head, which
-
-
-def metric_ui(series: SeriesStatistics) -> str:
-    available = [m.key for m in series.available()]
-    if st.session_state.get(METRIC_KEY) not in available:
-        st.session_state.pop(METRIC_KEY, None)
-    return st.selectbox("Head statistic", available, **bound(METRIC_KEY),
-                        help="; ".join(f"{k}: {METRIC_BY_KEY[k].help}" for k in available))
-
-
-def _focus_clicked_cell() -> None:
-    points = st.session_state[MATRIX_KEY]["selection"]["points"]
-    if points:
-        st.session_state[LAYER_KEY], st.session_state[HEAD_KEY] = (int(v) for v in points[0]["customdata"][:2])
 
 
 # --- page sections ---
@@ -202,8 +206,8 @@ def divergence_section(aligned: AlignedRuns, names: tuple[str, str], focused: tu
     divergence = head_divergence(aligned.a, aligned.b)
     fig = divergence_heatmap(divergence, focused, "JS divergence of A's and B's same head (nats): a row per layer, "
                                                   "a column per head; click one to focus it")
-    show_figure(fig, file_stem("divergence", *names), key=MATRIX_KEY, on_select=safe_callback(_focus_clicked_cell),
-                selection_mode="points")
+    show_figure(fig, file_stem("divergence", *names), key=MATRIX_KEY,
+                on_select=focus_on_click(MATRIX_KEY, LAYER_KEY, HEAD_KEY), selection_mode="points")
     if not lecture_mode():
         st.caption("Jensen-Shannon divergence between A's and B's attention row of each query, averaged over "
                    "queries: 0 for identical heads, at most ln 2 = 0.693 nats for rows with no key in common.")
@@ -267,14 +271,15 @@ def series_view(folder: str, checkpoints: list[Checkpoint]) -> None:
         return
     if left_out:
         st.warning("Left out of the series on this text: " + " ".join(left_out))
-    metric = METRIC_BY_KEY[metric_ui(series)]
-    baseline = series.uniform_entropy if metric.key == "entropy" else None
+    metric = metric_ui("Head statistic", series.available(), METRIC_KEY)
+    label = METRIC_LABELS[metric.key]
+    baseline = series.uniform_entropy if metric.key == HeadMetric.ENTROPY else None
     name = short_name(folder)
-    st.subheader(f"Every head's {metric.key} across training")
-    show_figure(series_panels(series.values[metric.key], series.steps, metric.key, metric.unit,
-                              f"{metric.key.capitalize()} ({metric.unit}) of each head over training steps: a panel "
+    st.subheader(f"Every head's {label} across training")
+    show_figure(series_panels(series.values[metric.key], series.steps, label, metric.unit,
+                              f"{label.capitalize()} ({metric.unit}) of each head over training steps: a panel "
                               "per layer, a line per head", baseline), file_stem("series", name, metric.key))
-    st.caption(f"{metric.key}: {metric.help}." + (f" Dotted: uniform attention ({baseline:.2f} nats)."
+    st.caption(f"{label}: {metric.help}." + (f" Dotted: uniform attention ({baseline:.2f} nats)."
                                                    if baseline is not None else "")
                + " A head specialises where its line leaves the pack.")
     st.subheader("How far each checkpoint still is from the final one")
@@ -286,11 +291,16 @@ def series_view(folder: str, checkpoints: list[Checkpoint]) -> None:
                "divergence, averaged over queries), then averaged over the layer's heads. 0 at the last step.")
 
 
-st.title("Compare attention")
-view = st.radio("View", (TWO_MODELS, SERIES), horizontal=True, label_visibility="collapsed", **bound(VIEW_KEY))
-series_folder, is_demo = series_ui()
-checkpoints_found = series_members(series_folder, is_demo)
-if view == SERIES:
-    series_view(series_folder, checkpoints_found)
-else:
-    two_models_view(checkpoints_found)
+def render() -> None:
+    st.title("Compare attention")
+    view = st.radio("View", (TWO_MODELS, SERIES), horizontal=True, label_visibility="collapsed", **bound(VIEW_KEY))
+    folder, is_demo = series_ui()
+    checkpoints = series_members(folder, is_demo)
+    if view == SERIES:
+        series_view(folder, checkpoints)
+    else:
+        two_models_view(checkpoints)
+
+
+if __name__ == "__main__":  # Streamlit ran this file as a script (see run_app_instead)
+    run_app_instead()

@@ -6,39 +6,49 @@ import numpy as np
 import streamlit as st
 
 from models import attention_stacks
-from models.analysis.aggregation import AGGREGATIONS, ALL_MEAN, HEAD, LAYER_MAX, LAYER_MEAN, ROLLOUT, aggregate
+from models.analysis.aggregation import Aggregation, aggregate, rollout_layers
 from models.analysis.export import matrix_csv, run_npz
-from models.analysis.head_stats import METRIC_BY_KEY, HeadStatistics
-from models.analysis.matrix_view import MatrixView
-from models.analysis.neuron import NeuronViewUnsupported
+from models.analysis.head_stats import HeadMetric, HeadStatistics, head_statistics
+from models.analysis.matrix_view import MatrixView, matrix_view
+from models.analysis.neuron import NeuronViewUnsupported, neuron_vectors
 from models.analysis.pairs import PAIR_BLOCKS, has_pair
+from models.analysis.words import special_token_mask, stack_word_spans
 from models.core.scores import ScoresUnavailable
-from pages._heads_cache import (
-    BERTVIZ_OFF,
-    HEAD_VIEW,
-    MODEL_VIEW,
-    NEURON_VIEW,
-    cached_bertviz,
-    cached_grid,
-    cached_lens,
-    cached_rollout,
-    cached_statistics,
-)
 from pages._shared import (
     bound,
+    cached_model,
+    cached_run,
     current_run,
     current_spec,
     current_texts,
-    int_control_state,
     lecture_mode,
+    overview_grid,
+    run_app_instead,
     safe_callback,
     show_figure,
 )
+from pages._widgets import (
+    METRIC_LABELS,
+    focus_head,
+    focus_on_click,
+    focus_ui,
+    forget_unless_offered,
+    metric_ui,
+    stack_ui,
+)
 from viz.bars import token_bars
-from viz.bertviz_offline import BertvizUnavailable
+from viz.bertviz_offline import (
+    BertvizLimits,
+    BertvizUnavailable,
+    encoder_decoder_entries,
+    head_view_html,
+    model_view_html,
+    neuron_view_html,
+    self_attention_entries,
+)
 from viz.heatmap import attention_heatmap
 from viz.labels import display_token
-from viz.overview import heads_overview
+from viz.overview import ThumbnailGrid, heads_overview
 from viz.stats import stats_heatmap, stats_table
 from viz.theme import IMAGE_FORMATS, LECTURE_SCALE, file_stem
 
@@ -48,9 +58,80 @@ ROLLOUT_TOKEN_KEY, METRIC_KEY, STATS_GRID_KEY, STATS_TABLE_KEY = "rollout_token"
 STATISTICS_KEY = "statistics"
 BERTVIZ_KEY, BERTVIZ_TOKENS_KEY, BERTVIZ_ONE_LAYER_KEY = "bertviz", "bertviz_tokens", "bertviz_one_layer"
 # Bound widgets keep their option labels in the URL, so options are readable strings (no format_func).
+# The Show control's labels (old links name them so: keep them).
+AGGREGATION_LABELS = {Aggregation.HEAD: "one head", Aggregation.LAYER_MEAN: "layer mean",
+                      Aggregation.LAYER_MAX: "layer max", Aggregation.ALL_MEAN: "mean of all",
+                      Aggregation.ROLLOUT: "rollout"}
+AGGREGATION_OF = {label: how for how, label in AGGREGATION_LABELS.items()}
 CAMERA_FORMATS = tuple(f.upper() for f in IMAGE_FORMATS)
 BERTVIZ_TOKEN_CHOICES = (8, 16, 24, 32, 40, 48, 64, 96, 128)  # beyond 128 its HTML runs to tens of MB
 SELF_STACKS = ("self-attention", "encoder", "decoder")
+BERTVIZ_OFF, HEAD_VIEW, MODEL_VIEW, NEURON_VIEW = "off", "head view", "model view", "neuron view"
+
+
+# --- cached computations, keyed by (model, text, sentence B, ...) so that widgets never re-run the model ---
+
+def _stack(spec: str, text: str, text_b: str, stack_name: str):
+    return attention_stacks(cached_run(spec, text, text_b))[stack_name]
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_lens(spec: str, text: str, text_b: str, stack_name: str, words: bool, block: str) -> MatrixView:
+    run, stack = cached_run(spec, text, text_b), _stack(spec, text, text_b, stack_name)
+    spans = stack_word_spans(cached_model(spec), run, stack_name, text, text_b or None) if words else (None, None)
+    segments = run.segment_ids if stack_name == "self-attention" else None
+    return matrix_view(stack.query_labels, stack.key_labels, *spans, segments, block)
+
+
+# resource caches for what is shared read-only (bytes, read-only arrays): cache_data would
+# pickle a copy on every rerun
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def cached_grid(spec: str, text: str, text_b: str, stack_name: str, words: bool, block: str) -> ThumbnailGrid:
+    lens = cached_lens(spec, text, text_b, stack_name, words, block)
+    return overview_grid(lens.apply(_stack(spec, text, text_b, stack_name).attentions))
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def cached_rollout(spec: str, text: str, text_b: str, stack_name: str) -> np.ndarray:
+    rollouts = rollout_layers(_stack(spec, text, text_b, stack_name).attentions)  # [layers, n, n]
+    rollouts.setflags(write=False)
+    return rollouts
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_statistics(spec: str, text: str, text_b: str, stack_name: str) -> HeadStatistics:
+    run, stack = cached_run(spec, text, text_b), _stack(spec, text, text_b, stack_name)
+    special = special_token_mask(cached_model(spec), stack.key_tokens) if stack_name == "decoder" else run.special_mask
+    return head_statistics(stack.attentions, stack.key_tokens, special, stack.causal)
+
+
+@st.cache_data(max_entries=2, show_spinner=False)
+def cached_neuron_vectors(spec: str, text: str, text_b: str) -> tuple[np.ndarray, np.ndarray]:
+    return neuron_vectors(cached_model(spec), text, text_b or None)
+
+
+@st.cache_data(max_entries=6, show_spinner=False)
+def cached_bertviz(spec: str, text: str, text_b: str, view: str, words: bool, max_tokens: int,
+                   layers: tuple[int, ...], layer: int, head: int, zoom: float) -> str:
+    run, limits = cached_run(spec, text, text_b), BertvizLimits(max_tokens=max_tokens)
+    if view == NEURON_VIEW:
+        queries, keys = cached_neuron_vectors(spec, text, text_b)
+        lens = cached_lens(spec, text, text_b, "self-attention", False, "all")
+        entries = self_attention_entries(run.attentions, run.labels, lens.sentence_b_start, limits, queries, keys)
+        return neuron_view_html(entries, run.causal, layer, head, limits, zoom)
+    if run.decoder_tokens is not None:
+        lenses = {name: cached_lens(spec, text, text_b, name, words, "all") for name in ("encoder", "decoder", "cross")}
+        entries = encoder_decoder_entries(lenses["encoder"].apply(run.attentions),
+                                          lenses["decoder"].apply(run.decoder_attentions),
+                                          lenses["cross"].apply(run.cross_attentions),
+                                          lenses["encoder"].query_tokens, lenses["decoder"].query_tokens, limits)
+    else:
+        lens = cached_lens(spec, text, text_b, "self-attention", words, "all")
+        entries = self_attention_entries(lens.apply(run.attentions), lens.query_tokens, lens.sentence_b_start, limits)
+    if view == HEAD_VIEW:
+        return head_view_html(entries, list(layers), layer, limits, zoom)
+    return model_view_html(entries, list(layers), limits, zoom)
 
 
 # --- widgets: each returns what it read ---
@@ -76,35 +157,18 @@ def lazy_section(title: str, key: str):
     return st.expander(title, key=key, on_change="rerun", bind="query-params")
 
 
-def _focus(layer: int, head: int) -> None:
-    st.session_state[LAYER_KEY], st.session_state[HEAD_KEY] = int(layer), int(head)
-
-
-def _focus_clicked_point(key: str) -> None:
-    points = st.session_state[key]["selection"]["points"]
-    if points:
-        _focus(*points[0]["customdata"][:2])
-
-
 def _focus_table_row(heads: int) -> None:
     rows = st.session_state[STATS_TABLE_KEY]["selection"]["rows"]
     if rows:
-        _focus(*divmod(rows[0], heads))
+        focus_head(LAYER_KEY, HEAD_KEY, *divmod(rows[0], heads))
 
 
-def stack_ui(names: list[str]) -> str:
-    if len(names) == 1:
-        return names[0]
-    return st.radio("Attention", names, horizontal=True, **bound(STACK_KEY),
-                    help="encoder self-attention, decoder self-attention, or decoder-to-encoder cross-attention")
-
-
-def view_ui(square: bool, pair: bool) -> tuple[str, bool, str]:
+def view_ui(square: bool, pair: bool) -> tuple[Aggregation, bool, str]:
     """(aggregation, word level, sentence-pair block) of the focused view."""
     columns = st.columns(2) + st.columns([1, 1])
-    options = AGGREGATIONS if square else AGGREGATIONS[:-1]  # rollout needs self-attention
-    how = columns[0].segmented_control(
-        "Show", options, default=HEAD, required=True, **bound(AGGREGATION_KEY),
+    options = [label for how, label in AGGREGATION_LABELS.items() if square or how != Aggregation.ROLLOUT]
+    shown = columns[0].segmented_control(  # rollout needs self-attention
+        "Show", options, default=AGGREGATION_LABELS[Aggregation.HEAD], required=True, **bound(AGGREGATION_KEY),
         help="one head; the mean or max of the focused layer's heads; the mean of all heads; "
              "or the rollout: the layers' mean attention multiplied up to the focused layer")
     block = "all"
@@ -117,29 +181,13 @@ def view_ui(square: bool, pair: bool) -> tuple[str, bool, str]:
     columns[3].segmented_control("Camera saves", CAMERA_FORMATS, default=CAMERA_FORMATS[0], required=True,
                                  **bound(FORMAT_KEY),
                                  help="the format of the camera button above every figure (works offline)")
-    return how or HEAD, words, block or "all"
-
-
-def focus_ui(layers: int, heads: int) -> tuple[int, int]:
-    left, right = st.columns(2)
-    layer = left.slider("Layer", 0, layers - 1, 0, **int_control_state(LAYER_KEY, 0, layers - 1, "layer"))
-    head = right.slider("Head", 0, heads - 1, 0, **int_control_state(HEAD_KEY, 0, heads - 1, "head"))
-    return layer, head
+    return AGGREGATION_OF.get(shown, Aggregation.HEAD), words, block or "all"
 
 
 def rollout_token_ui(tokens: list[str]) -> int:
     labels = [f"{i} {display_token(t)}" for i, t in enumerate(tokens)]
-    if st.session_state.get(ROLLOUT_TOKEN_KEY) not in labels:
-        st.session_state.pop(ROLLOUT_TOKEN_KEY, None)  # a token of another text
+    forget_unless_offered(ROLLOUT_TOKEN_KEY, labels)  # a token of another text
     return labels.index(st.selectbox("Which input tokens does this token draw on?", labels, **bound(ROLLOUT_TOKEN_KEY)))
-
-
-def metric_ui(statistics: HeadStatistics) -> str:
-    available = [m.key for m in statistics.available()]
-    if st.session_state.get(METRIC_KEY) not in available:
-        st.session_state.pop(METRIC_KEY, None)  # e.g. "to separators" on a model without them
-    return st.selectbox("Metric", available, **bound(METRIC_KEY),
-                        help="; ".join(f"{k}: {METRIC_BY_KEY[k].help}" for k in available))
 
 
 def bertviz_ui() -> tuple[str, int, bool]:
@@ -156,23 +204,23 @@ def bertviz_ui() -> tuple[str, int, bool]:
 
 # --- page sections ---
 
-def view_title(how: str, layer: int, head: int, stack, words: bool, block: str) -> str:
+def view_title(how: Aggregation, layer: int, head: int, stack, words: bool, block: str) -> str:
     layers, heads = stack.attentions.shape[:2]
     title = {
-        HEAD: f"Layer {layer}, head {head}",
-        LAYER_MEAN: f"Layer {layer}, mean of its {heads} heads",
-        LAYER_MAX: f"Layer {layer}, max over its {heads} heads",
-        ALL_MEAN: f"Mean of all {layers} × {heads} heads",
-        ROLLOUT: f"Attention rollout up to layer {layer}",
+        Aggregation.HEAD: f"Layer {layer}, head {head}",
+        Aggregation.LAYER_MEAN: f"Layer {layer}, mean of its {heads} heads",
+        Aggregation.LAYER_MAX: f"Layer {layer}, max over its {heads} heads",
+        Aggregation.ALL_MEAN: f"Mean of all {layers} × {heads} heads",
+        Aggregation.ROLLOUT: f"Attention rollout up to layer {layer}",
     }[how] + f" ({stack.name})"
     extras = (["words"] if words else []) + ([block.replace("->", "→")] if block != "all" else [])
     return title + (": " + ", ".join(extras) if extras else "")
 
 
-def focused_section(key: tuple[str, str, str], stack, lens: MatrixView, how: str, layer: int, head: int,
+def focused_section(key: tuple[str, str, str], stack, lens: MatrixView, how: Aggregation, layer: int, head: int,
                     words: bool, block: str, name: str) -> np.ndarray:
     """The focused head or aggregate as a heatmap (and the rollout's bars); returns the shown matrix."""
-    if how == ROLLOUT:
+    if how == Aggregation.ROLLOUT:
         matrix = cached_rollout(*key, stack.name)[layer]
     else:
         matrix = aggregate(stack.attentions, how, layer, head)
@@ -182,9 +230,11 @@ def focused_section(key: tuple[str, str, str], stack, lens: MatrixView, how: str
                             causal=stack.causal and block == "all")
     show(fig, name)
     notes = {
-        LAYER_MAX: "Each cell is the largest weight any head of the layer gives it, so rows no longer sum to 1.",
-        ROLLOUT: "Rollout (Abnar & Zuidema 2020): per layer the heads' mean A becomes 0.5·A + 0.5·I (the residual "
-                 "path), and the layers multiply. Row i: how much of each input token has flowed into position i.",
+        Aggregation.LAYER_MAX: "Each cell is the largest weight any head of the layer gives it, so rows no longer sum "
+                               "to 1.",
+        Aggregation.ROLLOUT: "Rollout (Abnar & Zuidema 2020): per layer the heads' mean A becomes 0.5·A + 0.5·I (the "
+                             "residual path), and the layers multiply. Row i: how much of each input token has flowed "
+                             "into position i.",
     }
     if how in notes and not lecture_mode():
         st.caption(notes[how])
@@ -193,7 +243,7 @@ def focused_section(key: tuple[str, str, str], stack, lens: MatrixView, how: str
                    "query's attention landing in the other block, so rows need not sum to 1.")
     if stack.causal and block == "all":
         st.caption("Grey cells are the masked future: a causal model's query never sees later tokens.")
-    if how == ROLLOUT:
+    if how == Aggregation.ROLLOUT:
         token = rollout_token_ui(lens.query_tokens)
         bars = token_bars(shown[token], lens.key_tokens,
                           f"What “{display_token(lens.query_tokens[token])}” (position {token}) draws on "
@@ -227,22 +277,24 @@ def statistics_section(key: tuple[str, str, str], stack, focused: tuple[int, int
             st.info("Head statistics are for self-attention: pick the encoder or decoder stack.")
             return
         statistics = cached_statistics(*key, stack.name)
-        metric = METRIC_BY_KEY[metric_ui(statistics)]
-        baseline = statistics.uniform_entropy if metric.key == "entropy" else None
-        fig = stats_heatmap(statistics.values[metric.key], metric.key, metric.unit, focused,
-                            f"{metric.key.capitalize()} ({metric.unit}) of every head ({stack.name}); click one to "
+        metric = metric_ui("Metric", statistics.available(), METRIC_KEY)
+        label = METRIC_LABELS[metric.key]
+        baseline = statistics.uniform_entropy if metric.key == HeadMetric.ENTROPY else None
+        fig = stats_heatmap(statistics.values[metric.key], label, metric.unit, focused,
+                            f"{label.capitalize()} ({metric.unit}) of every head ({stack.name}); click one to "
                             "focus it", baseline=baseline)
         show(fig, file_stem("head-stats", key[0], stack.name, metric.key), key=STATS_GRID_KEY,
-             on_select=safe_callback(_focus_clicked_point, STATS_GRID_KEY), selection_mode="points")
+             on_select=focus_on_click(STATS_GRID_KEY), selection_mode="points")
         if baseline is not None:
             past = " (averaged over queries, each seeing its past)" if stack.causal else ""
             st.caption(f"Uniform attention over the {stack.attentions.shape[-1]} tokens would have entropy "
                        f"{baseline:.2f} nats{past}; lower means more focused heads.")
         if not lecture_mode():
-            st.caption(f"{metric.key}: {metric.help}. Computed over all tokens of the input, at token level; "
+            st.caption(f"{label}: {metric.help}. Computed over all tokens of the input, at token level; "
                        "shares are fractions of a query's attention (0 to 1), averaged over queries.")
-        table = stats_table(statistics.values, {m.key: m.key if m.unit == "share" else f"{m.key} ({m.unit})"
-                                                for m in statistics.available()})
+        columns = {m.key: METRIC_LABELS[m.key] + ("" if m.unit == "share" else f" ({m.unit})")
+                   for m in statistics.available()}
+        table = stats_table(statistics.values, columns)
         st.dataframe(table, hide_index=True, height=320, key=STATS_TABLE_KEY, selection_mode="single-row",
                      on_select=safe_callback(_focus_table_row, stack.attentions.shape[1]))
         st.caption("Sort by clicking a column header; select a row to focus that head.")
@@ -276,14 +328,16 @@ def bertviz_section(key: tuple[str, str, str], run, words: bool, layer: int, hea
         st.iframe(html, height="content")
 
 
-st.title("Attention heads")
-result = current_run()
-if result is not None:
+def render() -> None:
+    st.title("Attention heads")
+    result = current_run()
+    if result is None:
+        return
     loaded, run = result
     text, text_b = current_texts()
     key = (current_spec(), text, text_b)
     stacks = attention_stacks(run)
-    stack = stacks[stack_ui(list(stacks))]
+    stack = stacks[stack_ui(list(stacks), STACK_KEY)]
     st.caption(f"{loaded.spec}: {loaded.kind} ({loaded.config.model_type}), {run.num_layers} layers × "
                f"{run.num_heads} heads, {len(stack.query_tokens)} × {len(stack.key_tokens)} tokens.")
     how, words, block = view_ui(stack.name in SELF_STACKS, stack.name == "self-attention" and has_pair(run.segment_ids))
@@ -293,11 +347,16 @@ if result is not None:
     overview = heads_overview(grid, (layer, head), f"All heads ({stack.name}): a row per layer, a column per "
                                                    "head (h0, h1, …); click one to focus it")
     show(overview, file_stem("heads", loaded.spec, stack.name), key=OVERVIEW_KEY,
-         on_select=safe_callback(_focus_clicked_point, OVERVIEW_KEY), selection_mode="points")
+         on_select=focus_on_click(OVERVIEW_KEY), selection_mode="points")
     if not lecture_mode():
         st.caption("Each thumbnail is one head's token × token attention, scaled to its own maximum.")
-    name = file_stem("attention", loaded.spec, stack.name, how, f"L{layer}", f"H{head}" if how == HEAD else "")
+    name = file_stem("attention", loaded.spec, stack.name, how, f"L{layer}",
+                     f"H{head}" if how == Aggregation.HEAD else "")
     shown = focused_section(key, stack, lens, how, layer, head, words, block, name)
     export_section(run, lens, shown, name)
     statistics_section(key, stack, (layer, head))
     bertviz_section(key, run, words, layer, head)
+
+
+if __name__ == "__main__":  # Streamlit ran this file as a script (see run_app_instead)
+    run_app_instead()

@@ -1,19 +1,23 @@
 """Dot-product scaling: why attention divides q·k by √d, on random vectors and in the live model."""
 import streamlit as st
 
-from models import attention_stacks
+from models import AttentionRun, attention_stacks, run_attention
 from models.core.scores import IDENTITY_TOLERANCE, ScoreStack, ScoresUnavailable
 from models.scaling.live import head_scores, neuron_view
-from models.scaling.random_vectors import CLASSIC_SAMPLES, temperature_example
-from pages._scaling_cache import (
-    CURVE_DIMS,
-    cached_classic,
-    cached_curve,
-    cached_sample,
-    cached_scored_run,
-    cached_sweep,
+from models.scaling.random_vectors import (
+    CLASSIC_SAMPLES,
+    DotProductSample,
+    MeanAbsCurve,
+    SoftmaxSweep,
+    classic_demonstration,
+    dot_product_sample,
+    log_grid,
+    mean_abs_curve,
+    softmax_sweep,
+    temperature_example,
 )
-from pages._shared import bound, current_run, current_texts, int_control_state, show_figure
+from pages._shared import bound, cached_model, current_run, current_texts, run_app_instead, show_figure
+from pages._widgets import index_control, stack_ui
 from viz.scaling import (
     dot_product_histograms,
     mean_abs_figure,
@@ -26,11 +30,44 @@ from viz.scaling import (
 D_KEY, SAMPLES_KEY, SEED_KEY, KEYS_KEY, TEMPERATURE_KEY = "d", "samples", "seed", "keys", "temperature"
 # the live-model controls have keys of their own: a link to this page never moves the Heads page's focus
 STACK_KEY, LAYER_KEY, HEAD_KEY, QUERY_KEY = "scores_stack", "scores_layer", "scores_head", "neuron_query"
+CURVE_DIMS = log_grid(1, 16384)  # the x values of the curves against d
+TRIALS = 500  # softmax trials per d
 DIMS = sorted(set(CURVE_DIMS) | {10, 100, 1000, 10_000})  # the d slider: log steps, plus the classic 10 and 10000
 SAMPLE_COUNTS = [100, 200, 500, 1000, 2000]  # 2000 pairs at d = 16384 already take seconds
 KEY_COUNTS = [2, 4, 8, 16, 32, 64, 128, 256]
 TEMPERATURES = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
 
+
+# --- cached computations: random-vector samples and sweeps keyed by their settings, the live run ---
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_sample(d: int, n_samples: int, seed: int) -> DotProductSample:
+    return dot_product_sample(d, n_samples, seed)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_curve(n_samples: int, seed: int) -> MeanAbsCurve:
+    return mean_abs_curve(CURVE_DIMS, n_samples, seed)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_classic(seed: int) -> MeanAbsCurve:
+    return classic_demonstration(seed)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_sweep(n_keys: int, seed: int) -> SoftmaxSweep:
+    return softmax_sweep(CURVE_DIMS, n_keys, TRIALS, seed)
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def cached_scored_run(spec: str, text: str, text_pair: str) -> AttentionRun:
+    """The run with q, k and pre-softmax scores: twice a plain run's arrays (150 MB for MiniLM at
+    512 tokens), so kept as one read-only copy rather than unpickled on every rerun."""
+    return run_attention(cached_model(spec), text, text_pair or None, with_scores=True)
+
+
+# --- widgets: each returns what it read ---
 
 def random_vectors_ui() -> tuple[int, int, int]:
     left, middle, right = st.columns([3, 2, 1])
@@ -49,20 +86,12 @@ def temperature_ui() -> float:
                             help="softmax(q·k / t); scaled dot-product attention uses t = √d.")
 
 
-def stack_ui(names: list[str]) -> str:
-    if len(names) == 1:
-        return names[0]
-    return st.radio("Attention", names, horizontal=True, **bound(STACK_KEY),
-                    help="encoder self-attention, decoder self-attention, or decoder-to-encoder cross-attention")
-
-
 def focus_ui(layers: int, heads: int, queries: int) -> tuple[int, int, int]:
     left, middle, right = st.columns(3)
-    layer = left.slider("Layer", 0, layers - 1, 0, **int_control_state(LAYER_KEY, 0, layers - 1, "layer"))
-    head = middle.slider("Head", 0, heads - 1, 0, **int_control_state(HEAD_KEY, 0, heads - 1, "head"))
-    query = right.slider("Query token (position) for the neuron view", 0, queries - 1, 0,
-                         **int_control_state(QUERY_KEY, 0, queries - 1, "query token"))
-    return layer, head, query
+    return (index_control(left, "Layer", layers, LAYER_KEY, "layer"),
+            index_control(middle, "Head", heads, HEAD_KEY, "head"),
+            index_control(right, "Query token (position) for the neuron view", queries, QUERY_KEY, "query token",
+                          "this text"))
 
 
 def random_vectors_section() -> tuple[int, int]:
@@ -146,7 +175,7 @@ def live_section() -> None:
         st.warning(str(error))
         return
     tokens = attention_stacks(run)
-    name = stack_ui(list(run.score_stacks))
+    name = stack_ui(list(run.score_stacks), STACK_KEY)
     stack, names = run.score_stacks[name], tokens[name]
     st.caption(f"{loaded.spec}: {loaded.kind} ({loaded.config.model_type}), {stack.scores.shape[0]} layers × "
                f"{stack.scores.shape[1]} heads, {len(names.query_tokens)} × {len(names.key_tokens)} tokens "
@@ -166,7 +195,12 @@ def live_section() -> None:
     st.caption("Red components are positive, blue negative; grey bars are keys the mask hides from this query.")
 
 
-st.title("Dot-product scaling: why attention divides by √d")
-chosen_d, chosen_seed = random_vectors_section()
-softmax_section(chosen_d, chosen_seed)
-live_section()
+def render() -> None:
+    st.title("Dot-product scaling: why attention divides by √d")
+    d, seed = random_vectors_section()
+    softmax_section(d, seed)
+    live_section()
+
+
+if __name__ == "__main__":  # Streamlit ran this file as a script (see run_app_instead)
+    run_app_instead()

@@ -1,31 +1,43 @@
 """Sparse attention patterns: the masks, their cost, how information still flows, and the
 patterns applied to the live model."""
+import numpy as np
 import streamlit as st
 
 from models.analysis.numerics import pooled
-from models.sparse.cost import ROWWISE_MAX_N, counted_in_closed_form
-from models.sparse.enforce import EnforcedRun
+from models.sparse.cost import (
+    ROWWISE_MAX_N,
+    CostPoint,
+    Growth,
+    active_cells,
+    counted_in_closed_form,
+    growth,
+    measure_cost,
+)
+from models.sparse.enforce import EnforcedRun, coverage, enforced_run
 from models.sparse.patterns import (
     DESCRIPTIONS,
     KINDS,
     SPLIT,
+    AnyPattern,
     HeadPatterns,
     Pattern,
     PatternError,
     head_patterns,
     parse_positions,
 )
-from models.sparse.reachability import path
-from pages._shared import bound, current_run, current_spec, current_texts, int_control_state, show_figure
-from pages._sparse_cache import (
-    cached_cells,
-    cached_cost,
-    cached_coverage,
-    cached_enforced,
-    cached_growth,
-    cached_mask_figure,
-    cached_reachability,
+from models.sparse.reachability import Reachability, path, reachability
+from pages._shared import (
+    bound,
+    cached_model,
+    cached_run,
+    current_run,
+    current_spec,
+    current_texts,
+    int_control_state,
+    run_app_instead,
+    show_figure,
 )
+from pages._widgets import focus_ui
 from viz.sparse import (
     cosine_figure,
     cost_figure,
@@ -51,6 +63,44 @@ KIND_NAMES = {"full": "full", "causal": "causal", "sliding_window": "sliding win
 PARTS = ("union", "A1", "A2", SPLIT)
 ARRANGEMENTS = ("none", "union", "intersection", "alternate")
 MAX_N, MAX_REACH_N = 4096, 512  # reachability is all-pairs shortest paths: kept to the live model's size
+
+
+# ---- cached computations, keyed by the patterns' values: moving a slider elsewhere recomputes nothing ----
+
+@st.cache_data(max_entries=24, show_spinner=False)
+def cached_mask_figure(pattern: AnyPattern, n: int, title: str, height: int):
+    return mask_figure(pooled(pattern.build(n), mask_side(n)), n, title, height)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_cells(pattern: AnyPattern, n: int) -> int:
+    return active_cells(pattern, n)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_growth(pattern: AnyPattern, scale_stride: bool) -> Growth:
+    return growth(pattern, scale_stride=scale_stride)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_reachability(pattern: AnyPattern, n: int) -> Reachability:
+    return reachability(pattern.build(n))
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def cached_cost(pattern: AnyPattern) -> list[CostPoint]:
+    return measure_cost(pattern)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_coverage(spec: str, text: str, text_b: str, patterns: HeadPatterns) -> np.ndarray:
+    run = cached_run(spec, text, text_b)
+    return coverage(run.attentions, patterns.masks(run.n, run.num_heads))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_enforced(spec: str, text: str, text_b: str, patterns: HeadPatterns, n: int, heads: int) -> EnforcedRun:
+    return enforced_run(cached_model(spec), text, text_b or None, patterns.masks(n, heads))
 
 
 # ---- controls: each returns what it read; every value lives in the URL ----
@@ -120,19 +170,12 @@ def size_ui(hi: int = MAX_N) -> int:
     return int(st.columns(4)[0].number_input("n: positions", 2, hi, 64, help=f"up to {hi}", **bound("n")))
 
 
-def focus_ui(layers: int, heads: int) -> tuple[int, int]:
-    left, right = st.columns(2)
-    layer = left.slider("Layer", 0, layers - 1, 0, **int_control_state("layer", 0, layers - 1, "layer"))
-    head = right.slider("Head", 0, heads - 1, 0, **int_control_state("head", 0, heads - 1, "head"))
-    return layer, head
-
-
 def path_ui(n: int) -> tuple[int, int]:
     left, right = st.columns(2)
     query = left.number_input("Query position i (receives)", 0, n - 1, n - 1,
-                              **int_control_state("query", 0, n - 1, "query position"))
+                              **int_control_state("query", 0, n - 1, "query position", "these n positions"))
     key = right.number_input("Key position j (is received)", 0, n - 1, 0,
-                             **int_control_state("key", 0, n - 1, "key position"))
+                             **int_control_state("key", 0, n - 1, "key position", "these n positions"))
     return int(query), int(key)
 
 
@@ -272,13 +315,18 @@ def cost_view(patterns: HeadPatterns) -> None:
                "of this machine slow every number alike.")
 
 
-st.title("Sparse attention patterns")
-st.caption("A pattern says which keys each query may attend to (rows: queries, columns: keys). "
-           "Long-context models use them to avoid computing all n² pairs.")
-view = view_ui()
-try:
-    head_set = heads_ui()
-    {"Pattern": pattern_view, "Growth": growth_view, "Reachability": reach_view, "Live model": live_view,
-     "Cost": cost_view}[view](head_set)
-except PatternError as error:
-    st.error(str(error))
+def render() -> None:
+    st.title("Sparse attention patterns")
+    st.caption("A pattern says which keys each query may attend to (rows: queries, columns: keys). "
+               "Long-context models use them to avoid computing all n² pairs.")
+    view = view_ui()
+    try:
+        patterns = heads_ui()
+        {"Pattern": pattern_view, "Growth": growth_view, "Reachability": reach_view, "Live model": live_view,
+         "Cost": cost_view}[view](patterns)
+    except PatternError as error:
+        st.error(str(error))
+
+
+if __name__ == "__main__":  # Streamlit ran this file as a script (see run_app_instead)
+    run_app_instead()

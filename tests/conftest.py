@@ -20,6 +20,14 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_1x1(tmp_path_factory) -> Path:
+    """A tiny BERT masked LM with 1 layer of 1 head (tests/tiny_models.save_tiny_1x1)."""
+    from tests.tiny_models import save_tiny_1x1
+
+    return save_tiny_1x1(tmp_path_factory.mktemp("tiny-1x1") / "bert-1x1")
+
+
+@pytest.fixture(scope="session")
 def default_model():
     from models import DEFAULT_MODEL, load_model
 

@@ -5,12 +5,7 @@ from scipy.stats import entropy as scipy_entropy
 
 from models import load_model, run_attention
 from models.analysis.aggregation import (
-    AGGREGATIONS,
-    ALL_MEAN,
-    HEAD,
-    LAYER_MAX,
-    LAYER_MEAN,
-    ROLLOUT,
+    Aggregation,
     aggregate,
     attention_rollout,
     max_over_heads,
@@ -18,7 +13,14 @@ from models.analysis.aggregation import (
     mean_over_heads,
     rollout_layers,
 )
-from models.analysis.head_stats import METRICS, head_statistics, previous_occurrences, punctuation_mask, uniform_entropy
+from models.analysis.head_stats import (
+    METRICS,
+    HeadMetric,
+    head_statistics,
+    previous_occurrences,
+    punctuation_mask,
+    uniform_entropy,
+)
 from models.analysis.matrix_view import matrix_view
 from models.analysis.numerics import entropy, pooled
 from models.analysis.pairs import has_pair, pair_block, pair_segments
@@ -101,12 +103,12 @@ def test_aggregations_reduce_as_named():
     np.testing.assert_allclose(mean_over_heads(stack)[1], sum(stack[1, h] for h in range(4)) / 4, rtol=1e-6)
     np.testing.assert_array_equal(max_over_heads(stack)[2, 3, 4], max(stack[2, h, 3, 4] for h in range(4)))
     np.testing.assert_allclose(mean_over_all(stack), stack.reshape(12, 7, 7).mean(0), rtol=1e-6)
-    assert set(AGGREGATIONS) == {HEAD, LAYER_MEAN, LAYER_MAX, ALL_MEAN, ROLLOUT}
-    np.testing.assert_array_equal(aggregate(stack, HEAD, 1, 2), stack[1, 2])
-    np.testing.assert_allclose(aggregate(stack, LAYER_MEAN, 1, 0), mean_over_heads(stack)[1])
-    np.testing.assert_array_equal(aggregate(stack, LAYER_MAX, 2, 0), max_over_heads(stack)[2])
-    np.testing.assert_allclose(aggregate(stack, ALL_MEAN, 0, 0), mean_over_all(stack))
-    np.testing.assert_allclose(aggregate(stack, ROLLOUT, 1, 0), rollout_layers(stack)[1], rtol=1e-6)
+    assert [a.value for a in Aggregation] == ["head", "layer-mean", "layer-max", "all-mean", "rollout"]
+    np.testing.assert_array_equal(aggregate(stack, Aggregation.HEAD, 1, 2), stack[1, 2])
+    np.testing.assert_allclose(aggregate(stack, Aggregation.LAYER_MEAN, 1, 0), mean_over_heads(stack)[1])
+    np.testing.assert_array_equal(aggregate(stack, Aggregation.LAYER_MAX, 2, 0), max_over_heads(stack)[2])
+    np.testing.assert_allclose(aggregate(stack, Aggregation.ALL_MEAN, 0, 0), mean_over_all(stack))
+    np.testing.assert_allclose(aggregate(stack, Aggregation.ROLLOUT, 1, 0), rollout_layers(stack)[1], rtol=1e-6)
     with pytest.raises(ValueError, match="unknown aggregation"):
         aggregate(stack, "median", 0, 0)
 
@@ -117,15 +119,15 @@ UNIFORM = np.full((4, 4), 0.25)
 IDENTITY = np.eye(4)
 PREVIOUS = np.array([[1, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]], dtype=float)
 EXPECTED = {  # metric -> (uniform, identity, previous-token head)
-    "entropy": (np.log(4), 0, 0),
-    "mean distance": (1.25, 0, 0.75),  # uniform rows: 1.5, 1, 1, 1.5
-    "to first special": (0.25, 0.25, 0.5),
-    "to separators": (0.25, 0.25, 0),
-    "to punctuation": (0.25, 0.25, 0.25),
-    "to self": (0.25, 1, 0.25),
-    "to previous": (0.25, 0, 1),  # over queries 1..3
-    "to next": (0.25, 0, 0),  # over queries 0..2
-    "to first token": (0.25, 0, 1 / 3),  # over queries 1..3
+    HeadMetric.ENTROPY: (np.log(4), 0, 0),
+    HeadMetric.MEAN_DISTANCE: (1.25, 0, 0.75),  # uniform rows: 1.5, 1, 1, 1.5
+    HeadMetric.TO_FIRST_SPECIAL: (0.25, 0.25, 0.5),
+    HeadMetric.TO_SEPARATORS: (0.25, 0.25, 0),
+    HeadMetric.TO_PUNCTUATION: (0.25, 0.25, 0.25),
+    HeadMetric.TO_SELF: (0.25, 1, 0.25),
+    HeadMetric.TO_PREVIOUS: (0.25, 0, 1),  # over queries 1..3
+    HeadMetric.TO_NEXT: (0.25, 0, 0),  # over queries 0..2
+    HeadMetric.TO_FIRST_TOKEN: (0.25, 0, 1 / 3),  # over queries 1..3
 }
 
 
@@ -150,19 +152,20 @@ def test_induction_score_reads_the_token_after_the_previous_occurrence():
     stats = head_statistics(attentions, tokens, special, causal=True)
     expected = (attentions[..., 4, 2] + attentions[..., 5, 3]) / 2  # the repeated [SEP] is no query
     np.testing.assert_allclose(stats.values["induction"], expected, rtol=1e-6)
-    np.testing.assert_allclose(stats.values["to first token"], attentions[..., 1:, 0].mean(-1), rtol=1e-6)
+    np.testing.assert_allclose(stats.values[HeadMetric.TO_FIRST_TOKEN], attentions[..., 1:, 0].mean(-1), rtol=1e-6)
 
 
 def test_statistics_without_special_tokens_leave_those_metrics_out():
     attentions = np.tril(np.ones((4, 4)))[None, None] / np.arange(1, 5)[:, None]  # causal uniform
     stats = head_statistics(attentions.astype(np.float32), ["Hello", "Ġworld", "Ġ!", "Ġok"],
                             np.zeros(4, dtype=bool), causal=True)
-    assert np.isnan(stats.values["to first special"]).all() and np.isnan(stats.values["to separators"]).all()
-    assert "to first special" not in [m.key for m in stats.available()]
+    assert np.isnan(stats.values[HeadMetric.TO_FIRST_SPECIAL]).all()
+    assert np.isnan(stats.values[HeadMetric.TO_SEPARATORS]).all()
+    assert HeadMetric.TO_FIRST_SPECIAL not in [m.key for m in stats.available()]
     # the causal baseline averages log(i + 1) over queries; uniform causal attention reaches it
     assert stats.uniform_entropy == pytest.approx(np.mean(np.log([1, 2, 3, 4])))
-    np.testing.assert_allclose(stats.values["entropy"][0, 0], stats.uniform_entropy, rtol=1e-6)
-    np.testing.assert_allclose(stats.values["to punctuation"][0, 0], np.mean([0, 0, 1 / 3, 1 / 4]), rtol=1e-6)
+    np.testing.assert_allclose(stats.values[HeadMetric.ENTROPY][0, 0], stats.uniform_entropy, rtol=1e-6)
+    np.testing.assert_allclose(stats.values[HeadMetric.TO_PUNCTUATION][0, 0], np.mean([0, 0, 1 / 3, 1 / 4]), rtol=1e-6)
     assert uniform_entropy(4, causal=False) == pytest.approx(np.log(4))
 
 
@@ -175,10 +178,10 @@ def test_punctuation_is_unicode_punctuation_after_markers():
 def test_statistics_of_the_bundled_model_agree_with_its_attentions(default_model):
     run = run_attention(default_model, "The cat sat on the mat, and it purred.")
     stats = head_statistics(run.attentions, run.tokens, run.special_mask)
-    np.testing.assert_allclose(stats.values["to first special"], run.attentions[..., 0].mean(-1), rtol=1e-5)
+    np.testing.assert_allclose(stats.values[HeadMetric.TO_FIRST_SPECIAL], run.attentions[..., 0].mean(-1), rtol=1e-5)
     sep = run.tokens.index("[SEP]")
-    np.testing.assert_allclose(stats.values["to separators"], run.attentions[..., sep].mean(-1), rtol=1e-5)
-    assert (stats.values["entropy"] <= np.log(run.n) + 1e-5).all() and (stats.values["entropy"] >= 0).all()
+    np.testing.assert_allclose(stats.values[HeadMetric.TO_SEPARATORS], run.attentions[..., sep].mean(-1), rtol=1e-5)
+    assert (stats.values[HeadMetric.ENTROPY] <= np.log(run.n) + 1e-5).all() and (stats.values[HeadMetric.ENTROPY] >= 0).all()
     for metric in METRICS:
         if metric.unit == "share":
             assert ((stats.values[metric.key] >= 0) & (stats.values[metric.key] <= 1 + 1e-6)).all(), metric.key

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models import RunError, load_model, run_attention
-from models.analysis.head_stats import head_statistics
+from models.analysis.head_stats import HeadMetric, head_statistics
 from models.checkpoints.discovery import SeriesError
 from models.compare.divergence import head_divergence
 from models.compare.series import run_series, series_checkpoints, series_statistics
@@ -88,7 +88,7 @@ def test_statistics_and_divergence_on_hand_made_runs():
     rng = np.random.default_rng(0)
     stacks = [rng.dirichlet(np.ones(5) * alpha, size=(2, 3, 5)) for alpha in (5.0, 1.0, 0.2)]
     series = series_statistics([fake_run(s, tokens) for s in stacks], [0, 50, 500])
-    assert series.steps == [0, 50, 500] and series.values["entropy"].shape == (3, 2, 3)
+    assert series.steps == [0, 50, 500] and series.values[HeadMetric.ENTROPY].shape == (3, 2, 3)
     for index, stack in enumerate(stacks):
         expected = head_statistics(stack.astype(np.float32), tokens, np.array([1, 0, 0, 0, 1], bool))
         for key, values in expected.values.items():
@@ -98,7 +98,8 @@ def test_statistics_and_divergence_on_hand_made_runs():
                                                                      stacks[2].astype(np.float32)), rtol=1e-5)
     np.testing.assert_allclose(series.layer_divergence, series.divergence.mean(axis=-1))
     assert series.uniform_entropy == pytest.approx(np.log(5))
-    assert [m.key for m in series.available()][:3] == ["entropy", "mean distance", "to first special"]
+    assert [m.key for m in series.available()][:3] == [HeadMetric.ENTROPY, HeadMetric.MEAN_DISTANCE,
+                                                        HeadMetric.TO_FIRST_SPECIAL]
 
 
 def test_runs_of_another_tokenizer_are_not_a_series():
@@ -119,7 +120,7 @@ def test_a_saved_series_is_run_checkpoint_by_checkpoint(series_folder):
     final = run_attention(load_model(str(series_folder / "checkpoint-1000")), TEXT)
     np.testing.assert_allclose(series.divergence[0], head_divergence(first.attentions, final.attentions), atol=1e-6)
     assert (series.layer_divergence[0] > series.layer_divergence[-1]).all()
-    entropy = series.values["entropy"].mean(axis=(1, 2))
+    entropy = series.values[HeadMetric.ENTROPY].mean(axis=(1, 2))
     assert entropy[0] > entropy[-1]  # wider initial weights: sharper attention at later "steps"
 
 

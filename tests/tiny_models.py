@@ -122,6 +122,16 @@ def save_tiny_gemma_style(folder: Path) -> Path:
     return folder
 
 
+def save_tiny_1x1(folder: Path) -> Path:
+    """A BERT masked LM with one layer of one head: every layer and head control has a single value."""
+    config = tf.BertConfig(vocab_size=30522, hidden_size=SMALL["hidden"], num_hidden_layers=1, num_attention_heads=1,
+                           intermediate_size=SMALL["ffn"], architectures=["BertForMaskedLM"])
+    torch.manual_seed(0)
+    tf.BertForMaskedLM(config).save_pretrained(folder)
+    bert_tokenizer().save_pretrained(folder)
+    return folder
+
+
 def save_tiny_gemma2(folder: Path) -> Path:
     """A decoder that scales by query_pre_attn_scalar**-0.5 (not 1/sqrt(d_head)), soft-caps its
     scores inside the attention function and shares key heads (grouped-query attention)."""

@@ -6,11 +6,19 @@ queries and sum to 1).
     from models.analysis.aggregation import attention_rollout
     rollout = attention_rollout(run.attentions)  # [n, n]
 """
+from enum import StrEnum
+
 import numpy as np
 
-# How the focused view reduces the stack to one [q, k] matrix (readable: pages put them in the URL).
-HEAD, LAYER_MEAN, LAYER_MAX, ALL_MEAN, ROLLOUT = "one head", "layer mean", "layer max", "mean of all", "rollout"
-AGGREGATIONS = (HEAD, LAYER_MEAN, LAYER_MAX, ALL_MEAN, ROLLOUT)
+
+class Aggregation(StrEnum):
+    """How the focused view reduces a stack to one [q, k] matrix (values: short stable names;
+    pages hold the labels shown)."""
+    HEAD = "head"
+    LAYER_MEAN = "layer-mean"
+    LAYER_MAX = "layer-max"
+    ALL_MEAN = "all-mean"
+    ROLLOUT = "rollout"
 
 
 def mean_over_heads(attentions: np.ndarray) -> np.ndarray:
@@ -52,19 +60,19 @@ def attention_rollout(attentions: np.ndarray) -> np.ndarray:
     return rollout_layers(attentions)[-1]
 
 
-def aggregate(attentions: np.ndarray, how: str, layer: int, head: int) -> np.ndarray:
-    """The [q, k] matrix the focused view shows for `how` (one of AGGREGATIONS).
+def aggregate(attentions: np.ndarray, how: Aggregation, layer: int, head: int) -> np.ndarray:
+    """The [q, k] matrix the focused view shows for `how`.
 
     `layer` picks the layer for the per-layer aggregates and is the last layer of the rollout.
     """
-    if how == HEAD:
+    if how == Aggregation.HEAD:
         return attentions[layer, head]
-    if how == LAYER_MEAN:
+    if how == Aggregation.LAYER_MEAN:
         return attentions[layer].mean(axis=0)
-    if how == LAYER_MAX:
+    if how == Aggregation.LAYER_MAX:
         return attentions[layer].max(axis=0)
-    if how == ALL_MEAN:
+    if how == Aggregation.ALL_MEAN:
         return mean_over_all(attentions)
-    if how == ROLLOUT:
+    if how == Aggregation.ROLLOUT:
         return rollout_layers(attentions[: layer + 1])[-1]
-    raise ValueError(f"unknown aggregation {how!r}; expected one of {AGGREGATIONS}")
+    raise ValueError(f"unknown aggregation {how!r}; expected one of {[a.value for a in Aggregation]}")

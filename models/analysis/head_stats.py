@@ -4,43 +4,58 @@ Xiao et al. 2023): one number per head and metric, over a self-attention stack [
 
     from models.analysis.head_stats import head_statistics
     stats = head_statistics(run.attentions, run.tokens, run.special_mask, run.causal)
-    stats.values["entropy"]  # [layers, heads]
+    stats.values[HeadMetric.ENTROPY]  # [layers, heads]
 """
 import unicodedata
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
 from models.analysis.numerics import entropy
 
 
+class HeadMetric(StrEnum):
+    """The statistics of a head (values: short stable names; pages hold the labels shown)."""
+    ENTROPY = "entropy"
+    MEAN_DISTANCE = "mean-distance"
+    TO_FIRST_SPECIAL = "to-first-special"
+    TO_SEPARATORS = "to-separators"
+    TO_PUNCTUATION = "to-punctuation"
+    TO_SELF = "to-self"
+    TO_PREVIOUS = "to-previous"
+    TO_NEXT = "to-next"
+    TO_FIRST_TOKEN = "to-first-token"
+    INDUCTION = "induction"
+
+
 @dataclass(frozen=True)
 class Metric:
-    key: str  # short and readable: pages show it and put it in the URL
+    key: HeadMetric
     unit: str  # "nats", "tokens" or "share"
     help: str
 
 
 METRICS = (
-    Metric("entropy", "nats", "mean over queries of −Σ_j a_ij log a_ij; uniform attention gives log n"),
-    Metric("mean distance", "tokens", "Σ_j a_ij |i − j|, averaged over queries"),
-    Metric("to first special", "share", "attention mass on a leading special token ([CLS], <s>)"),
-    Metric("to separators", "share", "attention mass on the other special tokens ([SEP], </s>)"),
-    Metric("to punctuation", "share", "attention mass on tokens made only of punctuation"),
-    Metric("to self", "share", "a_ii, the token itself"),
-    Metric("to previous", "share", "a_i,i−1, averaged over the queries that have a previous token"),
-    Metric("to next", "share", "a_i,i+1, averaged over the queries that have a next token"),
-    Metric("to first token", "share", "a_i,0 (the attention sink, special or not), averaged over the queries after "
-                                      "the first"),
-    Metric("induction", "share", "a_i,j+1 where j is the latest earlier occurrence of token i, averaged over the "
-                                 "queries whose token occurred before"),
+    Metric(HeadMetric.ENTROPY, "nats", "mean over queries of −Σ_j a_ij log a_ij; uniform attention gives log n"),
+    Metric(HeadMetric.MEAN_DISTANCE, "tokens", "Σ_j a_ij |i − j|, averaged over queries"),
+    Metric(HeadMetric.TO_FIRST_SPECIAL, "share", "attention mass on a leading special token ([CLS], <s>)"),
+    Metric(HeadMetric.TO_SEPARATORS, "share", "attention mass on the other special tokens ([SEP], </s>)"),
+    Metric(HeadMetric.TO_PUNCTUATION, "share", "attention mass on tokens made only of punctuation"),
+    Metric(HeadMetric.TO_SELF, "share", "a_ii, the token itself"),
+    Metric(HeadMetric.TO_PREVIOUS, "share", "a_i,i−1, averaged over the queries that have a previous token"),
+    Metric(HeadMetric.TO_NEXT, "share", "a_i,i+1, averaged over the queries that have a next token"),
+    Metric(HeadMetric.TO_FIRST_TOKEN, "share", "a_i,0 (the attention sink, special or not), averaged over the "
+                                               "queries after the first"),
+    Metric(HeadMetric.INDUCTION, "share", "a_i,j+1 where j is the latest earlier occurrence of token i, averaged "
+                                          "over the queries whose token occurred before"),
 )
 METRIC_BY_KEY = {m.key: m for m in METRICS}
 
 
 @dataclass(frozen=True)
 class HeadStatistics:
-    values: dict[str, np.ndarray]  # metric key -> [layers, heads]; all-NaN if the text has no such tokens
+    values: dict[HeadMetric, np.ndarray]  # [layers, heads] each; all-NaN if the text has no such tokens
     uniform_entropy: float  # entropy of uniform attention over the keys a query may see (log n if not causal)
 
     def available(self) -> list[Metric]:
@@ -126,15 +141,15 @@ def head_statistics(attentions: np.ndarray, tokens: list[str], special_mask: np.
     positions = np.arange(n)
     distance = np.abs(positions[:, None] - positions[None, :]).astype(np.float32)  # [n, n]
     values = {
-        "entropy": entropy(attentions).mean(axis=-1),
-        "mean distance": np.einsum("lhij,ij->lhi", attentions, distance).mean(axis=-1),
-        "to first special": _key_share(attentions, first_special),
-        "to separators": _key_share(attentions, separators),
-        "to punctuation": _key_share(attentions, punctuation_mask(tokens, special)),
-        "to self": _diagonal_share(attentions, 0),
-        "to previous": _diagonal_share(attentions, -1),
-        "to next": _diagonal_share(attentions, 1),
-        "to first token": _first_token_share(attentions),
-        "induction": _induction_share(attentions, tokens, special),
+        HeadMetric.ENTROPY: entropy(attentions).mean(axis=-1),
+        HeadMetric.MEAN_DISTANCE: np.einsum("lhij,ij->lhi", attentions, distance).mean(axis=-1),
+        HeadMetric.TO_FIRST_SPECIAL: _key_share(attentions, first_special),
+        HeadMetric.TO_SEPARATORS: _key_share(attentions, separators),
+        HeadMetric.TO_PUNCTUATION: _key_share(attentions, punctuation_mask(tokens, special)),
+        HeadMetric.TO_SELF: _diagonal_share(attentions, 0),
+        HeadMetric.TO_PREVIOUS: _diagonal_share(attentions, -1),
+        HeadMetric.TO_NEXT: _diagonal_share(attentions, 1),
+        HeadMetric.TO_FIRST_TOKEN: _first_token_share(attentions),
+        HeadMetric.INDUCTION: _induction_share(attentions, tokens, special),
     }
     return HeadStatistics({k: v.astype(np.float32) for k, v in values.items()}, uniform_entropy(n, causal))

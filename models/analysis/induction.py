@@ -9,7 +9,7 @@ to the token that followed its first occurrence, and the model's loss drops on t
     loaded = load_model("smollm2")
     ids = induction_probe(loaded)                     # [1 + 2 * 50]
     run = run_attention(loaded, ids)
-    head_statistics(run.attentions, run.tokens, run.special_mask, run.causal).values["induction"]
+    head_statistics(run.attentions, run.tokens, run.special_mask, run.causal).values[HeadMetric.INDUCTION]
     token_losses(loaded, ids).losses                  # [101] nats: high on the first copy, low on the second
 """
 import torch

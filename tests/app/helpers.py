@@ -11,30 +11,35 @@ APP = str(ROOT / "app.py")
 
 
 def open_app(page: str | None = None, **query: str) -> AppTest:
-    """Run app.py (optionally with URL query parameters), then switch to `page`.
+    """Open app.py at `page` (a page module's file, e.g. "pages/sparse.py"; None: the default
+    page) with URL query parameters, as a link to /sparse?... does.
 
-    AppTest (streamlit 1.67) drops the sidebar's elements from its tree after switch_page and
-    after reruns, so set the sidebar's model/text through `query` or `set_state(at, text=...)`
-    and read them back from `at.session_state`, rather than through its widgets. A model typed
-    in through `query` is added to the options AppTest knows, so later runs re-send it as the
-    browser would (AppTest otherwise can't rerun with a typed-in option).
+    The page is chosen before the first run: AppTest's switch_page finds a callable page only
+    by its file name's hash, which is the page's url_path hash, and only until a run has
+    registered the pages. Later runs stay on it. A model typed in through `query` is added to
+    the options AppTest knows, so later runs re-send it as the browser would (AppTest otherwise
+    can't rerun with a typed-in option).
     """
     at = AppTest.from_file(APP, default_timeout=180)
     for key, value in query.items():
         at.query_params[key] = value
-    at.run()
-    model = query.get("model")
-    if model and model not in at.selectbox(key="model").options:
-        at.selectbox(key="model").options.append(model)
     if page is not None:
-        at.switch_page(page).run()
+        at.switch_page(page)
+    at.run()
+    _offer_model(at, query.get("model"))
     return at
 
 
+def _offer_model(at: AppTest, model: str | None) -> None:
+    if model and model not in at.selectbox(key="model").options:
+        at.selectbox(key="model").options.append(model)
+
+
 def set_state(at: AppTest, **values) -> AppTest:
-    """Change widget values by key (e.g. the sidebar's text) and rerun."""
+    """Change widget values by key (e.g. the sidebar's text or a typed-in model) and rerun."""
     for key, value in values.items():
         at.session_state[key] = value
+    _offer_model(at, at.session_state["model"] if "model" in at.session_state else None)
     return at.run()
 
 

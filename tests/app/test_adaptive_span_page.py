@@ -2,14 +2,12 @@
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from models.span.corpus import generate_corpus
 from models.span.lm import SpanLMConfig, SpanTrainConfig, train_span_lm
 from models.span.mask import apply_span
 from models.span.runs import list_runs, load_run, save_run
 from tests.app.helpers import array, figure, messages, open_app
-from tests.helpers import ROOT
 
 PAGE = "pages/adaptive_span.py"
 TINY = SpanLMConfig(n_layers=2, n_heads=2, d_model=16, max_span=16, ramp=4, init_fraction=0.5)
@@ -90,11 +88,7 @@ def test_a_span_beyond_the_text_changes_nothing():
 
 
 def test_a_decoder_masks_by_causal_distance(tiny_models):
-    # the page on its own: AppTest can't switch pages while the sidebar holds a typed-in model
-    at = AppTest.from_file(str(ROOT / PAGE), default_timeout=180)
-    at.session_state["model"], at.session_state["text"] = str(tiny_models["gpt2"]), "One two three four."
-    at.query_params["span_z"], at.query_params["span_R"] = "0", "1"
-    at.run()
+    at = open_app(PAGE, model=str(tiny_models["gpt2"]), text="One two three four.", span_z="0", span_R="1")
     after = array(figure(at, "After the span mask")["data"][0]["z"])
     np.testing.assert_allclose(np.nan_to_num(after), np.eye(len(after)), atol=1e-5)  # each token keeps itself
     assert any("causal" in c.value for c in at.caption)

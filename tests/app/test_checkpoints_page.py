@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import transformers as tf
 
+import pages.checkpoints as checkpoints_page
 from models import load_model, run_attention
-from models.checkpoints import demo as demo_series
 from models.checkpoints.demo import demo_series_dir
 from models.core.predictions import fill_mask
 from tests.app.helpers import array, figure, figures, messages, open_app
@@ -188,7 +188,7 @@ def test_a_full_disk_while_training_the_demo_series_is_explained(monkeypatch):
     def full_disk(seed=0, progress=None):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(demo_series, "ensure_demo_series", full_disk)
+    monkeypatch.setattr(checkpoints_page, "ensure_demo_series", full_disk)
     at = open_app(PAGE)
     at.button[0].click().run()
     assert not at.exception
@@ -208,7 +208,7 @@ def test_the_demo_series_is_trained_from_the_page_with_progress(series, monkeypa
         demo_series_dir().symlink_to(series, target_is_directory=True)
         return demo_series_dir()
 
-    monkeypatch.setattr(demo_series, "ensure_demo_series", stand_in)
+    monkeypatch.setattr(checkpoints_page, "ensure_demo_series", stand_in)
     at.button[0].click().run()
     _healthy(at)
     assert reports == [1, 2]

@@ -6,7 +6,7 @@ import pytest
 
 from models import run_attention
 from models.analysis.aggregation import mean_over_all, rollout_layers
-from models.analysis.head_stats import head_statistics
+from models.analysis.head_stats import HeadMetric, head_statistics
 from tests.app.helpers import array, figure, figures, messages, open_app, set_state
 from tests.tiny_models import save_tiny_gemma_style
 
@@ -92,14 +92,14 @@ def test_metric_picker_heatmap_and_table(reference):
     at = open_app(None, text=TEXT, statistics="true")
     stats = head_statistics(reference.attentions, reference.tokens, reference.special_mask)
     np.testing.assert_allclose(array(figure(at, "Entropy (nats) of every head")["data"][0]["z"]),
-                               stats.values["entropy"], rtol=1e-5)
+                               stats.values[HeadMetric.ENTROPY], rtol=1e-5)
     at.selectbox(key="metric").set_value("to previous").run()
     heat = figure(at, "To previous (share) of every head")
-    np.testing.assert_allclose(array(heat["data"][0]["z"]), stats.values["to previous"], rtol=1e-5)
+    np.testing.assert_allclose(array(heat["data"][0]["z"]), stats.values[HeadMetric.TO_PREVIOUS], rtol=1e-5)
     assert array(heat["data"][1]["customdata"])[29].tolist() == [2, 5]  # the clickable point of layer 2, head 5
     table = at.dataframe[0].value
     assert len(table) == 72 and list(table.columns[:4]) == ["layer", "head", "entropy (nats)", "mean distance (tokens)"]
-    np.testing.assert_allclose(table["to previous"], stats.values["to previous"].ravel(), atol=1e-4)
+    np.testing.assert_allclose(table["to previous"], stats.values[HeadMetric.TO_PREVIOUS].ravel(), atol=1e-4)
 
 
 def test_every_control_lives_in_the_url():

@@ -1,10 +1,9 @@
 """A link whose values the Heads page's controls don't offer (layer 99, head -1, options that
 don't exist): the page still draws, says what it refused, and shows its defaults instead of
-silently dropping the values. The other pages: tests/e2e/test_link_values_e2e.py (AppTest
-runs a page after switch_page without app.py, which makes these checks)."""
+silently dropping the values. The other pages: tests/e2e/test_link_values_e2e.py."""
 from streamlit.testing.v1 import AppTest
 
-from tests.app.helpers import messages, open_app
+from tests.app.helpers import figure, messages, open_app
 from viz.labels import markdown_literal
 
 BAD = dict(layer="99", head="-1", aggregation="median", bertviz_tokens="1000000000", words="maybe",
@@ -59,3 +58,21 @@ def test_a_failing_click_callback_becomes_a_warning_and_keeps_the_text():
     assert at.text_area(key="text").value == "my own words"
     at.run()
     assert not at.warning  # said once
+
+
+def test_links_name_aggregations_and_metrics_by_the_labels_shown():
+    """The URL holds what a control shows (Streamlit binds the option's label); the page maps it to
+    models' Aggregation and HeadMetric. Links made before those were enums keep working."""
+    at = open_app(None, text="The cat sat.", aggregation="rollout", metric="to previous", statistics="true")
+    assert not at.warning and not at.exception, [w.value for w in at.warning]
+    assert figure(at, "Attention rollout up to layer 0")
+    assert figure(at, "To previous (share) of every head")
+    assert [at.segmented_control(key="aggregation").options, at.selectbox(key="metric").options[:2]] == [
+        ["one head", "layer mean", "layer max", "mean of all", "rollout"], ["entropy", "mean distance"]]
+
+
+def test_a_link_with_a_metrics_identifier_instead_of_its_label_is_refused_with_a_message():
+    at = open_app(None, text="The cat sat.", metric="to-previous", aggregation="layer-mean", statistics="true")
+    said = messages(at)
+    assert f"'{markdown_literal('to-previous')}'" in said and f"'{markdown_literal('layer-mean')}'" in said
+    assert at.session_state["metric"] == "entropy" and at.session_state["aggregation"] == "one head"

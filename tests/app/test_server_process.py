@@ -1,8 +1,10 @@
-"""The server process's settings: its long-lived objects out of the garbage collector's way.
+"""The server process's settings, made once by app.py (pages._shared.setup_process): its
+long-lived objects out of the garbage collector's way, transformers' logging quiet, and none of
+it done by importing `models`.
 
 Streamlit collected garbage after every script run; with ~450,000 imported objects in view that
-took ~230 ms after each click (pages/_shared.freeze_imported_objects). The freeze is checked in
-a fresh interpreter: this test process has imported and made far more than the server does.
+took ~230 ms after each click. Each check runs in a fresh interpreter: this test process has
+imported and made far more than the server does, and set transformers' logging already.
 """
 import subprocess
 import sys
@@ -10,25 +12,63 @@ import tomllib
 
 from tests.helpers import ROOT
 
-PROBE = """
+QUIET = "transformers.logging.get_verbosity() == transformers.logging.ERROR and " \
+        "not transformers.utils.logging.is_progress_bar_enabled()"
+IMPORT_MODELS = """
+import importlib, pkgutil
+import transformers
+print({quiet})
+import models
+for module in pkgutil.walk_packages(models.__path__, "models."):
+    if not module.name.endswith("__main__"):  # command-line entry points run when imported
+        importlib.import_module(module.name)
+print({quiet})
+"""
+SETUP = """
 import gc
-import pages._shared
+from pages import adaptive_span, checkpoints, compare, heads, scaling, sparse  # as app.py does
+from pages._shared import setup_process
+setup_process()
+setup_process()  # app.py calls it on every run; it acts once
 import pandas, plotly.graph_objects, torch, transformers
-in_view = {id(o) for o in gc.get_objects()}
+in_view = {{id(o) for o in gc.get_objects()}}
 print(gc.get_freeze_count(), len(in_view))
 print(all(id(cls) not in in_view for cls in (pandas.DataFrame, plotly.graph_objects.Figure, torch.nn.Module,
                                              transformers.PreTrainedModel)))
+print({quiet})
+"""
+APP_RUN = """
+import gc
+import transformers
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({app!r}, default_timeout=120)
+at.query_params["model"] = "/no/such/model"  # the setup comes before any model is loaded
+at.run()
+print(gc.get_freeze_count() > 0, {quiet})
 """
 
 
-def test_imported_objects_are_frozen_when_the_shared_module_loads():
-    result = subprocess.run([sys.executable, "-W", "ignore", "-c", PROBE],
+def _run(probe: str) -> list[str]:
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", probe.format(quiet=QUIET, app=str(ROOT / "app.py"))],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
-    counts, libraries_frozen = result.stdout.split("\n")[-3:-1]
+    return result.stdout.strip().split("\n")
+
+
+def test_importing_models_leaves_transformers_logging_as_it_was():
+    assert _run(IMPORT_MODELS)[-2:] == ["False", "False"]
+
+
+def test_setup_freezes_the_imported_objects_and_quiets_transformers():
+    counts, libraries_frozen, quiet = _run(SETUP)[-3:]
     frozen, in_view = map(int, counts.split())
     assert frozen > 20 * in_view  # what a collection still walks is a small fraction
     assert libraries_frozen == "True"  # pandas too: the pages import it, and it is ~30,000 objects
+    assert quiet == "True"
+
+
+def test_app_runs_the_setup():
+    assert _run(APP_RUN)[-1] == "True True"
 
 
 def test_streamlit_leaves_garbage_to_pythons_own_collector():

@@ -136,9 +136,7 @@ def test_live_model_with_full_pattern_stays_dense():
 
 
 def test_masked_lm_predictions_dense_vs_sparse(tiny_models):
-    # the model is set after switching pages: AppTest can't re-submit the sidebar's typed-in model
-    at = open_app(PAGE, view="Live model", pattern="sliding window", w="1")
-    set_state(at, model=str(tiny_models["bert"]))
+    at = open_app(PAGE, view="Live model", pattern="sliding window", w="1", model=str(tiny_models["bert"]))
     assert "Put [MASK] in the text" in messages(at) and not at.dataframe
     set_state(at, text="The capital of Italy is [MASK].")
     _healthy(at)

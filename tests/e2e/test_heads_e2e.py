@@ -1,5 +1,6 @@
 """The Heads page in Chromium, offline: draw, retype, click a head, share the link."""
 import re
+from urllib.parse import urlencode
 
 from playwright.sync_api import expect
 
@@ -50,3 +51,18 @@ def test_hostile_text_is_shown_not_run(browser_page):
     assert page.title() != "pwned"
     assert page.locator(f"{CHART} .ytick text").filter(has_text="<").count() > 0  # shown as text
     bp.assert_healthy()
+
+
+def test_a_model_with_one_layer_of_one_head(browser_page, tiny_1x1):
+    """Its layer and head have one possible value each: shown as text, since a slider needs two."""
+    bp, page = browser_page, browser_page.page
+    bp.open("/?" + urlencode(dict(model=str(tiny_1x1), layer="5", statistics="true")))
+    expect(_focused_title(page)).to_have_text("Layer 0, head 0 (self-attention)")
+    expect(page.get_by_text("Layer: 0, the only one", exact=True)).to_be_visible()
+    expect(page.get_by_text("Head: 0, the only one", exact=True)).to_be_visible()
+    sliders = page.locator('[data-testid="stSlider"]')
+    expect(sliders.filter(has_text="Layer")).to_have_count(0)
+    expect(sliders.filter(has_text="Head")).to_have_count(0)
+    expect(page.get_by_text("The link asks for layer '5', but this model has layer 0 only")).to_be_visible()
+    bp.assert_healthy()
+    bp.screenshot("heads_1x1")

@@ -1,7 +1,6 @@
 """Hostile links: script payloads in the text and in every URL parameter of every page must be
 shown as text, never run (main page, tooltips, tables, bertviz iframes)."""
 import re
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -27,8 +26,9 @@ def url_keys() -> list[str]:
 
 
 def page_paths() -> list[str]:
+    """The URL path of every page app.py lists; the first, the default page, is at /."""
     app = (ROOT / "app.py").read_text()
-    return ["" if i == 0 else Path(p).stem for i, p in enumerate(re.findall(r'st\.Page\("(pages/\w+\.py)"', app))]
+    return ["" if i == 0 else p for i, p in enumerate(re.findall(r'st\.Page\(\w+\.render,.*?url_path="(\w+)"', app, re.S))]
 
 
 @pytest.mark.parametrize("path", page_paths())

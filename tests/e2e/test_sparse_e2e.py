@@ -23,14 +23,8 @@ def _number(bp, label: str, value: int) -> None:
 
 
 def _open_fresh(bp, path: str) -> None:
-    # Until app.py has called st.navigation once, a fresh Streamlit server treats the pages/
-    # folder next to it as a v1 multipage app and runs a deep link's page without app.py:
-    # open the root first and wait for app.py's sidebar.
-    sidebar_text = bp.page.get_by_label("Text", exact=True)
-    bp.open("/")
-    expect(sidebar_text).to_be_visible()
     bp.open(path)
-    expect(sidebar_text).to_be_visible()
+    expect(bp.page.get_by_label("Text", exact=True)).to_be_visible()  # app.py's sidebar, around the page
 
 
 def test_sparse_page_views_offline(browser_page):
@@ -92,3 +86,8 @@ def test_a_4096_position_bigbird_mask_draws_as_an_image(browser_page):
     expect(bp.page.locator(f"{CHART} image")).to_have_count(1)
     bp.assert_healthy()
     bp.screenshot("sparse_bigbird_4096")
+    # a bound selectbox with a format_func puts the label it shows in the URL, not the option
+    bp.page.locator('[data-testid="stSelectbox"]').filter(has_text="Pattern").first.click()
+    bp.page.get_by_role("option", name="Longformer").click()
+    bp.wait_idle()
+    assert "pattern=Longformer" in bp.page.url, bp.page.url

@@ -1,0 +1,73 @@
+"""Controls several pages draw: layer and head focus, the stack picker, click-to-focus, and
+values left over from an option that is gone. Each returns what it read."""
+import streamlit as st
+
+from models.analysis.head_stats import HeadMetric, Metric
+from pages._shared import bound, int_control_state, safe_callback
+
+# What the head-statistic pickers show, and so what links hold (old links name them so: keep them).
+METRIC_LABELS = {HeadMetric.ENTROPY: "entropy", HeadMetric.MEAN_DISTANCE: "mean distance",
+                 HeadMetric.TO_FIRST_SPECIAL: "to first special", HeadMetric.TO_SEPARATORS: "to separators",
+                 HeadMetric.TO_PUNCTUATION: "to punctuation", HeadMetric.TO_SELF: "to self",
+                 HeadMetric.TO_PREVIOUS: "to previous", HeadMetric.TO_NEXT: "to next",
+                 HeadMetric.TO_FIRST_TOKEN: "to first token", HeadMetric.INDUCTION: "induction"}
+
+
+def index_control(container, label: str, count: int, key: str, what: str, scope: str = "this model") -> int:
+    """An index 0 .. count - 1 from a slider bound to the URL at `key`. With a single possible
+    value it is shown as text (a slider needs two values); `what` and `scope` name the value in
+    messages ("layer", "this model")."""
+    state = int_control_state(key, 0, count - 1, what, scope)  # first says why a link's value isn't shown
+    if count > 1:
+        return container.slider(label, 0, count - 1, 0, **state)
+    st.session_state[key] = 0  # no widget holds the value: else a link's would be explained on every run
+    container.caption(f"{label}: 0, the only one")
+    return 0
+
+
+def focus_ui(layers: int, heads: int, layer_key: str = "layer", head_key: str = "head") -> tuple[int, int]:
+    """The focused (layer, head), side by side."""
+    left, right = st.columns(2)
+    return (index_control(left, "Layer", layers, layer_key, "layer"),
+            index_control(right, "Head", heads, head_key, "head"))
+
+
+def stack_ui(names: list[str], key: str) -> str:
+    """Which attention of an encoder-decoder to show; a model with one stack gets no control."""
+    if len(names) == 1:
+        return names[0]
+    return st.radio("Attention", names, horizontal=True, **bound(key),
+                    help="encoder self-attention, decoder self-attention, or decoder-to-encoder cross-attention")
+
+
+def focus_head(layer_key: str, head_key: str, layer: int, head: int) -> None:
+    st.session_state[layer_key], st.session_state[head_key] = int(layer), int(head)
+
+
+def _focus_clicked_head(chart_key: str, layer_key: str, head_key: str) -> None:
+    points = st.session_state[chart_key]["selection"]["points"]
+    if points:
+        focus_head(layer_key, head_key, *points[0]["customdata"][:2])
+
+
+def focus_on_click(chart_key: str, layer_key: str = "layer", head_key: str = "head"):
+    """on_select for a heads chart whose points carry (layer, head) first in their customdata:
+    a click focuses that head."""
+    return safe_callback(_focus_clicked_head, chart_key, layer_key, head_key)
+
+
+def forget_unless_offered(key: str, options) -> None:
+    """Drop the control's value (one, or a list) if it isn't among `options` any more: a token of
+    another text, a metric this model lacks. The control then shows its default."""
+    value = st.session_state.get(key)
+    if any(v not in options for v in (value if isinstance(value, list) else [value])):
+        st.session_state.pop(key, None)
+
+
+def metric_ui(label: str, metrics: list[Metric], key: str) -> Metric:
+    """One of `metrics` (those that mean something for this text), picked by its label."""
+    labels = [METRIC_LABELS[m.key] for m in metrics]
+    forget_unless_offered(key, labels)  # e.g. "to separators" on a model without them
+    chosen = st.selectbox(label, labels, **bound(key),
+                          help="; ".join(f"{METRIC_LABELS[m.key]}: {m.help}" for m in metrics))
+    return metrics[labels.index(chosen)]
