@@ -1,12 +1,16 @@
 """Attention Explorer: navigation, the shared sidebar (model and text) and the page frame."""
-import logging
-import time
+from pages._quiet_logs import quiet_torchao_import_noise
 
-import streamlit as st
+quiet_torchao_import_noise()  # before the imports below load transformers, which loads torchao
 
-from models import DEFAULT_MODEL, PRESETS
-from pages import adaptive_span, checkpoints, compare, heads, scaling, sparse
-from pages._shared import (
+import logging  # noqa: E402  (every import below comes after the filter)
+import time  # noqa: E402
+
+import streamlit as st  # noqa: E402
+
+from models import DEFAULT_MODEL, PRESETS  # noqa: E402
+from pages import adaptive_span, checkpoints, compare, heads, scaling, sparse  # noqa: E402
+from pages._shared import (  # noqa: E402
     MODEL_KEY,
     TEXT_B_KEY,
     TEXT_KEY,
@@ -16,7 +20,7 @@ from pages._shared import (
     report_link_values,
     setup_process,
 )
-from viz.theme import LECTURE_CSS, LECTURE_KEY
+from viz.theme import LECTURE_CSS, LECTURE_KEY  # noqa: E402
 
 DEFAULT_TEXT = "The animal didn't cross the street because it was too tired."
 PRESET_NOTES = {DEFAULT_MODEL: "bundled, works offline"}

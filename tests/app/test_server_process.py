@@ -6,16 +6,18 @@ Streamlit collected garbage after every script run; with ~450,000 imported objec
 took ~230 ms after each click. Each check runs in a fresh interpreter: this test process has
 imported and made far more than the server does, and set transformers' logging already.
 """
+import logging
 import subprocess
 import sys
 import tomllib
 
+from pages._quiet_logs import NOISE, quiet_torchao_import_noise
 from tests.helpers import ROOT
 
 QUIET = "transformers.logging.get_verbosity() == transformers.logging.ERROR and " \
         "not transformers.utils.logging.is_progress_bar_enabled()"
 IMPORT_MODELS = """
-import importlib, pkgutil
+import importlib, logging, pkgutil
 import transformers
 print({quiet})
 import models
@@ -23,6 +25,7 @@ for module in pkgutil.walk_packages(models.__path__, "models."):
     if not module.name.endswith("__main__"):  # command-line entry points run when imported
         importlib.import_module(module.name)
 print({quiet})
+print(logging.getLogger("torchao").filters == logging.getLogger("torch.utils._pytree").filters == [])
 """
 SETUP = """
 import gc
@@ -55,8 +58,19 @@ def _run(probe: str) -> list[str]:
     return result.stdout.strip().split("\n")
 
 
-def test_importing_models_leaves_transformers_logging_as_it_was():
-    assert _run(IMPORT_MODELS)[-2:] == ["False", "False"]
+def test_importing_models_leaves_logging_as_it_was():
+    assert _run(IMPORT_MODELS)[-3:] == ["False", "False", "True"]
+
+
+def test_the_app_drops_torchao_import_noise_and_nothing_else():
+    quiet_torchao_import_noise()
+    quiet_torchao_import_noise()  # app.py runs on every click: added once
+    for name, fragments in NOISE.items():
+        logger = logging.getLogger(name)
+        assert len(logger.filters) == 1
+        noise = logging.LogRecord(name, logging.WARNING, __file__, 1, " ".join(fragments), None, None)
+        other = logging.LogRecord(name, logging.WARNING, __file__, 1, "something else", None, None)
+        assert not logger.filter(noise) and logger.filter(other)
 
 
 def test_setup_freezes_the_imported_objects_and_quiets_transformers():
