@@ -98,10 +98,25 @@ def test_every_module_imports_on_its_own_and_loads_no_upstream_library():
     assert json.loads(result.stdout.splitlines()[-1]) == []
 
 
+def _script_blocks(path: Path) -> list[ast.If]:
+    """The module-level `if __name__ == "__main__":` blocks of a file."""
+    return [node for node in ast.parse(path.read_text()).body
+            if isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
+            and isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__"]
+
+
+def _hands_over_to_the_app(block: ast.If) -> bool:
+    """A page module run as a Streamlit script only hands the run to app.py (pages._shared.run_app_instead)."""
+    (statement,) = block.body if len(block.body) == 1 else (None,)
+    return (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call)
+            and getattr(statement.value.func, "id", None) == "run_app_instead")
+
+
 def test_command_lines_live_in_main_modules():
     sources = [ROOT / "app.py", *modules(ROOT, ("models", "viz", "pages")).values()]
-    scripts = [path.relative_to(ROOT).as_posix() for path in sources
-               if '__name__ == "__main__"' in path.read_text() and path.name != "__main__.py"]
+    scripts = [path.relative_to(ROOT).as_posix() for path in sources if path.name != "__main__.py"
+               and any(not (path.parent.name == "pages" and _hands_over_to_the_app(block))
+                       for block in _script_blocks(path))]
     assert not scripts
 
 
