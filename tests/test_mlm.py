@@ -86,7 +86,10 @@ def test_top_candidates_rank_a_distribution_as_the_pipeline_writes_tokens():
     probabilities[[7, 3, 11]] = torch.tensor([0.2, 0.5, 0.3])
     top = top_candidates(tokenizer, probabilities, 2)
     assert top == [Candidate(3, tokenizer.decode([3]), 0.5), Candidate(11, tokenizer.decode([11]), pytest.approx(0.3))]
-    assert len(top_candidates(tokenizer, probabilities[:5], 10)) == 5  # k beyond the vocabulary: all of it
+    # k beyond the vocabulary: all of it, or all but its special tokens ([PAD] is id 0)
+    assert len(top_candidates(tokenizer, probabilities[:5], 10, include_special=True)) == 5
+    without_special = [c.token_id for c in top_candidates(tokenizer, probabilities[:5], 10)]
+    assert without_special[0] == 3 and sorted(without_special) == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("kind", ["distilbert", "roberta", "gpt2"])

@@ -77,6 +77,7 @@ class LoadedModel:
     has_mlm_head: bool
     max_tokens: int  # inputs are truncated to this many tokens
     notices: tuple[str, ...] = ()  # what the load left out or found odd, for the user to see
+    has_lm_head: bool = False  # a causal LM whose next-token head came with the weights
 
     @property
     def config(self) -> PretrainedConfig:
@@ -98,6 +99,16 @@ class LoadedModel:
     def kv_group(self, head: int) -> int:
         """The key/value head query head `head` reads: consecutive query heads share one (transformers' repeat_kv)."""
         return head // (self.num_heads // self.num_key_value_heads)
+
+    def kv_group_heads(self, group: int) -> range:
+        """The query heads that read key/value head `group` (all of them share its keys and values)."""
+        size = self.num_heads // self.num_key_value_heads
+        return range(group * size, (group + 1) * size)
+
+    @property
+    def rotary(self) -> bool:
+        """Are positions rotary embeddings (RoPE, Su et al. 2021), applied to q and k inside attention?"""
+        return getattr(self.config.get_text_config(), "rope_parameters", None) is not None
 
     @property
     def num_parameters(self) -> int:
@@ -385,4 +396,5 @@ def load_model(spec: str, settings: Settings | None = None, progress: Progress |
         has_mlm_head=has_mlm_head and headless is None,
         max_tokens=_max_tokens(config, tokenizer),
         notices=notices,
+        has_lm_head=kind == "decoder" and headless is None,
     )
