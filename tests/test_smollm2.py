@@ -30,6 +30,7 @@ def test_the_preset_converts_the_packaged_gguf_once_into_a_float32_folder(smollm
     assert "quantization_config" not in json.loads((folder / "config.json").read_text())
     assert (loaded.kind, loaded.num_layers, loaded.num_heads, loaded.num_key_value_heads) == ("decoder", 30, 9, 3)
     assert [loaded.kv_group(head) for head in range(9)] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert list(loaded.kv_group_heads(1)) == [3, 4, 5] and loaded.rotary and loaded.has_lm_head
     assert loaded.model.lm_head.weight.data_ptr() == loaded.model.model.embed_tokens.weight.data_ptr()
     assert loaded.max_tokens == 512 and loaded.model.dtype == torch.float32
 
