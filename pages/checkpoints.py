@@ -29,10 +29,11 @@ from pages._shared import (
     show_figure,
 )
 from pages._widgets import focus_on_click, focus_ui, forget_unless_offered
-from viz.checkpoints import loss_figure, topk_table, trajectory_figure
+from viz.checkpoints import loss_figure, trajectory_figure
 from viz.compare import shared_zmax
 from viz.heatmap import attention_heatmap
 from viz.overview import ThumbnailGrid, heads_overview
+from viz.predictions import topk_table
 from viz.theme import LECTURE_SCALE, file_stem
 
 # keys of their own: a link to this page never moves another page's controls
