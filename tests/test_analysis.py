@@ -161,7 +161,9 @@ def test_statistics_without_special_tokens_leave_those_metrics_out():
                             np.zeros(4, dtype=bool), causal=True)
     assert np.isnan(stats.values[HeadMetric.TO_FIRST_SPECIAL]).all()
     assert np.isnan(stats.values[HeadMetric.TO_SEPARATORS]).all()
+    assert np.isnan(stats.values[HeadMetric.TO_NEXT]).all()  # masked in a causal model: 0 by construction
     assert HeadMetric.TO_FIRST_SPECIAL not in [m.key for m in stats.available()]
+    assert HeadMetric.TO_NEXT not in [m.key for m in stats.available()]
     # the causal baseline averages log(i + 1) over queries; uniform causal attention reaches it
     assert stats.uniform_entropy == pytest.approx(np.mean(np.log([1, 2, 3, 4])))
     np.testing.assert_allclose(stats.values[HeadMetric.ENTROPY][0, 0], stats.uniform_entropy, rtol=1e-6)
