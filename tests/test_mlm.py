@@ -16,7 +16,7 @@ import torch
 import transformers as tf
 from transformers import pipeline
 
-from models import RunError, load_model
+from models import RunError, load_model, run_attention
 from models.checkpoints import series as checkpoint_series
 from models.checkpoints.demo_corpus import FACTS, sentences
 from models.checkpoints.discovery import Checkpoint, SeriesError, find_checkpoints, hub_checkpoints, multiberts_ids
@@ -96,6 +96,14 @@ def test_top_candidates_rank_a_distribution_as_the_pipeline_writes_tokens():
 def test_a_model_without_a_masked_lm_head_is_refused(tiny_models, kind):
     with pytest.raises(FillMaskError, match="no masked-LM head"):
         fill_mask(load_model(str(tiny_models[kind])), "The capital of <mask> is [MASK].")
+
+
+def test_masks_in_sentence_b_are_filled_at_the_runs_positions(tiny_models):
+    loaded = load_model(str(tiny_models["bert"]))
+    run = run_attention(loaded, "The capital of [MASK].", "It is [MASK].")
+    filled = fill_mask(loaded, "The capital of [MASK].", text_pair="It is [MASK].")
+    assert filled.tokens == run.tokens
+    assert [m.position for m in filled.masks] == [i for i, t in enumerate(run.tokens) if t == "[MASK]"] == [4, 9]
 
 
 def test_a_text_without_the_models_mask_says_which_token_to_write(tiny_models):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from models import RunError, load_model
+from models import RunError, load_model, run_attention
 from models.core.predictions import Candidate, next_token_predictions
 from models.interventions.loss import token_losses
 
@@ -71,3 +71,9 @@ def test_the_whole_distribution_comes_with_the_top_k(tiny_models):
     np.testing.assert_allclose(prediction.probabilities, expected.numpy(), rtol=1e-6)
     assert [c.token_id for c in prediction.top] == expected.topk(3).indices.tolist()
     assert prediction.top[0].token == loaded.tokenizer.decode([prediction.top[0].token_id])
+
+
+def test_a_second_text_is_read_after_the_first_as_the_run_reads_it(causal):
+    run = run_attention(causal, "The capital of Italy", " is Rome.")
+    prediction = next_token_predictions(causal, "The capital of Italy", text_pair=" is Rome.")
+    assert prediction.tokens == run.tokens and prediction.position == run.n - 1

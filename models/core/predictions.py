@@ -90,11 +90,12 @@ def _no_mask_message(mask: str, text: str, cut_at: int | None) -> str:
 
 
 def fill_mask(loaded: LoadedModel, text: str, top_k: int = 5, max_chars: int | None = None,
-              include_special: bool = False) -> FillMask:
-    """The top_k tokens for every mask in `text`, with the probabilities of pipeline("fill-mask");
-    special tokens only with `include_special` (then the pipeline's very list)."""
+              include_special: bool = False, text_pair: str | None = None) -> FillMask:
+    """The top_k tokens for every mask in `text` (and sentence B `text_pair`, tokenized together as
+    run_attention does), with the probabilities of pipeline("fill-mask"); special tokens only with
+    `include_special` (then the pipeline's very list)."""
     mask = _check_can_fill(loaded)
-    encoding, full_length = encode(loaded, text, max_chars=max_chars)
+    encoding, full_length = encode(loaded, text, text_pair, max_chars=max_chars)
     input_ids = encoding["input_ids"]  # [1, n]
     positions = (input_ids[0] == loaded.tokenizer.mask_token_id).nonzero().flatten().tolist()
     if not positions:
@@ -131,14 +132,17 @@ def _logits(loaded: LoadedModel, input_ids: torch.Tensor) -> torch.Tensor:
 
 
 def next_token_predictions(loaded: LoadedModel, text: str | Sequence[int], top_k: int = 5, position: int | None = None,
-                           max_chars: int | None = None, include_special: bool = False) -> NextTokens:
-    """The top_k next tokens of a causal LM after `text` (or token ids, run as they are: the
-    induction probe) or, with `position`, after the token at that index (the logits at position i
-    predict token i + 1). Probabilities are the softmax of the model's own logits; special tokens
-    are left out of the top_k unless `include_special`. Raises RunError for a model that isn't a
-    causal LM or a position outside the text's tokens."""
+                           max_chars: int | None = None, include_special: bool = False,
+                           text_pair: str | None = None) -> NextTokens:
+    """The top_k next tokens of a causal LM after `text` (with `text_pair` tokenized after it, as
+    run_attention does; or token ids, run as they are: the induction probe) or, with `position`,
+    after the token at that index (the logits at position i predict token i + 1). Probabilities are
+    the softmax of the model's own logits; special tokens are left out of the top_k unless
+    `include_special`. Raises RunError for a model that isn't a causal LM or a position outside the
+    text's tokens."""
     _check_causal(loaded)
-    encoding, _ = encode(loaded, text, max_chars=max_chars) if isinstance(text, str) else encode_ids(loaded, text)
+    encoding, _ = (encode(loaded, text, text_pair, max_chars=max_chars) if isinstance(text, str)
+                   else encode_ids(loaded, text))
     input_ids = encoding["input_ids"]  # [1, n]
     n = input_ids.shape[1]
     position = n - 1 if position is None else position
