@@ -224,9 +224,10 @@ def current_model() -> LoadedModel | None:
     return loaded
 
 
-def current_run() -> tuple[LoadedModel, AttentionRun] | None:
-    """The sidebar's model run on the sidebar's text, or None after showing why not."""
-    loaded = current_model()
+def current_run(loaded: LoadedModel | None = None) -> tuple[LoadedModel, AttentionRun] | None:
+    """The sidebar's model (`loaded`, if already loaded) run on the sidebar's text, or None after
+    showing why not."""
+    loaded = loaded or current_model()
     if loaded is None:
         return None
     text, text_b = current_texts()

@@ -38,6 +38,8 @@ def test_the_prediction_at_a_position_is_that_of_the_token_after_it(causal):
     prediction = next_token_predictions(causal, TEXT, top_k=3, position=2)
     assert [c.token_id for c in prediction.top] == at_two.topk(3).indices.tolist()
     assert prediction.top == next_token_predictions(causal, causal.tokenizer.decode(ids[:3]), top_k=3).top
+    assert prediction.following == ids[3] and next_token_predictions(causal, TEXT).following is None
+    assert prediction.rank(ids[3]) == 1 + int((at_two > at_two[ids[3]]).sum())
     for position in (-1, len(ids)):
         with pytest.raises(RunError, match="outside the text's"):
             next_token_predictions(causal, TEXT, position=position)

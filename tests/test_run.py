@@ -191,6 +191,9 @@ def test_token_ids_outside_the_vocabulary_or_for_an_encoder_decoder_are_refused(
         run_attention(loaded, [5, 400])
     with pytest.raises(RunError, match="No tokens"):
         run_attention(loaded, [])
+    assert len(loaded.tokenizer) == 340  # the embedding has 400 rows: ids 340..399 have no token to show
+    with pytest.raises(RunError, match=r"Token id 350 has no token in the tokenizer .* \(ids 0..339\)"):
+        run_attention(loaded, [5, 350])
     with pytest.raises(RunError, match="encoder-decoder"):
         run_attention(load_model(str(tiny_models["t5"])), [5, 6])
 

@@ -78,31 +78,26 @@ def _heads_text(heads: range) -> str:
     return f"head {heads[0]}" if len(heads) == 1 else f"heads {heads[0]}–{heads[-1]}"
 
 
-def kv_group_marks(groups: list[range], step: float, height: float) -> tuple[list[dict], list[dict]]:
-    """(shapes, annotations) marking grouped-query attention on a grid of columns `step` wide: a grey
-    line in the gap between two groups, and under each group a bracket labelled with its key/value
-    head ("kv 1 · heads 3–5"). Nothing when every head has its own key/value head."""
+def kv_group_marks(groups: list[range], step: float, bottom: float) -> tuple[list[dict], list[dict]]:
+    """(shapes, annotations) marking grouped-query attention on a grid of columns `step` wide whose
+    image ends at y = `bottom`: a grey line down the gap between two groups, and under each group's
+    columns its key/value head ("kv 1"). Nothing when every head has its own."""
     if all(len(group) == 1 for group in groups):
         return [], []
-    line = dict(color="#8c8c8c", width=2)
     shapes = [dict(type="line", x0=g[0] * step - GAP / 2 - 0.5, x1=g[0] * step - GAP / 2 - 0.5, y0=-0.5,
-                   y1=height, line=line) for g in groups[1:]]
-    annotations = []
-    for index, group in enumerate(groups):
-        x0, x1 = group[0] * step, (group[-1] + 1) * step - GAP - 1
-        bracket = dict(type="path", xref="x", yref="paper", ysizemode="pixel", yanchor=0, line=line,
-                       path=f"M {x0},-4 L {x0},-10 L {x1},-10 L {x1},-4")
-        shapes.append(bracket)
-        annotations.append(dict(x=(x0 + x1) / 2, y=0, xref="x", yref="paper", yanchor="top", yshift=-12,
-                                showarrow=False, text=f"kv {index} · {_heads_text(group)}"))
+                   y1=bottom, line=dict(color="#8c8c8c", width=2)) for g in groups[1:]]
+    annotations = [dict(x=(g[0] * step + (g[-1] + 1) * step - GAP - 1) / 2, y=bottom, xref="x", yref="y",
+                        yanchor="top", yshift=-4, showarrow=False, text=f"kv {index}",
+                        hovertext=f"key/value head {index}, read by {_heads_text(g)}")
+                   for index, g in enumerate(groups)]
     return shapes, annotations
 
 
 def heads_overview(grid: ThumbnailGrid, focused: tuple[int, int], title: str, kv_heads: int | None = None) -> go.Figure:
     """The grid with the focused (layer, head) outlined; each thumbnail is a clickable point.
 
-    With `kv_heads` key/value heads (grouped-query attention, fewer than the query heads), the
-    query heads that share one are bracketed together under the grid and named in the hover."""
+    With `kv_heads` key/value heads (grouped-query attention, fewer than the query heads), lines
+    part the query heads that share one, each group is named under the grid ("kv 1") and in the hover."""
     step = grid.cell + GAP
     centres = np.arange(max(grid.layers, grid.heads)) * step + grid.cell / 2
     layer_ids, head_ids = np.divmod(np.arange(grid.layers * grid.heads), grid.heads)
@@ -126,14 +121,16 @@ def heads_overview(grid: ThumbnailGrid, focused: tuple[int, int], title: str, kv
     x0, y0 = head * step - 0.5 - GAP / 2, layer * step - 0.5 - GAP / 2
     outline = dict(type="rect", x0=x0, x1=x0 + step, y0=y0, y1=y0 + step,
                    line=dict(color=HIGHLIGHT_COLOR, width=OUTLINE_WIDTH))
-    marks, labels = kv_group_marks(groups, step, grid.layers * step - GAP - 0.5)
-    layout = base_layout(title, height=int(90 + 760 * min(grid.layers / grid.heads, 1.2)) + (30 if marks else 0))
+    bottom, right = grid.layers * step - GAP - 0.5, grid.heads * step - GAP - 0.5  # the image's far edges
+    marks, labels = kv_group_marks(groups, step, bottom)
+    layout = base_layout(title, height=int(90 + 760 * min(grid.layers / grid.heads, 1.2)) + (20 if marks else 0))
     layout.update(
         shapes=marks + [outline], annotations=labels, dragmode=False, clickmode="event+select",
+        # ranges fixed to the image: autorange would pad them for the (invisible) markers' screen size
         xaxis=dict(side="top", tickvals=centres[:grid.heads].tolist(), ticktext=[f"h{h}" for h in range(grid.heads)],
-                   tickangle=0, showgrid=False, zeroline=False),
+                   tickangle=0, showgrid=False, zeroline=False, range=[-0.5 - GAP / 2, right + GAP / 2]),
         yaxis=dict(tickvals=centres[:grid.layers].tolist(), ticktext=[f"layer {i}" for i in range(grid.layers)],
-                   showgrid=False, zeroline=False, scaleanchor="x", autorange="reversed"),
+                   showgrid=False, zeroline=False, scaleanchor="x", range=[bottom + GAP / 2, -0.5 - GAP / 2]),
     )
-    layout["margin"] = {**layout["margin"], "t": 70, "b": 40 if marks else 10}
+    layout["margin"] = {**layout["margin"], "t": 70, "b": 30 if marks else 10}
     return go.Figure(data=[image, points], layout=layout)

@@ -61,6 +61,12 @@ class HeadStatistics:
     def available(self) -> list[Metric]:
         return available_metrics(self.values)
 
+    def strongest(self, metric: HeadMetric, k: int = 5) -> list[tuple[int, int, float]]:
+        """The k heads with the highest `metric` as (layer, head, value), highest first; NaN never."""
+        values = self.values[metric]
+        order = [i for i in np.argsort(-values, axis=None, kind="stable") if not np.isnan(values.flat[i])][:k]
+        return [(*map(int, np.unravel_index(i, values.shape)), float(values.flat[i])) for i in order]
+
 
 def available_metrics(values: dict[str, np.ndarray]) -> list[Metric]:
     """The metrics that mean something for this text: not all NaN (e.g. GPT-2 has no special tokens)."""

@@ -22,8 +22,8 @@ LOW, HIGH = 1000, 20000  # the probe's id range in the SmolLM2 facts (issue 18):
 
 def probe_token_range(loaded: LoadedModel) -> tuple[int, int]:
     """(low, high) for induction_probe: LOW..HIGH - 1, or the upper half of a smaller vocabulary
-    (a tiny test model's), which the default range would overrun."""
-    high = min(HIGH, loaded.config.get_text_config().vocab_size)
+    (a tiny test model's), which the default range would overrun; ids the tokenizer has a token for."""
+    high = min(HIGH, loaded.config.get_text_config().vocab_size, len(loaded.tokenizer))
     return min(LOW, high // 2), high
 
 

@@ -53,6 +53,11 @@ def top_candidates(tokenizer, probabilities: torch.Tensor, k: int, include_speci
     return [Candidate(i, tokenizer.decode([i]), probabilities[i].item(), bool(special[i])) for i in ids]
 
 
+def rank(probabilities: np.ndarray, token_id: int) -> int:
+    """The rank of token_id in probabilities [vocab]: 1 for the most probable; ties share the better rank."""
+    return 1 + int((probabilities > probabilities[token_id]).sum())
+
+
 @dataclass(frozen=True, eq=False)
 class MaskPrediction:
     position: int  # index of the mask in FillMask.tokens
@@ -60,8 +65,7 @@ class MaskPrediction:
     probabilities: np.ndarray  # [vocab] float32: the whole distribution, for ranks of any token
 
     def rank(self, token_id: int) -> int:
-        """1 for the most probable token; ties share the better rank."""
-        return 1 + int((self.probabilities > self.probabilities[token_id]).sum())
+        return rank(self.probabilities, token_id)
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,6 +121,10 @@ class NextTokens:
     position: int  # the distribution after tokens[position], i.e. the prediction of token position + 1
     top: list[Candidate]  # the top_k, most probable first
     probabilities: np.ndarray  # [vocab] float32: the whole distribution, for any token's probability
+    following: int | None = None  # id of the token that comes next in the text; None after its last token
+
+    def rank(self, token_id: int) -> int:
+        return rank(self.probabilities, token_id)
 
 
 def _check_causal(loaded: LoadedModel) -> None:
@@ -149,6 +157,7 @@ def next_token_predictions(loaded: LoadedModel, text: str | Sequence[int], top_k
     if not 0 <= position < n:
         raise RunError(f"Position {position} is outside the text's {n} tokens (0..{n - 1}).")
     probabilities = _logits(loaded, input_ids[:, :position + 1])[position].softmax(dim=-1)  # [vocab]
-    return NextTokens(tokens=loaded.tokenizer.convert_ids_to_tokens(input_ids[0].tolist()), position=position,
+    ids = input_ids[0].tolist()
+    return NextTokens(tokens=loaded.tokenizer.convert_ids_to_tokens(ids), position=position,
                       top=top_candidates(loaded.tokenizer, probabilities, top_k, include_special),
-                      probabilities=probabilities.numpy())
+                      probabilities=probabilities.numpy(), following=ids[position + 1] if position + 1 < n else None)
