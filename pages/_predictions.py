@@ -54,24 +54,28 @@ def _table(labels: list[str], columns: list) -> None:
                        [[c.special for c in top] for top in columns]))
 
 
-def _what_follows(loaded: LoadedModel, run: AttentionRun, prediction: NextTokens) -> str:
-    """What the text really has after the chosen position, with its probability and rank."""
-    following = prediction.following
-    probability = prediction.probabilities[following]
-    return (f"After {markdown_literal(_label(run, prediction.position))} the text has "
-            f"**{markdown_literal(display_token(run.labels[prediction.position + 1]))}**: probability "
-            f"{probability:.1%}, rank {prediction.rank(following):,} of {len(prediction.probabilities):,}.")
+def _column(run: AttentionRun, position: int) -> str:
+    end = ", the end" if position == run.n - 1 else ""
+    return f"after “{display_token(run.labels[position])}” ({position}{end})"
 
 
-def next_token_section(loaded: LoadedModel, run: AttentionRun, key: tuple, probe: Probe | None) -> None:
+def _what_follows(run: AttentionRun, prediction: NextTokens) -> str:
+    """What the text really has after the chosen position, with the probability and rank the model gave it."""
+    at, following = prediction.position, prediction.following
+    return (f"The text goes on with **“{markdown_literal(display_token(run.labels[at + 1]))}”** after "
+            f"“{markdown_literal(display_token(run.labels[at]))}” ({at}): the model gave it "
+            f"{prediction.probabilities[following]:.1%}, rank {prediction.rank(following):,} of "
+            f"{len(prediction.probabilities):,}.")
+
+
+def next_token_section(run: AttentionRun, key: tuple, probe: Probe | None) -> None:
     position, top_k, special = controls_ui(run)
     last = run.n - 1
     shown = [last] if position == last else [position, last]
     predictions = [cached_next_tokens(*key, probe, p, top_k, special) for p in shown]
-    _table([f"after {_label(run, p)}" + (" (the end)" if p == last else "") for p in shown],
-           [p.top for p in predictions])
+    _table([_column(run, p) for p in shown], [p.top for p in predictions])
     if position != last:
-        st.markdown(_what_follows(loaded, run, predictions[0]))
+        st.markdown(_what_follows(run, predictions[0]))
     if not lecture_mode():
         st.caption(f"The model's softmax over its {len(predictions[-1].probabilities):,} tokens at that position, "
                    "from its own logits; special tokens " + ("are listed and marked." if special else
@@ -102,7 +106,7 @@ def predictions_section(loaded: LoadedModel, run: AttentionRun, key: tuple, prob
     """key: (spec, text, sentence B) of the run; probe: (length, seed) when the run is the probe's."""
     try:
         if loaded.has_lm_head:
-            next_token_section(loaded, run, key, probe)
+            next_token_section(run, key, probe)
         elif loaded.has_mlm_head:
             fill_mask_section(loaded, key)
         elif loaded.kind == "encoder-decoder":
