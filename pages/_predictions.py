@@ -88,7 +88,8 @@ def fill_mask_section(loaded: LoadedModel, key: tuple) -> None:
     try:
         filled = cached_fill_mask(*key, top_k, special)
     except NoMaskError:
-        st.info(f"Put {loaded.tokenizer.mask_token} in the text to see what {loaded.spec} predicts there.")
+        st.info(f"Put {markdown_literal(loaded.tokenizer.mask_token)} in the text to see what "
+                f"{markdown_literal(loaded.spec)} predicts there.")
         return
     _table([f"mask {i + 1} (position {m.position})" for i, m in enumerate(filled.masks)], [m.top for m in filled.masks])
     if not lecture_mode():
@@ -110,10 +111,11 @@ def predictions_section(loaded: LoadedModel, run: AttentionRun, key: tuple, prob
         elif loaded.has_mlm_head:
             fill_mask_section(loaded, key)
         elif loaded.kind == "encoder-decoder":
-            st.caption(f"{loaded.spec} is an encoder-decoder: this page shows its attention, not its predictions.")
+            st.caption(f"{markdown_literal(loaded.spec)} is an encoder-decoder: this page shows its attention, not its "
+                       "predictions.")
         else:
-            st.caption(f"{loaded.spec} has no prediction head here (no masked-LM or next-token head), so it "
-                       "predicts no words; a …ForMaskedLM model with a mask in the text, or a decoder such as "
-                       "smollm2, does.")
+            st.caption(f"{markdown_literal(loaded.spec)} has no prediction head here (no masked-LM or next-token "
+                       "head), so it predicts no words; a …ForMaskedLM model with a mask in the text, or a decoder "
+                       "such as smollm2, does.")
     except RunError as error:
         st.error(str(error))

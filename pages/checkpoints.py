@@ -199,7 +199,8 @@ def series_ui() -> list[Checkpoint] | None:
     return cached_hub_checkpoints(tuple(specs))
 
 
-def fill_all(checkpoints: list[Checkpoint], text: str, top_k: int, include_special: bool) -> list[CheckpointFill] | None:
+def fill_all(checkpoints: list[Checkpoint], text: str, top_k: int,
+             include_special: bool) -> list[CheckpointFill] | None:
     """Every checkpoint's predictions, loading (one at a time) those not cached yet."""
     bar = st.progress(0.0)
     fills = []
