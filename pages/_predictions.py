@@ -97,25 +97,21 @@ def fill_mask_section(loaded: LoadedModel, key: tuple) -> None:
                    "tokens " + ("are listed and marked." if special else "are left out of the list."))
 
 
-def predictions_title(loaded: LoadedModel) -> str:
-    if loaded.has_lm_head:
-        return "Next-token predictions"
-    return "Fill-mask predictions" if loaded.has_mlm_head else "Predictions"
-
-
 def predictions_section(loaded: LoadedModel, run: AttentionRun, key: tuple, probe: Probe | None) -> None:
-    """key: (spec, text, sentence B) of the run; probe: (length, seed) when the run is the probe's."""
+    """key: (spec, text, sentence B) of the run; probe: (length, seed) when the run is the probe's. Shown
+    in lecture mode too: a decoder's next token is one of the essentials."""
     try:
         if loaded.has_lm_head:
+            st.subheader("Next-token predictions")
             next_token_section(run, key, probe)
         elif loaded.has_mlm_head:
+            st.subheader("Fill-mask predictions")
             fill_mask_section(loaded, key)
-        elif loaded.kind == "encoder-decoder":
-            st.caption(f"{markdown_literal(loaded.spec)} is an encoder-decoder: this page shows its attention, not its "
-                       "predictions.")
-        else:
-            st.caption(f"{markdown_literal(loaded.spec)} has no prediction head here (no masked-LM or next-token "
-                       "head), so it predicts no words; a …ForMaskedLM model with a mask in the text, or a decoder "
-                       "such as smollm2, does.")
+        elif not lecture_mode():
+            what = "an encoder-decoder: this page shows its attention, not its predictions" \
+                if loaded.kind == "encoder-decoder" else ("without a prediction head here (no masked-LM or next-token "
+                                                         "head), so it predicts no words; a …ForMaskedLM model with "
+                                                         "a mask in the text, or a decoder such as smollm2, does")
+            st.caption(f"Predictions: {markdown_literal(loaded.spec)} is {what}.")
     except RunError as error:
         st.error(str(error))

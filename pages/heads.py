@@ -14,7 +14,7 @@ from models.analysis.neuron import NeuronViewUnsupported, neuron_vectors
 from models.analysis.pairs import PAIR_BLOCKS, has_pair
 from models.analysis.words import special_token_mask, stack_word_spans
 from models.core.scores import ScoresUnavailable
-from pages._predictions import predictions_section, predictions_title
+from pages._predictions import predictions_section
 from pages._probe import (
     Probe,
     cached_probe_run,
@@ -180,11 +180,10 @@ def lazy_section(title: str, key: str):
     return st.expander(title, key=key, on_change="rerun", bind="query-params")
 
 
-def _focus_table_row(heads_of_rows: list[list[int]]) -> None:
-    """heads_of_rows: (layer, head) of each row, in the table's order."""
+def _focus_table_row(heads: int) -> None:
     rows = st.session_state[STATS_TABLE_KEY]["selection"]["rows"]
     if rows:
-        focus_head(LAYER_KEY, HEAD_KEY, *heads_of_rows[rows[0]])
+        focus_head(LAYER_KEY, HEAD_KEY, *divmod(rows[0], heads))
 
 
 def view_ui(square: bool, pair: bool, has_words: bool) -> tuple[Aggregation, bool, str]:
@@ -305,7 +304,7 @@ def export_section(run, lens: MatrixView, shown: np.ndarray, name: str) -> None:
 
 def statistics_section(key: tuple, stack, focused: tuple[int, int], default: HeadMetric | None = None) -> None:
     """`default`: the metric shown until one is picked (the induction score on the probe)."""
-    box = lazy_section("Head statistics: entropy, distance, induction and where each head looks", STATISTICS_KEY)
+    box = lazy_section("Head statistics: entropy, distance and where each head looks", STATISTICS_KEY)
     if not box.open:
         return
     with box:
@@ -330,12 +329,11 @@ def statistics_section(key: tuple, stack, focused: tuple[int, int], default: Hea
                        "shares are fractions of a query's attention (0 to 1), averaged over queries.")
         columns = {m.key: METRIC_LABELS[m.key] + ("" if m.unit == "share" else f" ({m.unit})")
                    for m in statistics.available()}
-        lowest_first = metric.key == HeadMetric.ENTROPY  # the most focused heads
-        table = stats_table(statistics.values, columns, sort_by=metric.key, ascending=lowest_first)
+        table = stats_table(statistics.values, columns)
         st.dataframe(table, hide_index=True, height=320, key=STATS_TABLE_KEY, selection_mode="single-row",
-                     on_select=safe_callback(_focus_table_row, table[["layer", "head"]].values.tolist()))
-        st.caption(f"Sorted by {label}, {'lowest' if lowest_first else 'highest'} first; click a column header to "
-                   "sort by another. Select a row to focus that head.")
+                     on_select=safe_callback(_focus_table_row, stack.attentions.shape[1]))
+        st.caption("Sort by clicking a column header (e.g. induction, to find the induction heads); select a row to "
+                   "focus that head.")
 
 
 def bertviz_section(key: tuple, run, words: bool, layer: int, head: int) -> None:
@@ -432,8 +430,7 @@ def render() -> None:
                      f"H{head}" if how == Aggregation.HEAD else "")
     shown = focused_section(key, stack, lens, how, layer, head, words, block, name,
                             shared_kv_note(loaded, stack, head))
-    with section(predictions_title(loaded)):
-        predictions_section(loaded, run, key[:3], probe)
+    predictions_section(loaded, run, key[:3], probe)
     export_section(run, lens, shown, name)
     statistics_section(key, stack, (layer, head), HeadMetric.INDUCTION if probe else None)
     bertviz_section(key, run, words, layer, head)

@@ -34,16 +34,6 @@ def test_stats_table_has_a_row_per_head_in_layer_head_order():
     assert table.iloc[2].tolist() == [1, 0, 3.0, 0.3]  # row r is (layer, head) = divmod(r, heads)
 
 
-def test_stats_table_sorted_by_a_metric_keeps_each_heads_row_whole():
-    values = {"entropy": np.array([[1.0, 2.0], [3.0, 0.5]]), "induction": np.array([[0.1, 0.9], [0.3, 0.4]])}
-    labels = {"entropy": "entropy (nats)", "induction": "induction"}
-    by_induction = stats_table(values, labels, sort_by="induction")
-    assert by_induction[["layer", "head"]].values.tolist() == [[0, 1], [1, 1], [1, 0], [0, 0]]
-    assert by_induction.iloc[0].tolist() == [0, 1, 2.0, 0.9] and list(by_induction.index) == [0, 1, 2, 3]
-    by_entropy = stats_table(values, labels, sort_by="entropy", ascending=True)
-    assert by_entropy["entropy (nats)"].tolist() == [0.5, 1.0, 2.0, 3.0]
-
-
 def test_token_bars_follow_text_order_with_safe_labels():
     fig = token_bars(np.array([0.5, 0.3, 0.2]), ["[CLS]", PAYLOAD, "[SEP]"], title=PAYLOAD, value_name="share")
     bars = fig.data[0]

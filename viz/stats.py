@@ -52,15 +52,10 @@ def stats_heatmap(values: np.ndarray, label: str, unit: str, focused: tuple[int,
     return fig
 
 
-def stats_table(values: dict[str, np.ndarray], labels: dict[str, str], sort_by: str | None = None,
-                ascending: bool = False) -> pd.DataFrame:
-    """One row per head: layer, head, then each metric (columns named by `labels`, metric key -> label),
-    rows sorted by the metric `sort_by` (a key) if given, else in layer and head order."""
+def stats_table(values: dict[str, np.ndarray], labels: dict[str, str]) -> pd.DataFrame:
+    """One row per head: layer, head, then each metric (columns named by `labels`, metric key -> label)."""
     some = next(iter(values.values()))
     layer_ids, head_ids = np.divmod(np.arange(some.size), some.shape[1])
     columns = {"layer": layer_ids, "head": head_ids}
     columns |= {labels[key]: np.round(v.ravel().astype(float), 4) for key, v in values.items() if key in labels}
-    table = pd.DataFrame(columns)
-    if sort_by is None:
-        return table
-    return table.sort_values(labels[sort_by], ascending=ascending, kind="stable").reset_index(drop=True)
+    return pd.DataFrame(columns)
