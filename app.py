@@ -9,6 +9,7 @@ import time  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from models import DEFAULT_MODEL, PRESETS  # noqa: E402
+from models.core.loading import SMOLLM2  # noqa: E402
 from pages import adaptive_span, checkpoints, compare, heads, scaling, sparse  # noqa: E402
 from pages._shared import (  # noqa: E402
     MODEL_KEY,
@@ -23,7 +24,7 @@ from pages._shared import (  # noqa: E402
 from viz.theme import LECTURE_CSS, LECTURE_KEY  # noqa: E402
 
 DEFAULT_TEXT = "The animal didn't cross the street because it was too tired."
-PRESET_NOTES = {DEFAULT_MODEL: "bundled, works offline"}
+PRESET_NOTES = {DEFAULT_MODEL: "bundled, works offline", SMOLLM2: "decoder LLM, works offline"}
 
 
 def all_pages() -> list:

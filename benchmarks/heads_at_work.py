@@ -8,7 +8,7 @@ import argparse
 import time
 
 from models import load_model
-from models.analysis.induction import induction_probe
+from models.analysis.induction import induction_probe, probe_token_range
 from models.core.predictions import next_token_predictions
 from models.interventions.compression import pruned_l1, quantized_int8
 from models.interventions.footprint import forward_seconds, memory_bytes, zero_share
@@ -32,8 +32,8 @@ def text_of(tokenizer, n_tokens: int) -> str:
 
 
 def cost_rows(loaded, amount: float) -> tuple[list[str], dict]:
-    vocab = loaded.config.get_text_config().vocab_size  # a tiny test model's is smaller than SmolLM2's 49,152
-    probe = induction_probe(loaded, low=min(1000, vocab // 2), high=min(20000, vocab))
+    low, high = probe_token_range(loaded)  # a tiny test model's vocabulary is smaller than SmolLM2's 49,152
+    probe = induction_probe(loaded, low=low, high=high)
     _, probe_s = timed(lambda: head_importance(loaded, [probe]))
     importance, corpus_s = timed(lambda: head_importance(loaded, CORPUS))
     curve, curve_s = timed(lambda: pruning_curve(loaded, importance))

@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import runpy
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -15,6 +16,7 @@ import transformers
 
 from models import AttentionRun, LoadedModel, ModelLoadError, RunError, load_model, run_attention
 from models.analysis.numerics import pooled
+from models.core.loading import convert_first
 from models.core.settings import settings_from_env
 from viz.labels import markdown_literal
 from viz.overview import ThumbnailGrid, thumbnail_cell, thumbnail_grid
@@ -187,11 +189,32 @@ def current_texts() -> tuple[str, str]:
     return st.session_state.get(TEXT_KEY) or "", st.session_state.get(TEXT_B_KEY) or ""
 
 
+def convert_with_progress(spec: str) -> None:
+    """A GGUF model's one-time conversion (models.core.loading.convert_first) with a progress bar
+    of its stages in this session's page, then a toast; nothing for any other model. Run outside
+    cached_model: a cached function's elements would be replayed on every later cache hit."""
+    bar = st.empty()
+    name = markdown_literal(spec)
+
+    def report(stage: str, share: float) -> None:
+        bar.progress(share, text=f"First load of {name}: converting its GGUF file into a float32 copy, once "
+                                 f"(under a minute on a quiet machine; later loads take seconds). Now: {stage}…")
+
+    started = time.perf_counter()
+    try:
+        if convert_first(spec, settings_from_env(), report):
+            st.toast(f"{name} converted in {time.perf_counter() - started:.0f} s; later loads read the copy.",
+                     icon=":material/check:")
+    finally:
+        bar.empty()
+
+
 def current_model() -> LoadedModel | None:
     """The sidebar's model, or None after showing why it can't be loaded."""
     spec = current_spec()
     try:
         with st.spinner(f"Loading {spec}…"):
+            convert_with_progress(spec)
             loaded = cached_model(spec)
     except ModelLoadError as error:
         st.error(str(error))
@@ -201,9 +224,10 @@ def current_model() -> LoadedModel | None:
     return loaded
 
 
-def current_run() -> tuple[LoadedModel, AttentionRun] | None:
-    """The sidebar's model run on the sidebar's text, or None after showing why not."""
-    loaded = current_model()
+def current_run(loaded: LoadedModel | None = None) -> tuple[LoadedModel, AttentionRun] | None:
+    """The sidebar's model (`loaded`, if already loaded) run on the sidebar's text, or None after
+    showing why not."""
+    loaded = loaded or current_model()
     if loaded is None:
         return None
     text, text_b = current_texts()

@@ -64,10 +64,19 @@ def forget_unless_offered(key: str, options) -> None:
         st.session_state.pop(key, None)
 
 
-def metric_ui(label: str, metrics: list[Metric], key: str) -> Metric:
-    """One of `metrics` (those that mean something for this text), picked by its label."""
+def metric_ui(label: str, metrics: list[Metric], key: str, default: HeadMetric | None = None) -> Metric:
+    """One of `metrics` (those that mean something for this text), picked by its label; `default`
+    (if offered) until one is picked, else the first."""
     labels = [METRIC_LABELS[m.key] for m in metrics]
     forget_unless_offered(key, labels)  # e.g. "to separators" on a model without them
-    chosen = st.selectbox(label, labels, **bound(key),
+    keys = [m.key for m in metrics]
+    chosen = st.selectbox(label, labels, index=keys.index(default) if default in keys else 0, **bound(key),
                           help="; ".join(f"{METRIC_LABELS[m.key]}: {m.help}" for m in metrics))
     return metrics[labels.index(chosen)]
+
+
+def special_tokens_ui(key: str, container=st) -> bool:
+    """The switch that lists the tokenizer's special tokens among predictions (marked); bound to `key`."""
+    return container.toggle("Show special tokens", **bound(key),
+                            help="[MASK], [PAD], <|endoftext|> and the tokenizer's other special tokens are left out "
+                                 "of the predictions by default; the probabilities are the model's either way.")

@@ -28,16 +28,17 @@ from pages._shared import (
     safe_callback,
     show_figure,
 )
-from pages._widgets import focus_on_click, focus_ui, forget_unless_offered
-from viz.checkpoints import loss_figure, topk_table, trajectory_figure
+from pages._widgets import focus_on_click, focus_ui, forget_unless_offered, special_tokens_ui
+from viz.checkpoints import loss_figure, trajectory_figure
 from viz.compare import shared_zmax
 from viz.heatmap import attention_heatmap
 from viz.overview import ThumbnailGrid, heads_overview
+from viz.predictions import topk_table
 from viz.theme import LECTURE_SCALE, file_stem
 
 # keys of their own: a link to this page never moves another page's controls
 SOURCE_KEY, FOLDER_KEY, HUB_KEY, TEXT_KEY, TOP_K_KEY = "ckpt_source", "ckpt_folder", "ckpt_hub", "ckpt_text", "ckpt_k"
-MASK_KEY, CANDIDATES_KEY, LOG_KEY = "ckpt_mask", "ckpt_candidates", "ckpt_log"
+MASK_KEY, CANDIDATES_KEY, LOG_KEY, SPECIAL_KEY = "ckpt_mask", "ckpt_candidates", "ckpt_log", "ckpt_special"
 A_KEY, B_KEY, LAYER_KEY, HEAD_KEY = "ckpt_a", "ckpt_b", "ckpt_layer", "ckpt_head"
 OVERVIEW_KEYS = ("ckpt_overview_a", "ckpt_overview_b")
 DEMO, FOLDER, HUB = "demo series", "folder", "hub ids"
@@ -48,9 +49,9 @@ DEFAULT_TEXT = "The capital of [MASK] is Rome."
 
 @st.cache_data(max_entries=96, show_spinner=False)  # each holds [masks, vocab] probabilities
 def cached_fill(spec: str, step: int | None, problem: str | None, signature: str, text: str,
-                top_k: int) -> CheckpointFill:
+                top_k: int, include_special: bool) -> CheckpointFill:
     """`signature` changes when the checkpoint folder is rewritten."""
-    return fill_checkpoint(Checkpoint(spec, step, problem), text, top_k, settings_from_env())
+    return fill_checkpoint(Checkpoint(spec, step, problem), text, top_k, settings_from_env(), include_special)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -93,13 +94,14 @@ def hub_ui() -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def text_ui() -> tuple[str, int]:
-    left, right = st.columns([4, 1])
+def text_ui() -> tuple[str, int, bool]:
+    """(the text, top k, whether special tokens are listed)."""
+    left, middle, right = st.columns([4, 1, 1], vertical_alignment="bottom")
     text = left.text_input("Text with one or more masks", DEFAULT_TEXT, **bound(TEXT_KEY),
                            help="write the model's own mask token where a word should be predicted: [MASK] for "
                                 "BERT and the demo series, <mask> for RoBERTa")
-    top_k = right.slider("Top k", 1, 20, 5, **int_control_state(TOP_K_KEY, 1, 20, "prediction count", "this page"))
-    return text, top_k
+    top_k = middle.slider("Top k", 1, 20, 5, **int_control_state(TOP_K_KEY, 1, 20, "prediction count", "this page"))
+    return text, top_k, special_tokens_ui(SPECIAL_KEY, right)
 
 
 def mask_ui(count: int) -> int:
@@ -197,7 +199,8 @@ def series_ui() -> list[Checkpoint] | None:
     return cached_hub_checkpoints(tuple(specs))
 
 
-def fill_all(checkpoints: list[Checkpoint], text: str, top_k: int) -> list[CheckpointFill] | None:
+def fill_all(checkpoints: list[Checkpoint], text: str, top_k: int,
+             include_special: bool) -> list[CheckpointFill] | None:
     """Every checkpoint's predictions, loading (one at a time) those not cached yet."""
     bar = st.progress(0.0)
     fills = []
@@ -206,7 +209,7 @@ def fill_all(checkpoints: list[Checkpoint], text: str, top_k: int) -> list[Check
             bar.progress(index / len(checkpoints), text=f"Loading {checkpoint.label} ({index + 1} of "
                                                         f"{len(checkpoints)})…")
             fills.append(cached_fill(checkpoint.spec, checkpoint.step, checkpoint.problem, fingerprint(checkpoint),
-                                     text, top_k))
+                                     text, top_k, include_special))
     except NoMaskError as error:
         st.warning(str(error))
         return None
@@ -236,10 +239,12 @@ def table_section(good: list[CheckpointFill]) -> None:
         if masks > 1:
             st.markdown(f"**Mask {index + 1}**")
         st.html(topk_table([f.checkpoint.label for f in good], [[c.token for c in top] for top in tops],
-                           [[c.probability for c in top] for top in tops], LECTURE_SCALE if lecture_mode() else 1.0))
+                           [[c.probability for c in top] for top in tops], LECTURE_SCALE if lecture_mode() else 1.0,
+                           [[c.special for c in top] for top in tops]))
     if not lecture_mode():
         st.caption("Columns are checkpoints in training order; each cell is a predicted token and its probability, "
-                   "the same as transformers' fill-mask pipeline gives; darker = more probable.")
+                   "the same as transformers' fill-mask pipeline gives; darker = more probable. Special tokens "
+                   "([MASK], [PAD], …) are left out of the list unless shown, marked, by the switch above.")
 
 
 def trajectories_section(fills: list[CheckpointFill], good: list[CheckpointFill], name: str) -> None:
@@ -317,8 +322,8 @@ def render() -> None:
     checkpoints = series_ui()
     if checkpoints is None:
         return
-    text, top_k = text_ui()
-    fills = fill_all(checkpoints, text, top_k)
+    text, top_k, include_special = text_ui()
+    fills = fill_all(checkpoints, text, top_k, include_special)
     if fills is None:
         return
     problems_section(fills)

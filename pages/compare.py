@@ -16,6 +16,7 @@ from pages._shared import (
     bound,
     cached_model,
     cached_run,
+    convert_with_progress,
     current_spec,
     current_texts,
     lecture_mode,
@@ -140,6 +141,7 @@ def load_pair(spec_a: str, spec_b: str, text: str, text_b: str) -> tuple[LoadedM
     for name, spec in (("A", spec_a), ("B", spec_b)):
         try:
             with st.spinner(f"Loading {spec}…"):
+                convert_with_progress(spec)
                 loaded.append(cached_model(spec))
         except ModelLoadError as error:
             st.error(f"Model {name}: {error}")

@@ -1,11 +1,11 @@
-"""Attention heads: every head at a glance, one head or an aggregate in detail, head statistics,
-words and sentence pairs, bertviz offline, and exports."""
+"""Attention heads: every head at a glance, one head or an aggregate in detail, the model's predictions,
+head statistics, words and sentence pairs, the induction probe, bertviz offline, and exports."""
 import functools
 
 import numpy as np
 import streamlit as st
 
-from models import attention_stacks
+from models import AttentionRun, LoadedModel, attention_stacks
 from models.analysis.aggregation import Aggregation, aggregate, rollout_layers
 from models.analysis.export import matrix_csv, run_npz
 from models.analysis.head_stats import HeadMetric, HeadStatistics, head_statistics
@@ -14,10 +14,22 @@ from models.analysis.neuron import NeuronViewUnsupported, neuron_vectors
 from models.analysis.pairs import PAIR_BLOCKS, has_pair
 from models.analysis.words import special_token_mask, stack_word_spans
 from models.core.scores import ScoresUnavailable
+from pages._predictions import predictions_section
+from pages._probe import (
+    Probe,
+    cached_probe_run,
+    focus_wanted,
+    probe_button,
+    probe_ids,
+    probe_requested,
+    probe_run,
+    probe_ui,
+)
 from pages._shared import (
     bound,
     cached_model,
     cached_run,
+    current_model,
     current_run,
     current_spec,
     current_texts,
@@ -69,15 +81,22 @@ SELF_STACKS = ("self-attention", "encoder", "decoder")
 BERTVIZ_OFF, HEAD_VIEW, MODEL_VIEW, NEURON_VIEW = "off", "head view", "model view", "neuron view"
 
 
-# --- cached computations, keyed by (model, text, sentence B, ...) so that widgets never re-run the model ---
+# --- cached computations, keyed by (model, text, sentence B, probe, ...) so that widgets never re-run the
+# model; probe is (length, seed) when the page shows the induction probe instead of the text, else None ---
 
-def _stack(spec: str, text: str, text_b: str, stack_name: str):
-    return attention_stacks(cached_run(spec, text, text_b))[stack_name]
+def _run(spec: str, text: str, text_b: str, probe: Probe | None) -> AttentionRun:
+    return cached_probe_run(spec, *probe) if probe else cached_run(spec, text, text_b)
+
+
+def _stack(spec: str, text: str, text_b: str, probe: Probe | None, stack_name: str):
+    return attention_stacks(_run(spec, text, text_b, probe))[stack_name]
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def cached_lens(spec: str, text: str, text_b: str, stack_name: str, words: bool, block: str) -> MatrixView:
-    run, stack = cached_run(spec, text, text_b), _stack(spec, text, text_b, stack_name)
+def cached_lens(spec: str, text: str, text_b: str, probe: Probe | None, stack_name: str, words: bool,
+                block: str) -> MatrixView:
+    """Words are a text's: the probe (token ids) has none."""
+    run, stack = _run(spec, text, text_b, probe), _stack(spec, text, text_b, probe, stack_name)
     spans = stack_word_spans(cached_model(spec), run, stack_name, text, text_b or None) if words else (None, None)
     segments = run.segment_ids if stack_name == "self-attention" else None
     return matrix_view(stack.query_labels, stack.key_labels, *spans, segments, block)
@@ -87,47 +106,51 @@ def cached_lens(spec: str, text: str, text_b: str, stack_name: str, words: bool,
 # pickle a copy on every rerun
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def cached_grid(spec: str, text: str, text_b: str, stack_name: str, words: bool, block: str) -> ThumbnailGrid:
-    lens = cached_lens(spec, text, text_b, stack_name, words, block)
-    return overview_grid(lens.apply(_stack(spec, text, text_b, stack_name).attentions))
+def cached_grid(spec: str, text: str, text_b: str, probe: Probe | None, stack_name: str, words: bool,
+                block: str) -> ThumbnailGrid:
+    lens = cached_lens(spec, text, text_b, probe, stack_name, words, block)
+    return overview_grid(lens.apply(_stack(spec, text, text_b, probe, stack_name).attentions))
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def cached_rollout(spec: str, text: str, text_b: str, stack_name: str) -> np.ndarray:
-    rollouts = rollout_layers(_stack(spec, text, text_b, stack_name).attentions)  # [layers, n, n]
+def cached_rollout(spec: str, text: str, text_b: str, probe: Probe | None, stack_name: str) -> np.ndarray:
+    rollouts = rollout_layers(_stack(spec, text, text_b, probe, stack_name).attentions)  # [layers, n, n]
     rollouts.setflags(write=False)
     return rollouts
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def cached_statistics(spec: str, text: str, text_b: str, stack_name: str) -> HeadStatistics:
-    run, stack = cached_run(spec, text, text_b), _stack(spec, text, text_b, stack_name)
+def cached_statistics(spec: str, text: str, text_b: str, probe: Probe | None, stack_name: str) -> HeadStatistics:
+    run, stack = _run(spec, text, text_b, probe), _stack(spec, text, text_b, probe, stack_name)
     special = special_token_mask(cached_model(spec), stack.key_tokens) if stack_name == "decoder" else run.special_mask
     return head_statistics(stack.attentions, stack.key_tokens, special, stack.causal)
 
 
 @st.cache_data(max_entries=2, show_spinner=False)
-def cached_neuron_vectors(spec: str, text: str, text_b: str) -> tuple[np.ndarray, np.ndarray]:
+def cached_neuron_vectors(spec: str, text: str, text_b: str, probe: Probe | None) -> tuple[np.ndarray, np.ndarray]:
+    if probe:
+        return neuron_vectors(cached_model(spec), probe_ids(spec, *probe))
     return neuron_vectors(cached_model(spec), text, text_b or None)
 
 
 @st.cache_data(max_entries=6, show_spinner=False)
-def cached_bertviz(spec: str, text: str, text_b: str, view: str, words: bool, max_tokens: int,
+def cached_bertviz(spec: str, text: str, text_b: str, probe: Probe | None, view: str, words: bool, max_tokens: int,
                    layers: tuple[int, ...], layer: int, head: int, zoom: float) -> str:
-    run, limits = cached_run(spec, text, text_b), BertvizLimits(max_tokens=max_tokens)
+    key = (spec, text, text_b, probe)
+    run, limits = _run(*key), BertvizLimits(max_tokens=max_tokens)
     if view == NEURON_VIEW:
-        queries, keys = cached_neuron_vectors(spec, text, text_b)
-        lens = cached_lens(spec, text, text_b, "self-attention", False, "all")
+        queries, keys = cached_neuron_vectors(*key)
+        lens = cached_lens(*key, "self-attention", False, "all")
         entries = self_attention_entries(run.attentions, run.labels, lens.sentence_b_start, limits, queries, keys)
         return neuron_view_html(entries, run.causal, layer, head, limits, zoom)
     if run.decoder_tokens is not None:
-        lenses = {name: cached_lens(spec, text, text_b, name, words, "all") for name in ("encoder", "decoder", "cross")}
+        lenses = {name: cached_lens(*key, name, words, "all") for name in ("encoder", "decoder", "cross")}
         entries = encoder_decoder_entries(lenses["encoder"].apply(run.attentions),
                                           lenses["decoder"].apply(run.decoder_attentions),
                                           lenses["cross"].apply(run.cross_attentions),
                                           lenses["encoder"].query_tokens, lenses["decoder"].query_tokens, limits)
     else:
-        lens = cached_lens(spec, text, text_b, "self-attention", words, "all")
+        lens = cached_lens(*key, "self-attention", words, "all")
         entries = self_attention_entries(lens.apply(run.attentions), lens.query_tokens, lens.sentence_b_start, limits)
     if view == HEAD_VIEW:
         return head_view_html(entries, list(layers), layer, limits, zoom)
@@ -163,7 +186,7 @@ def _focus_table_row(heads: int) -> None:
         focus_head(LAYER_KEY, HEAD_KEY, *divmod(rows[0], heads))
 
 
-def view_ui(square: bool, pair: bool) -> tuple[Aggregation, bool, str]:
+def view_ui(square: bool, pair: bool, has_words: bool) -> tuple[Aggregation, bool, str]:
     """(aggregation, word level, sentence-pair block) of the focused view."""
     columns = st.columns(2) + st.columns([1, 1])
     options = [label for how, label in AGGREGATION_LABELS.items() if square or how != Aggregation.ROLLOUT]
@@ -175,13 +198,14 @@ def view_ui(square: bool, pair: bool) -> tuple[Aggregation, bool, str]:
     if pair:
         block = columns[1].segmented_control("Sentences", PAIR_BLOCKS, default="all", required=True,
                                              **bound(PAIR_KEY), help="A->B: sentence A's queries, sentence B's keys")
-    words = columns[2].toggle("Words", **bound(WORDS_KEY),
+    words = columns[2].toggle("Words", **bound(WORDS_KEY), disabled=not has_words,
                               help="merge sub-word tokens into words: sum over a word's key pieces, "
-                                   "mean over its query pieces")
+                                   "mean over its query pieces" + ("" if has_words else " (the probe's random "
+                                                                   "tokens make no words)"))
     columns[3].segmented_control("Camera saves", CAMERA_FORMATS, default=CAMERA_FORMATS[0], required=True,
                                  **bound(FORMAT_KEY),
                                  help="the format of the camera button above every figure (works offline)")
-    return AGGREGATION_OF.get(shown, Aggregation.HEAD), words, block or "all"
+    return AGGREGATION_OF.get(shown, Aggregation.HEAD), words and has_words, block or "all"
 
 
 def rollout_token_ui(tokens: list[str]) -> int:
@@ -204,7 +228,17 @@ def bertviz_ui() -> tuple[str, int, bool]:
 
 # --- page sections ---
 
-def view_title(how: Aggregation, layer: int, head: int, stack, words: bool, block: str) -> str:
+def shared_kv_note(loaded: LoadedModel, stack, head: int) -> str:
+    """" · key/value head 1, shared with heads 3–5" for a self-attention head under grouped-query attention."""
+    if stack.name not in SELF_STACKS or loaded.num_key_value_heads >= loaded.num_heads:
+        return ""
+    group = loaded.kv_group(head)
+    sharing = loaded.kv_group_heads(group)
+    return f" · key/value head {group}, shared with heads {sharing[0]}–{sharing[-1]}"
+
+
+def view_title(how: Aggregation, layer: int, head: int, stack, words: bool, block: str, kv_note: str = "") -> str:
+    """kv_note (shared_kv_note) follows a single head's title."""
     layers, heads = stack.attentions.shape[:2]
     title = {
         Aggregation.HEAD: f"Layer {layer}, head {head}",
@@ -212,20 +246,20 @@ def view_title(how: Aggregation, layer: int, head: int, stack, words: bool, bloc
         Aggregation.LAYER_MAX: f"Layer {layer}, max over its {heads} heads",
         Aggregation.ALL_MEAN: f"Mean of all {layers} × {heads} heads",
         Aggregation.ROLLOUT: f"Attention rollout up to layer {layer}",
-    }[how] + f" ({stack.name})"
+    }[how] + f" ({stack.name})" + (kv_note if how == Aggregation.HEAD else "")
     extras = (["words"] if words else []) + ([block.replace("->", "→")] if block != "all" else [])
     return title + (": " + ", ".join(extras) if extras else "")
 
 
-def focused_section(key: tuple[str, str, str], stack, lens: MatrixView, how: Aggregation, layer: int, head: int,
-                    words: bool, block: str, name: str) -> np.ndarray:
+def focused_section(key: tuple, stack, lens: MatrixView, how: Aggregation, layer: int, head: int,
+                    words: bool, block: str, name: str, kv_note: str) -> np.ndarray:
     """The focused head or aggregate as a heatmap (and the rollout's bars); returns the shown matrix."""
     if how == Aggregation.ROLLOUT:
         matrix = cached_rollout(*key, stack.name)[layer]
     else:
         matrix = aggregate(stack.attentions, how, layer, head)
     shown = lens.apply(matrix)
-    title = view_title(how, layer, head, stack, words, block)
+    title = view_title(how, layer, head, stack, words, block, kv_note)
     fig = attention_heatmap(shown, lens.query_tokens, lens.key_tokens, title=title,
                             causal=stack.causal and block == "all")
     show(fig, name)
@@ -268,7 +302,8 @@ def export_section(run, lens: MatrixView, shown: np.ndarray, name: str) -> None:
         )
 
 
-def statistics_section(key: tuple[str, str, str], stack, focused: tuple[int, int]) -> None:
+def statistics_section(key: tuple, stack, focused: tuple[int, int], default: HeadMetric | None = None) -> None:
+    """`default`: the metric shown until one is picked (the induction score on the probe)."""
     box = lazy_section("Head statistics: entropy, distance and where each head looks", STATISTICS_KEY)
     if not box.open:
         return
@@ -277,7 +312,7 @@ def statistics_section(key: tuple[str, str, str], stack, focused: tuple[int, int
             st.info("Head statistics are for self-attention: pick the encoder or decoder stack.")
             return
         statistics = cached_statistics(*key, stack.name)
-        metric = metric_ui("Metric", statistics.available(), METRIC_KEY)
+        metric = metric_ui("Metric", statistics.available(), METRIC_KEY, default)
         label = METRIC_LABELS[metric.key]
         baseline = statistics.uniform_entropy if metric.key == HeadMetric.ENTROPY else None
         fig = stats_heatmap(statistics.values[metric.key], label, metric.unit, focused,
@@ -297,10 +332,11 @@ def statistics_section(key: tuple[str, str, str], stack, focused: tuple[int, int
         table = stats_table(statistics.values, columns)
         st.dataframe(table, hide_index=True, height=320, key=STATS_TABLE_KEY, selection_mode="single-row",
                      on_select=safe_callback(_focus_table_row, stack.attentions.shape[1]))
-        st.caption("Sort by clicking a column header; select a row to focus that head.")
+        st.caption("Sort by clicking a column header (e.g. induction, to find the induction heads); select a row to "
+                   "focus that head.")
 
 
-def bertviz_section(key: tuple[str, str, str], run, words: bool, layer: int, head: int) -> None:
+def bertviz_section(key: tuple, run, words: bool, layer: int, head: int) -> None:
     with section("bertviz, offline"):
         view, max_tokens, one_layer = bertviz_ui()
         if view == BERTVIZ_OFF:
@@ -328,33 +364,75 @@ def bertviz_section(key: tuple[str, str, str], run, words: bool, layer: int, hea
         st.iframe(html, height="content")
 
 
+def page_input() -> tuple[LoadedModel, AttentionRun, Probe | None] | None:
+    """The sidebar's model and its run on the sidebar's text, or on the induction probe (length, seed)
+    when the link asks for it; None after saying why there is nothing to show."""
+    loaded = current_model()
+    if loaded is None:
+        return None
+    if probe_requested():
+        if loaded.kind == "decoder":
+            probe = probe_ui(loaded)
+            run = probe_run(loaded, probe)
+            return None if run is None else (loaded, run, probe)
+        st.info(f"The induction probe is for decoders (causal language models); {loaded.spec} is an "
+                f"{loaded.kind}, so the page shows your text.")
+    result = current_run(loaded)
+    return None if result is None else (*result, None)
+
+
+def induction_line(statistics: HeadStatistics) -> str:
+    strongest = statistics.strongest(HeadMetric.INDUCTION)
+    if not strongest:
+        return "No token repeats here, so no head has an induction score."
+    return "Strongest induction heads on the probe: " + " · ".join(
+        f"L{layer} H{head} ({value:.2f})" for layer, head, value in strongest) + "."
+
+
 def render() -> None:
     st.title("Attention heads")
-    result = current_run()
-    if result is None:
+    found = page_input()
+    if found is None:
         return
-    loaded, run = result
-    text, text_b = current_texts()
-    key = (current_spec(), text, text_b)
+    loaded, run, probe = found
+    text, text_b = ("", "") if probe else current_texts()
+    key = (current_spec(), text, text_b, probe)
     stacks = attention_stacks(run)
     stack = stacks[stack_ui(list(stacks), STACK_KEY)]
-    st.caption(f"{loaded.spec}: {loaded.kind} ({loaded.config.model_type}), {run.num_layers} layers × "
-               f"{run.num_heads} heads, {len(stack.query_tokens)} × {len(stack.key_tokens)} tokens.")
-    how, words, block = view_ui(stack.name in SELF_STACKS, stack.name == "self-attention" and has_pair(run.segment_ids))
+    grouped = f" ({loaded.num_key_value_heads} key/value heads: grouped-query attention)" \
+        if loaded.num_key_value_heads < loaded.num_heads else ""
+    left, right = st.columns([4, 1], vertical_alignment="center")
+    left.caption(f"{loaded.spec}: {loaded.kind} ({loaded.config.model_type}), {run.num_layers} layers × "
+                 f"{run.num_heads} heads{grouped}, {len(stack.query_tokens)} × {len(stack.key_tokens)} tokens.")
+    if probe is None and loaded.kind == "decoder":
+        probe_button(right, {STATISTICS_KEY: True})
+    if probe is not None:
+        statistics = cached_statistics(*key, "self-attention")
+        st.markdown(induction_line(statistics))
+        strongest = statistics.strongest(HeadMetric.INDUCTION, 1)
+        if strongest and focus_wanted(LAYER_KEY, HEAD_KEY):
+            focus_head(LAYER_KEY, HEAD_KEY, *strongest[0][:2])
+    how, words, block = view_ui(stack.name in SELF_STACKS, stack.name == "self-attention" and has_pair(run.segment_ids),
+                                has_words=probe is None)
     layer, head = focus_ui(run.num_layers, run.num_heads)
     lens = cached_lens(*key, stack.name, words, block)
     grid = cached_grid(*key, stack.name, words, block)
     overview = heads_overview(grid, (layer, head), f"All heads ({stack.name}): a row per layer, a column per "
-                                                   "head (h0, h1, …); click one to focus it")
+                                                   "head (h0, h1, …); click one to focus it",
+                              kv_heads=loaded.num_key_value_heads if stack.name in SELF_STACKS else None)
     show(overview, file_stem("heads", loaded.spec, stack.name), key=OVERVIEW_KEY,
          on_select=focus_on_click(OVERVIEW_KEY), selection_mode="points")
     if not lecture_mode():
-        st.caption("Each thumbnail is one head's token × token attention, scaled to its own maximum.")
-    name = file_stem("attention", loaded.spec, stack.name, how, f"L{layer}",
+        st.caption("Each thumbnail is one head's token × token attention, scaled to its own maximum."
+                   + (" Grey lines part the query heads that read the same keys and values (one key/value head "
+                      "each: kv 0, kv 1, …)." if grouped else ""))
+    name = file_stem("attention", loaded.spec, "probe" if probe else "", stack.name, how, f"L{layer}",
                      f"H{head}" if how == Aggregation.HEAD else "")
-    shown = focused_section(key, stack, lens, how, layer, head, words, block, name)
+    shown = focused_section(key, stack, lens, how, layer, head, words, block, name,
+                            shared_kv_note(loaded, stack, head))
+    predictions_section(loaded, run, key[:3], probe)
     export_section(run, lens, shown, name)
-    statistics_section(key, stack, (layer, head))
+    statistics_section(key, stack, (layer, head), HeadMetric.INDUCTION if probe else None)
     bertviz_section(key, run, words, layer, head)
 
 

@@ -1,7 +1,7 @@
 """Dot-product scaling: why attention divides q·k by √d, on random vectors and in the live model."""
 import streamlit as st
 
-from models import AttentionRun, attention_stacks, run_attention
+from models import AttentionRun, LoadedModel, attention_stacks, run_attention
 from models.core.scores import IDENTITY_TOLERANCE, ScoreStack, ScoresUnavailable
 from models.scaling.live import head_scores, neuron_view
 from models.scaling.random_vectors import (
@@ -151,6 +151,22 @@ def scaling_note(stack: ScoreStack, layer: int) -> str:
     return note
 
 
+def vectors_note(loaded: LoadedModel, stack: ScoreStack, head: int) -> str:
+    """Where q and k come from: after rotary position embeddings, and whose key head a query head reads."""
+    notes = []
+    if loaded.rotary:
+        notes.append("q and k are shown as the model multiplies them: after its rotary position embedding (RoPE, Su "
+                     "et al. 2021), which turns each pair of their components by an angle that grows with the "
+                     "token's position, so q·k also depends on how far apart the two tokens are.")
+    if stack.name in ("self-attention", "decoder") and loaded.num_key_value_heads < loaded.num_heads:
+        group = loaded.kv_group(head)
+        sharing = loaded.kv_group_heads(group)
+        notes.append(f"Grouped-query attention: head {head} reads key/value head {group}, whose keys heads "
+                     f"{sharing[0]}–{sharing[-1]} share ({loaded.num_key_value_heads} key/value heads for "
+                     f"{loaded.num_heads} query heads).")
+    return " ".join(notes)
+
+
 def identity_check(stack: ScoreStack) -> None:
     error = stack.identity_error
     if error <= IDENTITY_TOLERANCE:
@@ -182,6 +198,8 @@ def live_section() -> None:
                "of the sidebar's text.")
     layer, head, query = focus_ui(stack.scores.shape[0], stack.scores.shape[1], len(names.query_tokens))
     st.markdown(scaling_note(stack, layer))
+    if note := vectors_note(loaded, stack, head):
+        st.caption(note)
     identity_check(stack)
     title = f"{loaded.spec}, {name}, layer {layer}, head {head}: scores of every visible query-key pair"
     show_figure(score_histograms(head_scores(stack, layer, head), title),

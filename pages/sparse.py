@@ -37,7 +37,7 @@ from pages._shared import (
     run_app_instead,
     show_figure,
 )
-from pages._widgets import focus_ui
+from pages._widgets import focus_ui, special_tokens_ui
 from viz.sparse import (
     cosine_figure,
     cost_figure,
@@ -62,6 +62,7 @@ KIND_NAMES = {"full": "full", "causal": "causal", "sliding_window": "sliding win
               "blockwise": "blockwise"}
 PARTS = ("union", "A1", "A2", SPLIT)
 ARRANGEMENTS = ("none", "union", "intersection", "alternate")
+SPECIAL_KEY = "special"  # as on the Heads page: one switch for special tokens among predictions
 MAX_N, MAX_REACH_N = 4096, 512  # reachability is all-pairs shortest paths: kept to the live model's size
 
 
@@ -99,8 +100,10 @@ def cached_coverage(spec: str, text: str, text_b: str, patterns: HeadPatterns) -
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def cached_enforced(spec: str, text: str, text_b: str, patterns: HeadPatterns, n: int, heads: int) -> EnforcedRun:
-    return enforced_run(cached_model(spec), text, text_b or None, patterns.masks(n, heads))
+def cached_enforced(spec: str, text: str, text_b: str, patterns: HeadPatterns, n: int, heads: int,
+                    include_special: bool) -> EnforcedRun:
+    return enforced_run(cached_model(spec), text, text_b or None, patterns.masks(n, heads),
+                        include_special=include_special)
 
 
 # ---- controls: each returns what it read; every value lives in the URL ----
@@ -268,37 +271,51 @@ def live_view(patterns: HeadPatterns) -> None:
     st.caption(f"{loaded.spec}: {run.num_layers} layers × {run.num_heads} heads, n = {run.n} tokens, special tokens "
                "included (position 0 is the first token, e.g. [CLS]). Pattern: " + patterns.label)
     layer, head = focus_ui(run.num_layers, run.num_heads)
-    show_figure(coverage_figure(cached_coverage(spec, text, text_b, patterns), (layer, head)),
-                f"sparse_coverage_{spec}")
-    with st.spinner("Re-running the model with the pattern enforced…"):
-        enforced = cached_enforced(spec, text, text_b, patterns, run.n, run.num_heads)
-    left, right = st.columns(2)
-    with left:
-        show_figure(overlay_figure(run.attentions[layer, head], masks[head], run.labels,
-                                   f"Dense: layer {layer}, head {head}, outside the pattern greyed", run.causal),
-                    f"sparse_dense_L{layer}_H{head}")
-    with right:
-        show_figure(overlay_figure(enforced.attentions[layer, head], masks[head], run.labels,
-                                   f"Enforced: layer {layer}, head {head}", run.causal),
-                    f"sparse_enforced_L{layer}_H{head}")
-    st.caption("Enforced: the pattern is added to the scores before softmax (−∞ outside), in every self-attention "
-               "call of this size" + (" of the encoder" if loaded.kind == "encoder-decoder" else "") + ".")
-    if enforced.rows_given_self:
-        st.info(f"{enforced.rows_given_self} (head, query) rows had no key in the pattern; they attend to themselves "
-                "(a softmax over no key is undefined).")
-    show_figure(cosine_figure(enforced.cosine), f"sparse_cosine_{spec}")
-    predictions_section(loaded, enforced)
+    figures, predictions = st.container(), st.container()
+    with predictions:  # drawn below the figures, read first: the enforced run's predictions depend on it
+        include_special = predictions_header(loaded)
+    with figures:
+        show_figure(coverage_figure(cached_coverage(spec, text, text_b, patterns), (layer, head)),
+                    f"sparse_coverage_{spec}")
+        with st.spinner("Re-running the model with the pattern enforced…"):
+            enforced = cached_enforced(spec, text, text_b, patterns, run.n, run.num_heads, include_special)
+        left, right = st.columns(2)
+        with left:
+            show_figure(overlay_figure(run.attentions[layer, head], masks[head], run.labels,
+                                       f"Dense: layer {layer}, head {head}, outside the pattern greyed", run.causal),
+                        f"sparse_dense_L{layer}_H{head}")
+        with right:
+            show_figure(overlay_figure(enforced.attentions[layer, head], masks[head], run.labels,
+                                       f"Enforced: layer {layer}, head {head}", run.causal),
+                        f"sparse_enforced_L{layer}_H{head}")
+        st.caption("Enforced: the pattern is added to the scores before softmax (−∞ outside), in every "
+                   "self-attention call of this size" + (" of the encoder" if loaded.kind == "encoder-decoder" else "")
+                   + (", on top of the causal mask" if run.causal else "") + ".")
+        if enforced.rows_given_self:
+            st.info(f"{enforced.rows_given_self} (head, query) rows had no key in the pattern; they attend to "
+                    "themselves (a softmax over no key is undefined).")
+        show_figure(cosine_figure(enforced.cosine), f"sparse_cosine_{spec}")
+    with predictions:
+        predictions_section(loaded, enforced)
+
+
+def predictions_header(loaded) -> bool:
+    """The predictions' title and special-token switch; returns the switch (False without predictions)."""
+    st.subheader("Next-token predictions, dense vs sparse" if loaded.has_lm_head else
+                 "Masked-word predictions, dense vs sparse")
+    return special_tokens_ui(SPECIAL_KEY) if loaded.has_mlm_head or loaded.has_lm_head else False
 
 
 def predictions_section(loaded, enforced: EnforcedRun) -> None:
-    st.subheader("Masked-word predictions, dense vs sparse")
-    if not loaded.has_mlm_head:
-        st.info(f"{loaded.spec} has no masked-LM head, so it makes no word predictions to compare. Load a "
-                "…ForMaskedLM model (e.g. bert-base-uncased, or a folder) and put [MASK] in the text.")
+    if not (loaded.has_mlm_head or loaded.has_lm_head):
+        st.info(f"{loaded.spec} has no masked-LM head and no next-token head, so it makes no word predictions "
+                "to compare. Load a decoder such as smollm2, or a …ForMaskedLM model (e.g. bert-base-uncased, or a "
+                "folder) and put [MASK] in the text.")
     elif not enforced.predictions:
         st.info(f"Put {loaded.tokenizer.mask_token} in the text to see what the model predicts there, dense vs sparse.")
     for found in enforced.predictions:
-        st.markdown(f"Position {found.position}:")
+        where = "After the last token" if loaded.has_lm_head else "At the mask"
+        st.markdown(f"{where} (position {found.position}):")
         st.dataframe(predictions_frame(found.dense, found.sparse), hide_index=True)
 
 

@@ -153,6 +153,9 @@ def test_induction_score_reads_the_token_after_the_previous_occurrence():
     expected = (attentions[..., 4, 2] + attentions[..., 5, 3]) / 2  # the repeated [SEP] is no query
     np.testing.assert_allclose(stats.values["induction"], expected, rtol=1e-6)
     np.testing.assert_allclose(stats.values[HeadMetric.TO_FIRST_TOKEN], attentions[..., 1:, 0].mean(-1), rtol=1e-6)
+    ranked = sorted(((expected[l, h], l, h) for l in range(2) for h in range(3)), reverse=True)
+    assert stats.strongest(HeadMetric.INDUCTION, k=3) == [(l, h, pytest.approx(v)) for v, l, h in ranked[:3]]
+    assert stats.strongest(HeadMetric.TO_SEPARATORS, k=3) != [] and len(stats.strongest(HeadMetric.INDUCTION, 9)) == 6
 
 
 def test_statistics_without_special_tokens_leave_those_metrics_out():
@@ -161,7 +164,10 @@ def test_statistics_without_special_tokens_leave_those_metrics_out():
                             np.zeros(4, dtype=bool), causal=True)
     assert np.isnan(stats.values[HeadMetric.TO_FIRST_SPECIAL]).all()
     assert np.isnan(stats.values[HeadMetric.TO_SEPARATORS]).all()
+    assert np.isnan(stats.values[HeadMetric.TO_NEXT]).all()  # masked in a causal model: 0 by construction
     assert HeadMetric.TO_FIRST_SPECIAL not in [m.key for m in stats.available()]
+    assert HeadMetric.TO_NEXT not in [m.key for m in stats.available()]
+    assert stats.strongest(HeadMetric.TO_NEXT) == []  # no value to rank
     # the causal baseline averages log(i + 1) over queries; uniform causal attention reaches it
     assert stats.uniform_entropy == pytest.approx(np.mean(np.log([1, 2, 3, 4])))
     np.testing.assert_allclose(stats.values[HeadMetric.ENTROPY][0, 0], stats.uniform_entropy, rtol=1e-6)

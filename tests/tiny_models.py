@@ -132,6 +132,38 @@ def save_tiny_1x1(folder: Path) -> Path:
     return folder
 
 
+FAVOURED_BIAS = 10.0  # an output bias that puts a token first whatever the text, about half of the mass
+
+
+def save_tiny_bert_favouring_special(folder: Path) -> Path:
+    """The tiny BERT masked LM whose output bias favours [MASK] (first) and [PAD] (second): with
+    special tokens offered, they top every mask's candidates."""
+    torch.manual_seed(0)
+    model = tf.BertForMaskedLM(tiny_config("bert"))
+    tokenizer = bert_tokenizer()
+    with torch.no_grad():
+        model.cls.predictions.bias[tokenizer.mask_token_id] = FAVOURED_BIAS
+        model.cls.predictions.bias[tokenizer.pad_token_id] = FAVOURED_BIAS - 1
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def save_tiny_gpt2_favouring_special(folder: Path) -> Path:
+    """The tiny GPT-2 whose final layer norm's bias points at the (tied) embedding of <|endoftext|>
+    (id 0), which it makes long: <|endoftext|> becomes every position's most probable next token."""
+    torch.manual_seed(0)
+    model = tf.GPT2LMHeadModel(tiny_config("gpt2"))
+    with torch.no_grad():
+        direction = torch.zeros(model.config.n_embd)
+        direction[0] = 2.5  # logit of id 0: its embedding · the final hidden state, 6.25 ± 2.5; the others' ± 0.3
+        model.transformer.wte.weight[0] = direction
+        model.transformer.ln_f.bias.copy_(direction)
+    model.save_pretrained(folder)
+    gpt2_tokenizer().save_pretrained(folder)
+    return folder
+
+
 def save_tiny_gemma2(folder: Path) -> Path:
     """A decoder that scales by query_pre_attn_scalar**-0.5 (not 1/sqrt(d_head)), soft-caps its
     scores inside the attention function and shares key heads (grouped-query attention)."""

@@ -1,39 +1,14 @@
-"""A checkpoint series' masked-LM predictions: the top-k table side by side, the candidates'
-probability and rank across steps, and the training loss with the checkpoints marked."""
+"""A checkpoint series' masked-LM predictions across steps: the candidates' probability and rank,
+and the training loss with the checkpoints marked (the top-k table: viz.predictions)."""
 import numpy as np
 import plotly.graph_objects as go
-from plotly.colors import qualitative, sample_colorscale
+from plotly.colors import qualitative
 
 from viz.labels import display_token, escape
 from viz.steps import step_axis
-from viz.theme import ATTENTION_SCALE, HIGHLIGHT_COLOR, style
+from viz.theme import HIGHLIGHT_COLOR, style
 
 CANDIDATE_COLORS = qualitative.Dark24
-PAD = "padding: 0.3em 0.7em; white-space: nowrap"
-HEADER = f'style="{PAD}; text-align: left; font-weight: 600; border-bottom: 1px solid #ccc"'
-
-
-def topk_table(labels: list[str], tokens: list[list[str]], probabilities: list[list[float]], scale: float = 1.0) -> str:
-    """An HTML table: rank rows x checkpoint columns, each cell a token over its probability
-    ("italy / 62.1%"), shaded by it; every label and token is escaped. `scale` enlarges the type
-    (lecture mode); two-line cells keep the columns narrow enough for many checkpoints."""
-    k = max((len(column) for column in tokens), default=0)
-    head = "".join(f"<th {HEADER}>{escape(label)}</th>" for label in labels)
-    rows = []
-    for rank in range(k):
-        cells = "".join(_cell(words[rank], column[rank]) if rank < len(words) else f'<td style="{PAD}"></td>'
-                        for words, column in zip(tokens, probabilities))
-        rows.append(f"<tr><th {HEADER}>{rank + 1}</th>{cells}</tr>")
-    return (f'<div style="overflow-x: auto"><table style="border-collapse: collapse; font-size: {scale:.2f}rem">'
-            f"<thead><tr><th {HEADER}>rank</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
-
-
-def _cell(token: str, probability: float) -> str:
-    red, green, blue = sample_colorscale(ATTENTION_SCALE, [float(np.clip(probability, 0, 1))], colortype="tuple")[0]
-    ink = "white" if probability > 0.5 else "black"
-    colors = f"background-color: rgb({red * 255:.0f}, {green * 255:.0f}, {blue * 255:.0f}); color: {ink}"
-    return (f'<td style="{PAD}; {colors}">'
-            f'{escape(display_token(token))}<br><span style="font-size: 0.8em">{probability:.1%}</span></td>')
 
 
 def trajectory_figure(labels: list[str], steps: list[int | None], tokens: list[str], values: np.ndarray,

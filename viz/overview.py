@@ -67,19 +67,52 @@ def thumbnail_grid(thumbnails: np.ndarray) -> ThumbnailGrid:
     return ThumbnailGrid(png=buffer.getvalue(), cell=cell, layers=layers, heads=heads)
 
 
-def heads_overview(grid: ThumbnailGrid, focused: tuple[int, int], title: str) -> go.Figure:
-    """The grid with the focused (layer, head) outlined; each thumbnail is a clickable point."""
+def kv_groups(heads: int, kv_heads: int) -> list[range]:
+    """The query heads of each key/value head under grouped-query attention (consecutive heads
+    share one, as transformers' repeat_kv does); one group per head without it."""
+    size = heads // kv_heads if kv_heads and heads % kv_heads == 0 else 1
+    return [range(start, start + size) for start in range(0, heads, size)]
+
+
+def _heads_text(heads: range) -> str:
+    return f"head {heads[0]}" if len(heads) == 1 else f"heads {heads[0]}–{heads[-1]}"
+
+
+def kv_group_marks(groups: list[range], step: float, bottom: float) -> tuple[list[dict], list[dict]]:
+    """(shapes, annotations) marking grouped-query attention on a grid of columns `step` wide whose
+    image ends at y = `bottom`: a grey line down the gap between two groups, and under each group's
+    columns its key/value head ("kv 1"). Nothing when every head has its own."""
+    if all(len(group) == 1 for group in groups):
+        return [], []
+    shapes = [dict(type="line", x0=g[0] * step - GAP / 2 - 0.5, x1=g[0] * step - GAP / 2 - 0.5, y0=-0.5,
+                   y1=bottom, line=dict(color="#8c8c8c", width=2)) for g in groups[1:]]
+    annotations = [dict(x=(g[0] * step + (g[-1] + 1) * step - GAP - 1) / 2, y=bottom, xref="x", yref="y",
+                        yanchor="top", yshift=-4, showarrow=False, text=f"kv {index}",
+                        hovertext=f"key/value head {index}, read by {_heads_text(g)}")
+                   for index, g in enumerate(groups)]
+    return shapes, annotations
+
+
+def heads_overview(grid: ThumbnailGrid, focused: tuple[int, int], title: str, kv_heads: int | None = None) -> go.Figure:
+    """The grid with the focused (layer, head) outlined; each thumbnail is a clickable point.
+
+    With `kv_heads` key/value heads (grouped-query attention, fewer than the query heads), lines
+    part the query heads that share one, each group is named under the grid ("kv 1") and in the hover."""
     step = grid.cell + GAP
     centres = np.arange(max(grid.layers, grid.heads)) * step + grid.cell / 2
     layer_ids, head_ids = np.divmod(np.arange(grid.layers * grid.heads), grid.heads)
+    groups = kv_groups(grid.heads, kv_heads or grid.heads)
+    group_of = np.repeat(np.arange(len(groups)), [len(g) for g in groups])  # [heads]
+    shared = [f" · key/value head {group_of[h]} ({_heads_text(groups[group_of[h]])})" if len(groups[0]) > 1 else ""
+              for h in range(grid.heads)]
     image = dict(type="image", source="data:image/png;base64," + base64.b64encode(grid.png).decode(),
                  x0=0, y0=0, dx=1, dy=1, hoverinfo="skip")
     points = dict(
         type="scatter", x=centres[head_ids], y=centres[layer_ids],
         # plain lists: a typed array would reach Streamlit's selection as a dict
-        customdata=np.stack([layer_ids, head_ids], axis=1).tolist(),
+        customdata=np.stack([layer_ids, head_ids], axis=1).tolist(), text=[shared[h] for h in head_ids],
         mode="markers", marker=dict(size=grid.cell, symbol="square", opacity=0),
-        hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<br>click to focus<extra></extra>",
+        hovertemplate="layer %{customdata[0]}, head %{customdata[1]}%{text}<br>click to focus<extra></extra>",
         showlegend=False,
     )
     layer, head = focused
@@ -88,13 +121,16 @@ def heads_overview(grid: ThumbnailGrid, focused: tuple[int, int], title: str) ->
     x0, y0 = head * step - 0.5 - GAP / 2, layer * step - 0.5 - GAP / 2
     outline = dict(type="rect", x0=x0, x1=x0 + step, y0=y0, y1=y0 + step,
                    line=dict(color=HIGHLIGHT_COLOR, width=OUTLINE_WIDTH))
-    layout = base_layout(title, height=int(90 + 760 * min(grid.layers / grid.heads, 1.2)))
+    bottom, right = grid.layers * step - GAP - 0.5, grid.heads * step - GAP - 0.5  # the image's far edges
+    marks, labels = kv_group_marks(groups, step, bottom)
+    layout = base_layout(title, height=int(90 + 760 * min(grid.layers / grid.heads, 1.2)) + (20 if marks else 0))
     layout.update(
-        shapes=[outline], dragmode=False, clickmode="event+select",
+        shapes=marks + [outline], annotations=labels, dragmode=False, clickmode="event+select",
+        # ranges fixed to the image: autorange would pad them for the (invisible) markers' screen size
         xaxis=dict(side="top", tickvals=centres[:grid.heads].tolist(), ticktext=[f"h{h}" for h in range(grid.heads)],
-                   tickangle=0, showgrid=False, zeroline=False),
+                   tickangle=0, showgrid=False, zeroline=False, range=[-0.5 - GAP / 2, right + GAP / 2]),
         yaxis=dict(tickvals=centres[:grid.layers].tolist(), ticktext=[f"layer {i}" for i in range(grid.layers)],
-                   showgrid=False, zeroline=False, scaleanchor="x", autorange="reversed"),
+                   showgrid=False, zeroline=False, scaleanchor="x", range=[bottom + GAP / 2, -0.5 - GAP / 2]),
     )
-    layout["margin"] = {**layout["margin"], "t": 70}
+    layout["margin"] = {**layout["margin"], "t": 70, "b": 30 if marks else 10}
     return go.Figure(data=[image, points], layout=layout)

@@ -225,13 +225,17 @@ def cost_frame(points) -> pd.DataFrame:
     })
 
 
+def _candidate_text(candidate) -> str:
+    return display_token(candidate.token) + (" (special)" if candidate.special else "")
+
+
 def predictions_frame(dense, sparse) -> pd.DataFrame:
-    """Top predictions for one mask token (models.core.predictions.Candidate lists), dense and sparse
-    side by side (plain text, not HTML)."""
+    """Top predictions at one position (models.core.predictions.Candidate lists), dense and sparse
+    side by side (plain text, not HTML); special tokens are marked "(special)"."""
     return pd.DataFrame({
         "rank": range(1, len(dense) + 1),
-        "dense": [display_token(p.token) for p in dense],
+        "dense": [_candidate_text(p) for p in dense],
         "dense p": [round(p.probability, 4) for p in dense],
-        "sparse": [display_token(p.token) for p in sparse],
+        "sparse": [_candidate_text(p) for p in sparse],
         "sparse p": [round(p.probability, 4) for p in sparse],
     })

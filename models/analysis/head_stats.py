@@ -61,6 +61,12 @@ class HeadStatistics:
     def available(self) -> list[Metric]:
         return available_metrics(self.values)
 
+    def strongest(self, metric: HeadMetric, k: int = 5) -> list[tuple[int, int, float]]:
+        """The k heads with the highest `metric` as (layer, head, value), highest first; NaN never."""
+        values = self.values[metric]
+        order = [i for i in np.argsort(-values, axis=None, kind="stable") if not np.isnan(values.flat[i])][:k]
+        return [(*map(int, np.unravel_index(i, values.shape)), float(values.flat[i])) for i in order]
+
 
 def available_metrics(values: dict[str, np.ndarray]) -> list[Metric]:
     """The metrics that mean something for this text: not all NaN (e.g. GPT-2 has no special tokens)."""
@@ -81,10 +87,15 @@ def punctuation_mask(tokens: list[str], special_mask: np.ndarray) -> np.ndarray:
     return np.array([is_punct(t) for t in tokens], dtype=bool) & ~np.asarray(special_mask, dtype=bool)
 
 
+def _missing(attentions: np.ndarray) -> np.ndarray:
+    """[layers, heads] NaN: a metric this text or model doesn't have (left out of available())."""
+    return np.full(attentions.shape[:2], np.nan, dtype=np.float32)
+
+
 def _key_share(attentions: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Mean over queries of the mass on the keys in mask `keys` [k]; NaN if the mask is empty."""
     if not keys.any():
-        return np.full(attentions.shape[:2], np.nan, dtype=np.float32)
+        return _missing(attentions)
     return (attentions @ keys.astype(attentions.dtype)).mean(axis=-1)
 
 
@@ -92,7 +103,7 @@ def _diagonal_share(attentions: np.ndarray, offset: int) -> np.ndarray:
     """Mean of a_i,i+offset over the queries i that have such a key."""
     diagonal = np.diagonal(attentions, offset=offset, axis1=-2, axis2=-1)  # [..., a_i,i+offset]
     if diagonal.shape[-1] == 0:
-        return np.full(attentions.shape[:2], np.nan, dtype=np.float32)
+        return _missing(attentions)
     return diagonal.mean(axis=-1)
 
 
@@ -112,14 +123,14 @@ def _induction_share(attentions: np.ndarray, tokens: list[str], special: np.ndar
     previous = previous_occurrences(tokens)
     queries = np.flatnonzero((previous >= 0) & ~special)
     if queries.size == 0:
-        return np.full(attentions.shape[:2], np.nan, dtype=np.float32)
+        return _missing(attentions)
     return attentions[..., queries, previous[queries] + 1].mean(axis=-1)
 
 
 def _first_token_share(attentions: np.ndarray) -> np.ndarray:
     """Mean of a_i,0 over queries i >= 1 (in a decoder the first query can only see itself)."""
     if attentions.shape[-1] < 2:
-        return np.full(attentions.shape[:2], np.nan, dtype=np.float32)
+        return _missing(attentions)
     return attentions[..., 1:, 0].mean(axis=-1)
 
 
@@ -148,7 +159,8 @@ def head_statistics(attentions: np.ndarray, tokens: list[str], special_mask: np.
         HeadMetric.TO_PUNCTUATION: _key_share(attentions, punctuation_mask(tokens, special)),
         HeadMetric.TO_SELF: _diagonal_share(attentions, 0),
         HeadMetric.TO_PREVIOUS: _diagonal_share(attentions, -1),
-        HeadMetric.TO_NEXT: _diagonal_share(attentions, 1),
+        # a causal query never sees its next token: the share would be 0 by construction, not a finding
+        HeadMetric.TO_NEXT: _diagonal_share(attentions, 1) if not causal else _missing(attentions),
         HeadMetric.TO_FIRST_TOKEN: _first_token_share(attentions),
         HeadMetric.INDUCTION: _induction_share(attentions, tokens, special),
     }

@@ -17,9 +17,18 @@ import torch
 from models.core.loading import LoadedModel
 from models.core.run import RunError
 
+LOW, HIGH = 1000, 20000  # the probe's id range in the SmolLM2 facts (issue 18): ordinary tokens of its 49,152
 
-def induction_probe(loaded: LoadedModel, length: int = 50, seed: int = 0, low: int = 1000,
-                    high: int = 20000) -> list[int]:
+
+def probe_token_range(loaded: LoadedModel) -> tuple[int, int]:
+    """(low, high) for induction_probe: LOW..HIGH - 1, or the upper half of a smaller vocabulary
+    (a tiny test model's), which the default range would overrun; ids the tokenizer has a token for."""
+    high = min(HIGH, loaded.config.get_text_config().vocab_size, len(loaded.tokenizer))
+    return min(LOW, high // 2), high
+
+
+def induction_probe(loaded: LoadedModel, length: int = 50, seed: int = 0, low: int = LOW,
+                    high: int = HIGH) -> list[int]:
     """[BOS] + r + r: token ids, r being `length` ids drawn uniformly from [low, high) by
     torch.randint with a generator seeded `seed`. No BOS if the tokenizer has none."""
     vocab_size = loaded.config.get_text_config().vocab_size

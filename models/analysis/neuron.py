@@ -6,6 +6,8 @@ recomputes softmax(q·k / √d) in the browser, so it is exact only for plain sc
 dot-product self-attention (BERT, RoBERTa, DistilBERT, GPT-2, ...): models that scale
 differently or add a position bias, and encoder-decoders, get a reason instead.
 """
+from typing import Sequence
+
 import numpy as np
 
 from models.core.loading import LoadedModel
@@ -16,8 +18,10 @@ class NeuronViewUnsupported(ValueError):
     """str(error) says for the page why this model has no neuron view."""
 
 
-def neuron_vectors(loaded: LoadedModel, text: str, text_pair: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(queries, keys), each [layers, heads, n, d_head], of the run of `text` (same tokens as run_attention)."""
+def neuron_vectors(loaded: LoadedModel, text: str | Sequence[int],
+                   text_pair: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(queries, keys), each [layers, heads, n, d_head], of the run of `text` or token ids (same
+    tokens as run_attention)."""
     if loaded.kind == "encoder-decoder":
         raise NeuronViewUnsupported("bertviz's neuron view shows one self-attention stack; "
                                     "it has no form for encoder-decoder models.")

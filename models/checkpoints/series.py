@@ -24,17 +24,18 @@ class CheckpointFill:
     problem: str | None = None  # why there is no result
 
 
-def fill_checkpoint(checkpoint: Checkpoint, text: str, top_k: int = 5,
-                    settings: Settings | None = None) -> CheckpointFill:
-    """Load one checkpoint, fill the masks, let the model go. What concerns the whole series
-    raises: a text without a mask (NoMaskError), an empty or too long text (RunError); anything
-    wrong with this checkpoint becomes its `problem`."""
+def fill_checkpoint(checkpoint: Checkpoint, text: str, top_k: int = 5, settings: Settings | None = None,
+                    include_special: bool = False) -> CheckpointFill:
+    """Load one checkpoint, fill the masks (special tokens only with `include_special`), let the
+    model go. What concerns the whole series raises: a text without a mask (NoMaskError), an empty
+    or too long text (RunError); anything wrong with this checkpoint becomes its `problem`."""
     max_chars = settings.max_text_chars if settings else None
     check_text(text, max_chars=max_chars)
     if checkpoint.problem:
         return CheckpointFill(checkpoint, None, checkpoint.problem)
     try:
-        return CheckpointFill(checkpoint, fill_mask(load_model(checkpoint.spec, settings), text, top_k, max_chars))
+        filled = fill_mask(load_model(checkpoint.spec, settings), text, top_k, max_chars, include_special)
+        return CheckpointFill(checkpoint, filled)
     except NoMaskError:
         raise
     except (ModelLoadError, RunError) as error:
@@ -42,13 +43,14 @@ def fill_checkpoint(checkpoint: Checkpoint, text: str, top_k: int = 5,
 
 
 def fill_series(checkpoints: list[Checkpoint], text: str, top_k: int = 5, settings: Settings | None = None,
-                progress: Callable[[int, Checkpoint], None] | None = None) -> list[CheckpointFill]:
+                progress: Callable[[int, Checkpoint], None] | None = None,
+                include_special: bool = False) -> list[CheckpointFill]:
     """fill_checkpoint for each checkpoint in order, one model in memory at a time."""
     fills = []
     for index, checkpoint in enumerate(checkpoints):
         if progress:
             progress(index, checkpoint)
-        fills.append(fill_checkpoint(checkpoint, text, top_k, settings))
+        fills.append(fill_checkpoint(checkpoint, text, top_k, settings, include_special))
     return fills
 
 

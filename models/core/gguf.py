@@ -67,6 +67,11 @@ def converted_folder(path: Path) -> Path:
     return data_dir() / "converted" / f"{path.stem}-{digest}"
 
 
+def is_converted(path: Path) -> bool:
+    """Has the GGUF file `path` been converted already (its folder is complete)?"""
+    return (converted_folder(path) / "config.json").is_file()
+
+
 def converted_model(path: Path, progress: Progress | None = None,
                     check: Callable[[PretrainedConfig], None] | None = None) -> Path:
     """The folder holding `path` converted to float32 safetensors (with its tokenizer), converting
@@ -74,10 +79,10 @@ def converted_model(path: Path, progress: Progress | None = None,
     Raises GGUFError for an unreadable, truncated or unsupported file or a failed write; then
     nothing is left in the data folder."""
     folder = converted_folder(path)
-    if (folder / "config.json").is_file():
+    if is_converted(path):
         return folder
     with _converting:
-        if not (folder / "config.json").is_file():
+        if not is_converted(path):
             _convert(path, folder, progress or (lambda stage, done: None), check or (lambda config: None))
     return folder
 

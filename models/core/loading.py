@@ -77,6 +77,7 @@ class LoadedModel:
     has_mlm_head: bool
     max_tokens: int  # inputs are truncated to this many tokens
     notices: tuple[str, ...] = ()  # what the load left out or found odd, for the user to see
+    has_lm_head: bool = False  # a causal LM whose next-token head came with the weights
 
     @property
     def config(self) -> PretrainedConfig:
@@ -98,6 +99,16 @@ class LoadedModel:
     def kv_group(self, head: int) -> int:
         """The key/value head query head `head` reads: consecutive query heads share one (transformers' repeat_kv)."""
         return head // (self.num_heads // self.num_key_value_heads)
+
+    def kv_group_heads(self, group: int) -> range:
+        """The query heads that read key/value head `group` (all of them share its keys and values)."""
+        size = self.num_heads // self.num_key_value_heads
+        return range(group * size, (group + 1) * size)
+
+    @property
+    def rotary(self) -> bool:
+        """Are positions rotary embeddings (RoPE, Su et al. 2021), applied to q and k inside attention?"""
+        return getattr(self.config.get_text_config(), "rope_parameters", None) is not None
 
     @property
     def num_parameters(self) -> int:
@@ -188,26 +199,50 @@ def hub_revision(spec: str) -> tuple[str, str | None]:
     return repo_id, revision or None
 
 
-def _resolve(spec: str, settings: Settings | None, progress: Progress | None) -> tuple[_Source, PretrainedConfig]:
-    """The source to load from and its config, or a ModelLoadError saying why not."""
+def _local_path(spec: str, settings: Settings | None) -> Path | None:
+    """The folder or GGUF file `spec` names (an alias, or a path the server allows), None for a hub id."""
     if spec in ALIASES:
         try:
-            path = ALIASES[spec]()
+            return ALIASES[spec]()
         except gguf.GGUFError as error:  # its package isn't installed
             raise ModelLoadError(str(error)) from error
-        folder = _converted(spec, path, settings, progress) if gguf.is_gguf(path.name) else path
-        source = _Source(str(folder), local_only=True)
-        return source, _load_config(source)
-    if _looks_like_path(spec):
-        folder = _checked_gguf_file(spec) if gguf.is_gguf(spec) else _checked_folder(spec)
-        if settings is not None and not settings.folder_allowed(folder):
-            raise ModelLoadError(f"This server doesn't load models from '{spec}'; ask its host to allow the "
-                                 "folder (EXPLORER_ALLOWED_FOLDERS).")
-        if gguf.is_gguf(spec):
-            folder = _converted(spec, folder, settings, progress)
-        elif (problem := outside_reads(folder)) is not None:
+    if not _looks_like_path(spec):
+        return None
+    path = _checked_gguf_file(spec) if gguf.is_gguf(spec) else _checked_folder(spec)
+    if settings is not None and not settings.folder_allowed(path):
+        raise ModelLoadError(f"This server doesn't load models from '{spec}'; ask its host to allow the "
+                             "folder (EXPLORER_ALLOWED_FOLDERS).")
+    return path
+
+
+def convert_first(spec: str, settings: Settings | None = None, progress: Progress | None = None) -> bool:
+    """If `spec` names a GGUF file not converted yet, convert it now (the slow part of its first
+    load_model), so that a caller can show `progress(stage, share done)` outside a cache. True if
+    this call converted it. Raises ModelLoadError as load_model would."""
+    spec = (spec or "").strip()
+    path = _local_path(spec, settings) if spec else None
+    if path is None or not gguf.is_gguf(path.name) or gguf.is_converted(path):
+        return False
+    stages = []
+
+    def report(stage: str, share: float) -> None:
+        stages.append(stage)
+        if progress is not None:
+            progress(stage, share)
+
+    _converted(spec, path, settings, report)
+    return gguf.DONE in stages  # else another session converted it meanwhile
+
+
+def _resolve(spec: str, settings: Settings | None, progress: Progress | None) -> tuple[_Source, PretrainedConfig]:
+    """The source to load from and its config, or a ModelLoadError saying why not."""
+    path = _local_path(spec, settings)
+    if path is not None:
+        if gguf.is_gguf(path.name):
+            path = _converted(spec, path, settings, progress)
+        elif spec not in ALIASES and (problem := outside_reads(path)) is not None:
             raise ModelLoadError(problem)
-        source = _Source(str(folder), local_only=True)
+        source = _Source(str(path), local_only=True)
         return source, _load_config(source)
     repo_id, revision = hub_revision(spec)
     if not HUB_ID.match(repo_id) or (revision and not REVISION.match(revision)):
@@ -385,4 +420,5 @@ def load_model(spec: str, settings: Settings | None = None, progress: Progress |
         has_mlm_head=has_mlm_head and headless is None,
         max_tokens=_max_tokens(config, tokenizer),
         notices=notices,
+        has_lm_head=kind == "decoder" and headless is None,
     )

@@ -6,14 +6,19 @@ token (per-token losses: models.interventions.loss).
     from models.core.predictions import fill_mask, next_token_predictions
     fill_mask(load_model("data/demo_series/v1-seed0/checkpoint-800"), "The capital of [MASK] is Rome.").masks[0].top
     next_token_predictions(load_model("smollm2"), "The capital of France is").top  # " Paris" first
+
+Special tokens ([MASK], [PAD], <|endoftext|>) are left out of the top-k unless asked for
+(include_special=True, then marked); the probabilities and ranks stay the model's own.
 """
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from models.core.loading import LoadedModel
-from models.core.run import RunError, encode, model_inputs
+from models.core.run import RunError, encode, encode_ids, model_inputs
+from models.core.token_text import special_token_ids
 
 
 class FillMaskError(RunError):
@@ -31,13 +36,26 @@ class Candidate:
     token_id: int
     token: str  # as the fill-mask pipeline's token_str: tokenizer.decode([token_id])
     probability: float
+    special: bool = False  # one of the tokenizer's special tokens (token_text.special_token_ids)
 
 
-def top_candidates(tokenizer, probabilities: torch.Tensor, k: int) -> list[Candidate]:
+def top_candidates(tokenizer, probabilities: torch.Tensor, k: int, include_special: bool = False) -> list[Candidate]:
     """The k most probable tokens of probabilities [vocab] (a softmax over the vocabulary), most
-    probable first; ranked (torch.topk) and written (tokenizer.decode) as pipeline("fill-mask") does."""
-    values, ids = probabilities.topk(min(k, probabilities.shape[-1]))
-    return [Candidate(i, tokenizer.decode([i]), p) for i, p in zip(ids.tolist(), values.tolist())]
+    probable first; ranked (torch.topk) and written (tokenizer.decode) as pipeline("fill-mask") does.
+
+    Special tokens are skipped unless `include_special` (the pipeline's own list); their
+    probability stays in the distribution, so the others' probabilities are the model's own."""
+    special = torch.zeros(probabilities.shape[-1], dtype=torch.bool)  # [vocab]
+    special[[i for i in special_token_ids(tokenizer) if i < special.shape[0]]] = True
+    ranked = probabilities if include_special else probabilities.masked_fill(special, -1.0)
+    count = special.shape[0] if include_special else int((~special).sum())
+    ids = ranked.topk(min(k, count)).indices.tolist()
+    return [Candidate(i, tokenizer.decode([i]), probabilities[i].item(), bool(special[i])) for i in ids]
+
+
+def rank(probabilities: np.ndarray, token_id: int) -> int:
+    """The rank of token_id in probabilities [vocab]: 1 for the most probable; ties share the better rank."""
+    return 1 + int((probabilities > probabilities[token_id]).sum())
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,8 +65,7 @@ class MaskPrediction:
     probabilities: np.ndarray  # [vocab] float32: the whole distribution, for ranks of any token
 
     def rank(self, token_id: int) -> int:
-        """1 for the most probable token; ties share the better rank."""
-        return 1 + int((self.probabilities > self.probabilities[token_id]).sum())
+        return rank(self.probabilities, token_id)
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,10 +93,13 @@ def _no_mask_message(mask: str, text: str, cut_at: int | None) -> str:
     return f"The text has no {mask}: write {mask} where the model should fill in a word.{hint}"
 
 
-def fill_mask(loaded: LoadedModel, text: str, top_k: int = 5, max_chars: int | None = None) -> FillMask:
-    """The top_k tokens for every mask in `text`, with the probabilities of pipeline("fill-mask")."""
+def fill_mask(loaded: LoadedModel, text: str, top_k: int = 5, max_chars: int | None = None,
+              include_special: bool = False, text_pair: str | None = None) -> FillMask:
+    """The top_k tokens for every mask in `text` (and sentence B `text_pair`, tokenized together as
+    run_attention does), with the probabilities of pipeline("fill-mask"); special tokens only with
+    `include_special` (then the pipeline's very list)."""
     mask = _check_can_fill(loaded)
-    encoding, full_length = encode(loaded, text, max_chars=max_chars)
+    encoding, full_length = encode(loaded, text, text_pair, max_chars=max_chars)
     input_ids = encoding["input_ids"]  # [1, n]
     positions = (input_ids[0] == loaded.tokenizer.mask_token_id).nonzero().flatten().tolist()
     if not positions:
@@ -90,7 +110,7 @@ def fill_mask(loaded: LoadedModel, text: str, top_k: int = 5, max_chars: int | N
     probabilities = logits.float().softmax(dim=-1)
     return FillMask(
         tokens=loaded.tokenizer.convert_ids_to_tokens(input_ids[0].tolist()),
-        masks=[MaskPrediction(position, top_candidates(loaded.tokenizer, row, top_k), row.numpy())
+        masks=[MaskPrediction(position, top_candidates(loaded.tokenizer, row, top_k, include_special), row.numpy())
                for position, row in zip(positions, probabilities)],
     )
 
@@ -101,6 +121,10 @@ class NextTokens:
     position: int  # the distribution after tokens[position], i.e. the prediction of token position + 1
     top: list[Candidate]  # the top_k, most probable first
     probabilities: np.ndarray  # [vocab] float32: the whole distribution, for any token's probability
+    following: int | None = None  # id of the token that comes next in the text; None after its last token
+
+    def rank(self, token_id: int) -> int:
+        return rank(self.probabilities, token_id)
 
 
 def _check_causal(loaded: LoadedModel) -> None:
@@ -115,19 +139,25 @@ def _logits(loaded: LoadedModel, input_ids: torch.Tensor) -> torch.Tensor:
         return loaded.model(input_ids=input_ids, use_cache=False).logits[0].float()
 
 
-def next_token_predictions(loaded: LoadedModel, text: str, top_k: int = 5, position: int | None = None,
-                           max_chars: int | None = None) -> NextTokens:
-    """The top_k next tokens of a causal LM after `text` or, with `position`, after the text's token
-    at that index (the logits at position i predict token i + 1). Probabilities are the softmax of
-    the model's own logits. Raises RunError for a model that isn't a causal LM or a position
-    outside the text's tokens."""
+def next_token_predictions(loaded: LoadedModel, text: str | Sequence[int], top_k: int = 5, position: int | None = None,
+                           max_chars: int | None = None, include_special: bool = False,
+                           text_pair: str | None = None) -> NextTokens:
+    """The top_k next tokens of a causal LM after `text` (with `text_pair` tokenized after it, as
+    run_attention does; or token ids, run as they are: the induction probe) or, with `position`,
+    after the token at that index (the logits at position i predict token i + 1). Probabilities are
+    the softmax of the model's own logits; special tokens are left out of the top_k unless
+    `include_special`. Raises RunError for a model that isn't a causal LM or a position outside the
+    text's tokens."""
     _check_causal(loaded)
-    encoding, _ = encode(loaded, text, max_chars=max_chars)
+    encoding, _ = (encode(loaded, text, text_pair, max_chars=max_chars) if isinstance(text, str)
+                   else encode_ids(loaded, text))
     input_ids = encoding["input_ids"]  # [1, n]
     n = input_ids.shape[1]
     position = n - 1 if position is None else position
     if not 0 <= position < n:
         raise RunError(f"Position {position} is outside the text's {n} tokens (0..{n - 1}).")
     probabilities = _logits(loaded, input_ids[:, :position + 1])[position].softmax(dim=-1)  # [vocab]
-    return NextTokens(tokens=loaded.tokenizer.convert_ids_to_tokens(input_ids[0].tolist()), position=position,
-                      top=top_candidates(loaded.tokenizer, probabilities, top_k), probabilities=probabilities.numpy())
+    ids = input_ids[0].tolist()
+    return NextTokens(tokens=loaded.tokenizer.convert_ids_to_tokens(ids), position=position,
+                      top=top_candidates(loaded.tokenizer, probabilities, top_k, include_special),
+                      probabilities=probabilities.numpy(), following=ids[position + 1] if position + 1 < n else None)

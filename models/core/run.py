@@ -11,7 +11,7 @@ from transformers import BatchEncoding
 from models.core.attention_fn import recording
 from models.core.loading import LoadedModel
 from models.core.scores import ScoreStack, capture_scores
-from models.core.token_text import token_labels
+from models.core.token_text import special_token_ids, token_labels
 
 
 class RunError(ValueError):
@@ -172,8 +172,11 @@ def encode_ids(loaded: LoadedModel, input_ids: Sequence[int]):
         raise RunError(f"'{loaded.spec}' is an encoder-decoder: give it a text, not token ids.")
     if not all(0 <= i < vocab_size for i in ids):
         raise RunError(f"Token ids must lie in 0..{vocab_size - 1}, the vocabulary of '{loaded.spec}'.")
+    if max(ids) >= len(loaded.tokenizer):  # embedding rows past the tokenizer (padded vocabularies)
+        raise RunError(f"Token id {max(ids)} has no token in the tokenizer of '{loaded.spec}' (ids 0.."
+                       f"{len(loaded.tokenizer) - 1}), so it can't be shown.")
     kept = torch.tensor([ids[:loaded.max_tokens]])  # [1, n]
-    special = torch.isin(kept, torch.tensor(loaded.tokenizer.all_special_ids, dtype=kept.dtype))
+    special = torch.isin(kept, torch.tensor(special_token_ids(loaded.tokenizer), dtype=kept.dtype))
     return BatchEncoding({"input_ids": kept, "attention_mask": torch.ones_like(kept),
                           "special_tokens_mask": special.long()}), len(ids)
 

@@ -8,6 +8,7 @@ pipeline's token_str; the word it belongs to decodes whole.
 
     labels = token_labels(loaded.tokenizer, ids, tokens)   # ["Se", "án", "likes", "�", "�", ...]
     pieces_text(loaded.tokenizer, ["ĠðŁĺ", "Ģ"])            # "😀"
+    special_token_ids(loaded.tokenizer)                     # [100, 102, 0, 101, 103] for BERT
 """
 from transformers import PreTrainedTokenizerBase
 
@@ -26,3 +27,10 @@ def token_labels(tokenizer: PreTrainedTokenizerBase, ids: list[int], tokens: lis
 def pieces_text(tokenizer: PreTrainedTokenizerBase, pieces: list[str]) -> str:
     """The text of consecutive tokens (a word's pieces), decoded together, without surrounding whitespace."""
     return _readable(tokenizer.decode(tokenizer.convert_tokens_to_ids(pieces)), "".join(pieces))
+
+
+def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Ids of the tokenizer's special tokens, sorted: the named ones ([CLS], [MASK], <|endoftext|>, ...)
+    and every added token marked special (SmolLM2's <|im_start|>, <file_sep>, ...)."""
+    added = (i for i, token in tokenizer.added_tokens_decoder.items() if token.special)
+    return sorted(set(tokenizer.all_special_ids) | set(added))

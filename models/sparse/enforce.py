@@ -59,9 +59,10 @@ def self_attention_mask(additive: torch.Tensor):
 
 @dataclass(frozen=True)
 class DenseSparsePredictions:
-    """The top-k at one mask token of the dense run and of the run with the pattern enforced."""
+    """The top-k at one position of the dense run and of the run with the pattern enforced: a
+    masked LM's at a mask token, a causal LM's next token after the last token."""
 
-    position: int  # of the mask token in the run
+    position: int  # of the mask token, or of the last token, in the run
     dense: list[Candidate]  # top k, most likely first
     sparse: list[Candidate]
 
@@ -72,7 +73,7 @@ class EnforcedRun:
     cosine: np.ndarray  # [layers + 1]: mean over tokens of cos(dense, sparse hidden state); 0 = embeddings
     attentions: np.ndarray  # [layers, heads, n, n] float32 of the sparse run
     dense_attentions: np.ndarray  # [layers, heads, n, n] float32 of the dense run
-    predictions: tuple[DenseSparsePredictions, ...]  # one per mask token; empty without an MLM head
+    predictions: tuple[DenseSparsePredictions, ...]  # one per mask token, or the next token; empty without a head
     rows_given_self: int  # (head, row) pairs with no key in the pattern, given their own position
 
 
@@ -91,21 +92,29 @@ def _per_layer_cosine(dense: tuple[torch.Tensor, ...], sparse: tuple[torch.Tenso
     return np.array([torch.cosine_similarity(a[0], b[0], dim=-1).mean().item() for a, b in zip(dense, sparse)])
 
 
-def _mask_predictions(loaded: LoadedModel, input_ids: torch.Tensor, dense, sparse, k: int):
+def _prediction_positions(loaded: LoadedModel, input_ids: torch.Tensor) -> list[int]:
+    """Where the model predicts a token: a masked LM at its mask tokens, a causal LM after the last token."""
+    if loaded.has_lm_head:
+        return [input_ids.shape[1] - 1]
     mask_id = loaded.tokenizer.mask_token_id
     if not loaded.has_mlm_head or mask_id is None:
-        return ()
-    positions = (input_ids[0] == mask_id).nonzero().flatten().tolist()
+        return []
+    return (input_ids[0] == mask_id).nonzero().flatten().tolist()
 
+
+def _predictions(loaded: LoadedModel, input_ids: torch.Tensor, dense, sparse, k: int, include_special: bool):
     def top(outputs, position: int) -> list[Candidate]:
-        return top_candidates(loaded.tokenizer, outputs.logits[0, position].float().softmax(dim=-1), k)
+        probabilities = outputs.logits[0, position].float().softmax(dim=-1)  # [vocab]
+        return top_candidates(loaded.tokenizer, probabilities, k, include_special)
 
-    return tuple(DenseSparsePredictions(p, top(dense, p), top(sparse, p)) for p in positions)
+    return tuple(DenseSparsePredictions(p, top(dense, p), top(sparse, p))
+                 for p in _prediction_positions(loaded, input_ids))
 
 
 def enforced_run(loaded: LoadedModel, text: str, text_pair: str | None, masks: np.ndarray,
-                 top_k: int = 5) -> EnforcedRun:
-    """Run the model dense and with masks [heads or 1, n, n] (bool) added before every softmax."""
+                 top_k: int = 5, include_special: bool = False) -> EnforcedRun:
+    """Run the model dense and with masks [heads or 1, n, n] (bool) added before every softmax;
+    the predictions' top_k leave special tokens out unless `include_special` (models.core.predictions)."""
     inputs = model_inputs(loaded, encode(loaded, text, text_pair)[0])
     n = inputs["input_ids"].shape[1]
     if masks.shape[-1] != n:
@@ -119,6 +128,6 @@ def enforced_run(loaded: LoadedModel, text: str, text_pair: str | None, masks: n
         cosine=_per_layer_cosine(dense.hidden_states, sparse.hidden_states),
         attentions=layers_to_array(sparse.attentions),
         dense_attentions=layers_to_array(dense.attentions),
-        predictions=_mask_predictions(loaded, inputs["input_ids"], dense, sparse, top_k),
+        predictions=_predictions(loaded, inputs["input_ids"], dense, sparse, top_k, include_special),
         rows_given_self=fixed,
     )
