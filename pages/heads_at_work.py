@@ -1,23 +1,18 @@
 """Heads at work: switch heads off (zero- or mean-ablation) and see on the same text what changes:
 predictions, the loss per token, the attention of every later head; rank heads by importance
 (Michel et al. 2019) and follow the loss as they are removed."""
-import contextlib
 import time
 
 import numpy as np
 import streamlit as st
 
-from models import AttentionRun, ModelLoadError, RunError, attention_stacks, run_attention
+from models import ModelLoadError, RunError, attention_stacks
 from models.compare.divergence import js_divergence, run_divergence
-from models.core.predictions import NoMaskError
-from models.core.settings import settings_from_env
-from models.interventions.ablation import Head, ablated_stacks, ablation_notice, attention_layers
-from models.interventions.embedding import cosine_similarity, sentence_embedding
+from models.interventions.ablation import Head, ablation_notice, attention_layers
 from models.interventions.importance import CORPUS, SEEDS, PruningCurve, curve_runs, head_importance, pruning_curve
-from models.interventions.loss import LossError, TokenLosses, token_losses
-from models.interventions.outcome import NoPredictions, Prediction, predictions, readable_tokens
+from models.interventions.loss import LossError, token_losses
 from models.interventions.selection import heads_text, parse_heads, ranked_heads, toggled
-from pages._outcome import losses_view, predictions_view, similarity_view
+from pages._changed import Change, cached_changed_run, heads_off, outcome_section
 from pages._shared import (
     bound,
     cached_model,
@@ -52,46 +47,13 @@ HIGHEST, LOWEST = "highest", "lowest"
 ON_TEXT, ON_CORPUS = "this text", "built-in corpus"
 STACK_NAMES = {"self-attention": "Heads", "encoder": "Encoder heads", "decoder": "Decoder heads",
                "cross": "Cross-attention heads"}
-TOP_K = 5
-
-Ablation = tuple[tuple[str, tuple[Head, ...]], ...]  # (stack, heads switched off) of each stack with some off
 
 
-# --- cached computations, keyed by (model, text, ...); ablation None is the intact model ---
-
-def _switched_off(spec: str, ablation: Ablation | None, how: str):
-    if ablation is None:
-        return contextlib.nullcontext()
-    return ablated_stacks(cached_model(spec), dict(ablation), how)
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)  # a run's arrays are shared read-only (as cached_run's)
-def cached_changed_run(spec: str, text: str, text_b: str, ablation: Ablation, how: str) -> AttentionRun:
-    with _switched_off(spec, ablation, how):
-        return run_attention(cached_model(spec), text, text_b or None, max_chars=settings_from_env().max_text_chars)
-
+# --- cached computations, keyed by (model, text, ...); the heads off as a change (pages._changed) ---
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def cached_divergence(spec: str, text: str, text_b: str, ablation: Ablation, how: str) -> dict[str, np.ndarray]:
-    return run_divergence(cached_run(spec, text, text_b), cached_changed_run(spec, text, text_b, ablation, how))
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def cached_predictions(spec: str, text: str, ablation: Ablation | None, how: str) -> list[Prediction]:
-    with _switched_off(spec, ablation, how):
-        return predictions(cached_model(spec), text, TOP_K, settings_from_env().max_text_chars)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def cached_losses(spec: str, text: str, ablation: Ablation | None, how: str) -> TokenLosses:
-    with _switched_off(spec, ablation, how):
-        return token_losses(cached_model(spec), text, settings_from_env().max_text_chars)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def cached_embedding(spec: str, text: str, ablation: Ablation | None, how: str) -> np.ndarray:
-    with _switched_off(spec, ablation, how):
-        return sentence_embedding(cached_model(spec), text, settings_from_env().max_text_chars)
+def cached_divergence(spec: str, text: str, text_b: str, change: Change) -> dict[str, np.ndarray]:
+    return run_divergence(cached_run(spec, text, text_b), cached_changed_run(spec, change, text, text_b))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -264,35 +226,9 @@ def grid_section(key: tuple[str, str, str], stack, off: list[Head], counts: tupl
                    "off. The outline marks the head shown side by side below.")
 
 
-def predictions_section(spec: str, text: str, ablation: Ablation, how: str, names: tuple[str, str]) -> None:
-    try:
-        intact = cached_predictions(spec, text, None, ZERO)
-        changed = cached_predictions(spec, text, ablation, how)
-    except NoMaskError as missing:
-        st.info(f"{missing} Then the page shows the fill-mask predictions, intact and with heads off.")
-        return
-    except NoPredictions as none:
-        st.info(str(none))
-        similarity_view(cosine_similarity(cached_embedding(spec, text, None, ZERO),
-                                          cached_embedding(spec, text, ablation, how)), names)
-        return
-    predictions_view(intact, changed, names)
-
-
-def loss_section(spec: str, text: str, ablation: Ablation, how: str, names: tuple[str, str]) -> None:
-    try:
-        intact = cached_losses(spec, text, None, ZERO)
-        changed = cached_losses(spec, text, ablation, how)
-    except LossError as none:
-        st.caption(f"No loss per token: {none}")
-        return
-    losses_view(readable_tokens(cached_model(spec), intact.tokens), intact, changed, names,
-                file_stem("loss-per-token", spec))
-
-
-def divergence_section(key: tuple[str, str, str], stack, ablation: Ablation, how: str, off: list[Head],
+def divergence_section(key: tuple[str, str, str], stack, change: Change, off: list[Head],
                        names: tuple[str, str]) -> None:
-    divergences = cached_divergence(*key, ablation, how)
+    divergences = cached_divergence(*key, change)
     layers, heads = stack.attentions.shape[:2]
     fig = divergence_figure(divergences[stack.name], _focus_state(layers, heads), off,
                             f"JS divergence of each head's attention ({stack.name}) from the intact model's (nats): "
@@ -308,15 +244,15 @@ def divergence_section(key: tuple[str, str, str], stack, ablation: Ablation, how
                    + (f" Mean divergence of the other stacks: {', '.join(others)} (pick one above to see it)."
                       if others else ""))
     layer, head = focus_ui(layers, heads, LAYER_KEY, HEAD_KEY)
-    head_section(key, stack, ablation, how, (layer, head), names)
+    head_section(key, stack, change, (layer, head), names)
 
 
-def head_section(key: tuple[str, str, str], stack, ablation: Ablation, how: str, focused: tuple[int, int],
+def head_section(key: tuple[str, str, str], stack, change: Change, focused: tuple[int, int],
                  names: tuple[str, str]) -> None:
     """The focused head intact and with heads off, on one colour range, their difference and where they differ."""
     layer, head = focused
     intact = stack.attentions[layer, head]
-    changed = attention_stacks(cached_changed_run(*key, ablation, how))[stack.name].attentions[layer, head]
+    changed = attention_stacks(cached_changed_run(key[0], change, *key[1:]))[stack.name].attentions[layer, head]
     zmax, queries, keys = shared_zmax(intact, changed), stack.query_labels, stack.key_labels
     top, bottom = st.columns(2), st.columns(2)
     for column, (name, matrix) in zip(top, ((names[0], intact), (names[1], changed))):
@@ -429,17 +365,16 @@ def render() -> None:
                f"({stack.name}). Switch heads off and see, on the same text, what the model does without them.")
     off, how = heads_off_ui(counts)
     pick_ui(key, stack.name, off[stack.name])
-    ablation = tuple((name, tuple(heads)) for name, heads in off.items() if heads)
+    change = heads_off(tuple((name, tuple(heads)) for name, heads in off.items() if heads), how)
     status_section(loaded, off, how)
     grid_section(key, stack, off[stack.name], counts[stack.name])
     names = ("intact", changed_name(off, how))
     st.subheader("What changes on the text")
     if text_b.strip() and not lecture_mode():
         st.caption("Predictions and the loss read the first text only; the attention below reads both.")
-    predictions_section(key[0], text, ablation, how, names)
-    loss_section(key[0], text, ablation, how, names)
+    outcome_section(key[0], None, change, text, names)
     st.subheader("The attention of every head")
-    divergence_section(key, stack, ablation, how, off[stack.name], names)
+    divergence_section(key, stack, change, off[stack.name], names)
     source = source_ui()
     focused = _focus_state(*stack.attentions.shape[:2])
     importance_section(key[0], source, stack.name, off[stack.name], counts[stack.name], focused)
