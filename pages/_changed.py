@@ -136,17 +136,20 @@ def losses_view(labels: list[str], intact: TokenLosses, changed: TokenLosses, na
 def outcome_section(spec: str, intact: Change, changed: Change, text: str, names: tuple[str, str]) -> None:
     """What the model predicts on `text` with each change (None: intact), and its loss per token."""
     try:
-        before, after = cached_predictions(spec, intact, text), cached_predictions(spec, changed, text)
+        with st.spinner("Predicting…"):
+            before, after = cached_predictions(spec, intact, text), cached_predictions(spec, changed, text)
     except NoMaskError as missing:
         st.info(f"{missing} Then the page shows the fill-mask predictions of {names[0]} and {names[1]}.")
     except NoPredictions as none:
         st.info(str(none))
-        similarity_view(cosine_similarity(cached_embedding(spec, intact, text), cached_embedding(spec, changed, text)),
-                        names)
+        with st.spinner("Embedding the text…"):
+            similarity = cosine_similarity(cached_embedding(spec, intact, text), cached_embedding(spec, changed, text))
+        similarity_view(similarity, names)
     else:
         predictions_view(before, after, names)
     try:
-        before, after = cached_losses(spec, intact, text), cached_losses(spec, changed, text)
+        with st.spinner("Scoring every token…"):
+            before, after = cached_losses(spec, intact, text), cached_losses(spec, changed, text)
     except LossError as none:
         st.caption(f"No loss per token: {none}")
         return

@@ -296,7 +296,7 @@ def compression_section(spec: str, change: Change, text: str, names: tuple[str, 
                       help="of every parameter value, an int8 weight's as dequantized; embeddings, layer norms and "
                            "biases aren't pruned (a language-model head tied to the embedding is)")
     columns[1].metric("Size in memory: A → B", f"{_megabytes(bytes_a)} → {_megabytes(bytes_b)}",
-                      f"{bytes_b / bytes_a - 1:+.0%}", delta_color="inverse",
+                      f"{bytes_b / bytes_a - 1:+.0%}" if bytes_b != bytes_a else None, delta_color="inverse",
                       help="parameters and buffers as stored: an int8 weight with its scales; a pruned weight "
                            "keeps its zeros (dense float32)")
     columns[2].metric("Forward pass on this text: A → B", f"{seconds_a * 1e3:.0f} ms → {seconds_b * 1e3:.0f} ms",

@@ -228,7 +228,8 @@ def grid_section(key: tuple[str, str, str], stack, off: list[Head], counts: tupl
 
 def divergence_section(key: tuple[str, str, str], stack, change: Change, off: list[Head],
                        names: tuple[str, str]) -> None:
-    divergences = cached_divergence(*key, change)
+    with st.spinner("Running the model with the heads off…"):
+        divergences = cached_divergence(*key, change)
     layers, heads = stack.attentions.shape[:2]
     fig = divergence_figure(divergences[stack.name], _focus_state(layers, heads), off,
                             f"JS divergence of each head's attention ({stack.name}) from the intact model's (nats): "

@@ -83,7 +83,7 @@ def token_loss_figure(labels: list[str], intact: np.ndarray, changed: np.ndarray
                hovertemplate=f"%{{x}}<br>{escape(name)}: %{{y:.3f}} nats<extra></extra>")
         for values, name, color in ((intact, names[0], INTACT_COLOR), (changed, names[1], CHANGED_COLOR))
     ])
-    fig.update_xaxes(title="token", tickangle=-60, tickvals=tick_labels(x), showgrid=False)
+    fig.update_xaxes(title="token", tickangle=-60, tickvals=tick_labels(x), showgrid=False, automargin=True)
     fig.update_yaxes(title="loss (nats)", rangemode="tozero", showgrid=True, gridcolor=GRID_COLOR)
     fig.update_layout(barmode="group", bargap=0.15, legend=dict(orientation="h", y=1.02, x=1, xanchor="right",
                                                                 yanchor="bottom"))
