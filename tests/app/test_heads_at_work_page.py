@@ -58,7 +58,8 @@ def test_with_no_head_off_every_output_is_the_intact_models_bit_for_bit(tiny_mod
     heads = [array(figure(at, title)["data"][0]["z"]) for title in ("Intact: layer 0", "No head off: layer 0")]
     np.testing.assert_array_equal(heads[0], heads[1])
     top = next_token_predictions(llama, TEXT).top[0]
-    assert _metric(at, f"“{top.token.strip()}” (next token)") == f"{top.probability:.1%} → {top.probability:.1%}"
+    label = f"“{markdown_literal(top.token.strip())}” (next token)"
+    assert _metric(at, label) == f"{top.probability:.1%} → {top.probability:.1%}"
 
 
 def test_heads_off_from_a_link_change_what_the_model_says(tiny_models, llama):
@@ -78,7 +79,7 @@ def test_heads_off_from_a_link_change_what_the_model_says(tiny_models, llama):
     np.testing.assert_allclose(divergence, run_divergence(intact_run, changed_run)["self-attention"], atol=1e-7)
     assert not divergence[0].any()  # the layer of the first head off still attends as before
     top = next_token_predictions(llama, TEXT).top[0]
-    assert _metric(at, f"“{top.token.strip()}” (next token): intact → 2 heads off") == (
+    assert _metric(at, f"“{markdown_literal(top.token.strip())}” (next token): intact → 2 heads off") == (
         f"{top.probability:.1%} → {after.probabilities[top.token_id]:.1%}")
     set_state(at)
     assert at.text_input(key="off").value == "1.0,1.2" and not at.warning
@@ -148,7 +149,7 @@ def test_a_masked_lm_fills_its_masks_with_heads_off(tiny_models):
         changed = fill_mask(bert, text)
     for index, (before, after) in enumerate(zip(intact.masks, changed.masks)):
         top = before.top[0]
-        assert _metric(at, f"“{top.token.strip()}” (mask {index + 1})") == (
+        assert _metric(at, f"“{markdown_literal(top.token.strip())}” (mask {index + 1})") == (
             f"{top.probability:.1%} → {after.probabilities[top.token_id]:.1%}")
     set_state(at, text="No mask here.")
     _healthy(at)
