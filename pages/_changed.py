@@ -63,7 +63,7 @@ def changed_model(spec: str, change: Change) -> Iterator[LoadedModel]:
         yield cached_compressed(spec, *change[1:])
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)  # a run's arrays are shared read-only (as cached_run's)
+@st.cache_resource(max_entries=2, show_spinner=False)  # shared read-only, as cached_run's; [layers, heads, n, n] each
 def cached_changed_run(spec: str, change: Change, text: str, text_b: str) -> AttentionRun:
     with changed_model(spec, change) as loaded:
         return run_attention(loaded, text, text_b or None, max_chars=settings_from_env().max_text_chars)

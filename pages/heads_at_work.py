@@ -176,13 +176,16 @@ def source_ui() -> tuple[str, tuple[str, ...]]:
 
 
 def _focus_state(layers: int, heads: int) -> tuple[int, int]:
-    """The focused head before its sliders are drawn (further down): from the session, or the link."""
+    """The focused head before its sliders are drawn (further down), as they will show it: the session's
+    value clamped into range, or the link's if it is in range (else 0)."""
     def read(key: str, count: int) -> int:
-        raw = st.session_state.get(key, st.query_params.get(key, 0))
+        if key in st.session_state:
+            return min(max(st.session_state[key], 0), count - 1)
         try:
-            return min(max(int(raw), 0), count - 1)
+            value = int(st.query_params.get(key, 0))
         except ValueError:
             return 0
+        return value if 0 <= value < count else 0
     return read(LAYER_KEY, layers), read(HEAD_KEY, heads)
 
 
