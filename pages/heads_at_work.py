@@ -320,11 +320,10 @@ def curve_section(spec: str, source: tuple[str, tuple[str, ...]], stack: str, co
     name, texts = source
     runs = curve_runs(sum(counts))
     try:
-        estimate = f", about {_duration(runs * cached_pass_seconds(spec, texts))} here"
+        cost = f"{runs} runs of the model over {name}, about {_duration(runs * cached_pass_seconds(spec, texts))} here"
     except LossError:
-        estimate = ""
-    box = lazy_section(f"Pruning curve: the loss as heads are removed ({runs} runs of the model over {name}"
-                       f"{estimate})", CURVE_KEY)
+        cost = "needs a language-model head"
+    box = lazy_section(f"Pruning curve: the loss as heads are removed ({cost})", CURVE_KEY)
     if not box.open:
         return
     with box:
