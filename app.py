@@ -10,7 +10,7 @@ import streamlit as st  # noqa: E402
 
 from models import DEFAULT_MODEL, PRESETS  # noqa: E402
 from models.core.loading import SMOLLM2  # noqa: E402
-from pages import adaptive_span, checkpoints, compare, heads, scaling, sparse  # noqa: E402
+from pages import adaptive_span, checkpoints, compare, heads, heads_at_work, scaling, sparse  # noqa: E402
 from pages._shared import (  # noqa: E402
     MODEL_KEY,
     TEXT_B_KEY,
@@ -31,6 +31,8 @@ def all_pages() -> list:
     """Every page: its module's render(), title, icon and URL path (the default page is at /)."""
     return [
         st.Page(heads.render, title="Attention heads", icon=":material/grid_view:", url_path="heads", default=True),
+        st.Page(heads_at_work.render, title="Heads at work", icon=":material/power_settings_new:",
+                url_path="heads_at_work"),
         st.Page(scaling.render, title="Dot-product scaling", icon=":material/functions:", url_path="scaling"),
         st.Page(sparse.render, title="Sparse attention", icon=":material/blur_on:", url_path="sparse"),
         st.Page(compare.render, title="Compare", icon=":material/compare:", url_path="compare"),

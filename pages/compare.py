@@ -12,6 +12,19 @@ from models.compare.alignment import AlignedRuns, AlignmentError, align_runs
 from models.compare.divergence import MATCH_QUERIES, HeadMatching, head_divergence, js_divergence, match_heads
 from models.compare.series import SeriesStatistics, run_series, series_checkpoints, series_statistics
 from models.core.settings import settings_from_env
+from models.interventions.compression import INT8_METHOD, CompressionError
+from models.interventions.footprint import forward_seconds, memory_bytes, zero_share
+from pages._changed import (
+    COMPRESSED_KEPT,
+    INT8,
+    L1,
+    Change,
+    cached_changed_run,
+    cached_compressed,
+    changed_model,
+    compressed,
+    outcome_section,
+)
 from pages._shared import (
     bound,
     cached_model,
@@ -44,6 +57,8 @@ MATRIX_KEY, METRIC_KEY = "divergence_matrix", "series_metric"
 TWO_MODELS, SERIES = "Two models", "Checkpoint series"
 SIDEBAR_MODEL = "the sidebar's model"
 SAME_HEAD, CLOSEST_HEAD = "same layer and head", "closest to A's head"
+PRUNE_KEY = "b_prune"
+PRUNED_B, INT8_B = "A, L1-pruned", "A, int8 (torchao)"  # B as a compressed copy of A (its last options)
 
 
 def _signature(checkpoints: list[Checkpoint]) -> tuple:
@@ -52,19 +67,36 @@ def _signature(checkpoints: list[Checkpoint]) -> tuple:
 
 # --- cached computations, keyed by (model A, model B, text, sentence B) ---
 
-def _loaded_run(spec: str, text: str, text_b: str):
-    return cached_model(spec), cached_run(spec, text, text_b)
+def _loaded_run(spec: str, text: str, text_b: str, change: Change = None):
+    if change is None:
+        return cached_model(spec), cached_run(spec, text, text_b)
+    return cached_compressed(spec, *change[1:]), cached_changed_run(spec, change, text, text_b)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def cached_alignment(spec_a: str, spec_b: str, text: str, text_b: str) -> AlignedRuns:
-    return align_runs(*_loaded_run(spec_a, text, text_b), *_loaded_run(spec_b, text, text_b), text, text_b or None)
+def cached_alignment(spec_a: str, spec_b: str, text: str, text_b: str, change_b: Change = None) -> AlignedRuns:
+    """A and B on common positions; change_b (pages._changed.compressed) makes B a compressed copy of spec_b."""
+    return align_runs(*_loaded_run(spec_a, text, text_b), *_loaded_run(spec_b, text, text_b, change_b), text,
+                      text_b or None)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def cached_matching(spec_a: str, spec_b: str, text: str, text_b: str) -> HeadMatching:
-    aligned = cached_alignment(spec_a, spec_b, text, text_b)
+def cached_matching(spec_a: str, spec_b: str, text: str, text_b: str, change_b: Change = None) -> HeadMatching:
+    aligned = cached_alignment(spec_a, spec_b, text, text_b, change_b)
     return match_heads(aligned.a, aligned.b)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_size(spec: str, change: Change) -> tuple[int, float]:
+    """(bytes in memory, share of parameters that are 0) of the model with the change."""
+    with changed_model(spec, change) as loaded:
+        return memory_bytes(loaded), zero_share(loaded)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_forward_seconds(spec: str, change: Change, text: str) -> float:
+    with changed_model(spec, change) as loaded:
+        return forward_seconds(loaded, text)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -92,18 +124,27 @@ def series_ui() -> tuple[str, bool]:
     return folder, folder == default
 
 
-def models_ui(checkpoints: list[Checkpoint]) -> tuple[str, str | None]:
-    """(spec of A, spec of B or None): A defaults to the sidebar's model, B to the series' last checkpoint."""
+def models_ui(checkpoints: list[Checkpoint]) -> tuple[str, str | None, Change]:
+    """(spec of A, spec of B or None, B's compression or None): A defaults to the sidebar's model, B to the
+    series' last checkpoint; B may also be a compressed copy of A (then B's spec is A's)."""
     members = [c.spec for c in checkpoints]
     others = members + [p for p in PRESETS if p not in members]
     left, right = st.columns(2)
     a = left.selectbox("Model A", [SIDEBAR_MODEL] + others, accept_new_options=True, **bound(A_KEY),
                        help="a preset, a hub id, a model or checkpoint folder; by default the sidebar's model")
-    b = right.selectbox("Model B", others, index=len(members) - 1 if members else None, accept_new_options=True,
-                        placeholder="pick or type a model or checkpoint folder", **bound(B_KEY),
-                        help="a preset, a hub id, a model or checkpoint folder (e.g. a checkpoint of the series)")
-    spec_a = current_spec() if a in (None, SIDEBAR_MODEL) else a.strip()
-    return spec_a or DEFAULT_MODEL, (b or "").strip() or None
+    b = right.selectbox("Model B", others + [PRUNED_B, INT8_B], index=len(members) - 1 if members else None,
+                        accept_new_options=True, placeholder="pick or type a model or checkpoint folder",
+                        **bound(B_KEY),
+                        help="a preset, a hub id, a model or checkpoint folder (e.g. a checkpoint of the series), or A "
+                             "compressed: L1-pruned (torch.nn.utils.prune) or quantized to int8 (torchao)")
+    spec_a = (current_spec() if a in (None, SIDEBAR_MODEL) else a.strip()) or DEFAULT_MODEL
+    if b == PRUNED_B:
+        percent = right.slider("Share of each linear weight pruned (%)", 0, 95, 20, step=5, **bound(PRUNE_KEY),
+                               help="the smallest-|w| share of every linear layer's weight set to 0")
+        return spec_a, spec_a, compressed(L1, percent / 100)
+    if b == INT8_B:
+        return spec_a, spec_a, compressed(INT8)
+    return spec_a, (b or "").strip() or None, None
 
 
 def focus_ui(layers: int, heads: int, can_match_same: bool) -> tuple[int, int, str]:
@@ -135,8 +176,9 @@ def series_members(folder: str, is_demo: bool) -> list[Checkpoint]:
     return checkpoints
 
 
-def load_pair(spec_a: str, spec_b: str, text: str, text_b: str) -> tuple[LoadedModel, LoadedModel, AlignedRuns] | None:
-    """Both models and their runs on common positions, or None after saying why not."""
+def load_pair(spec_a: str, spec_b: str, text: str, text_b: str,
+              change_b: Change = None) -> tuple[LoadedModel, LoadedModel, AlignedRuns] | None:
+    """Both models (B compressed if change_b) and their runs on common positions, or None after saying why not."""
     loaded = []
     for name, spec in (("A", spec_a), ("B", spec_b)):
         try:
@@ -146,11 +188,18 @@ def load_pair(spec_a: str, spec_b: str, text: str, text_b: str) -> tuple[LoadedM
         except ModelLoadError as error:
             st.error(f"Model {name}: {error}")
             return None
-        for notice in loaded[-1].notices:
+        for notice in loaded[-1].notices if name == "A" or change_b is None else ():
             st.warning(f"Model {name}: {notice}")
+    if change_b is not None:
+        try:
+            with st.spinner(f"Compressing a copy of {spec_b} ({change_b[1]})…"):
+                loaded[1] = cached_compressed(spec_b, *change_b[1:])
+        except CompressionError as refusal:
+            st.error(f"Model B: {refusal}")
+            return None
     try:
         with st.spinner("Running both models…"):
-            aligned = cached_alignment(spec_a, spec_b, text, text_b)
+            aligned = cached_alignment(spec_a, spec_b, text, text_b, change_b)
     except RunError as error:
         st.error(str(error))
         return None
@@ -230,8 +279,37 @@ def matching_section(aligned: AlignedRuns, names: tuple[str, str], matching: Hea
                   if n > MATCH_QUERIES else ""))
 
 
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:,.0f} MB" if size >= 1e7 else f"{size / 1e6:.2g} MB"
+
+
+def compression_section(spec: str, change: Change, text: str, names: tuple[str, str]) -> None:
+    """What compressing A did: how B was made, its zeros, size and speed, and its predictions beside A's."""
+    _, method, amount = change
+    how = (f"the smallest-|w| {amount:.0%} of every linear layer's weight set to 0 (torch.nn.utils.prune."
+           "l1_unstructured, made permanent)" if method == L1 else f"int8 quantization: {INT8_METHOD}")
+    with st.spinner("Measuring both models…"):
+        (bytes_a, zeros_a), (bytes_b, zeros_b) = cached_size(spec, None), cached_size(spec, change)
+        seconds_a, seconds_b = cached_forward_seconds(spec, None, text), cached_forward_seconds(spec, change, text)
+    st.caption(f"B is a copy of A ({spec}) with {how}. The copy is another model in memory ({_megabytes(bytes_b)}) "
+               f"beside the original, while the page keeps it (at most {COMPRESSED_KEPT} compressed copies).")
+    columns = st.columns(3)
+    columns[0].metric("Parameters that are 0: A → B", f"{zeros_a:.1%} → {zeros_b:.1%}",
+                      help="of every parameter value, an int8 weight's as dequantized; embeddings, layer norms and "
+                           "biases aren't pruned (a language-model head tied to the embedding is)")
+    columns[1].metric("Size in memory: A → B", f"{_megabytes(bytes_a)} → {_megabytes(bytes_b)}",
+                      f"{bytes_b / bytes_a - 1:+.0%}" if bytes_b != bytes_a else None, delta_color="inverse",
+                      help="parameters and buffers as stored: an int8 weight with its scales; a pruned weight "
+                           "keeps its zeros (dense float32)")
+    columns[2].metric("Forward pass on this text: A → B", f"{seconds_a * 1e3:.0f} ms → {seconds_b * 1e3:.0f} ms",
+                      f"{seconds_b / seconds_a - 1:+.0%}", delta_color="inverse",
+                      help="median of 5 passes on this machine now, after a warm-up pass; other work on the "
+                           "machine moves it")
+    outcome_section(spec, None, change, text, names)
+
+
 def two_models_view(checkpoints: list[Checkpoint]) -> None:
-    spec_a, spec_b = models_ui(checkpoints)
+    spec_a, spec_b, change_b = models_ui(checkpoints)
     text, text_b = current_texts()
     if spec_b is None:
         st.info("Pick or type model B: a checkpoint of the series, a preset, or a model folder.")
@@ -239,7 +317,7 @@ def two_models_view(checkpoints: list[Checkpoint]) -> None:
     if not text.strip():
         st.info("Type a text in the sidebar to compare the two models on it.")
         return
-    pair = load_pair(spec_a, spec_b, text, text_b)
+    pair = load_pair(spec_a, spec_b, text, text_b, change_b)
     if pair is None:
         return
     loaded_a, loaded_b, aligned = pair
@@ -248,9 +326,12 @@ def two_models_view(checkpoints: list[Checkpoint]) -> None:
                + (" Encoder-decoders are compared on their encoder's self-attention." if seq2seq else ""))
     if aligned.notice:
         st.info(aligned.notice)
-    names = (short_name(spec_a), short_name(spec_b))
+    names = (short_name(spec_a), short_name(spec_b) + loaded_b.spec.removeprefix(spec_b))  # " · L1-pruned 20%"
+    if change_b is not None:
+        st.subheader("What compression did")
+        compression_section(spec_a, change_b, text, ("A", "B"))
     with st.spinner("Matching heads…"):
-        matching = cached_matching(spec_a, spec_b, text, text_b)
+        matching = cached_matching(spec_a, spec_b, text, text_b, change_b)
     st.subheader("One head, side by side")
     focused = side_by_side_section(aligned, names,
                                    (loaded_a.kind == "decoder", loaded_b.kind == "decoder"), matching)

@@ -5,7 +5,7 @@ import torch
 
 from models import load_model
 from models.interventions.ablation import ablated, gated
-from models.interventions.importance import head_importance, pruning_curve
+from models.interventions.importance import curve_runs, head_importance, pruning_curve, removal_counts
 from models.interventions.loss import MASK_EVERY, LossError, loss_terms, token_losses
 
 TEXT = "The animal didn't cross the street because it was too tired."
@@ -102,6 +102,7 @@ def test_pruning_curve_removes_the_least_important_heads_first(loaded_models):
     steps = []
     curve = pruning_curve(loaded, importance, TEXTS, points=9, seeds=(0, 1), progress=lambda *s: steps.append(s))
     assert steps == [(i, 27) for i in range(1, 28)]
+    assert curve_runs(8, points=9, seeds=(0, 1)) == 1 + 27  # the intact pass, then the steps
     np.testing.assert_array_equal(curve.removed, np.arange(9))
     np.testing.assert_array_equal(curve.shares, np.arange(9) / 8)
     intact = [token_losses(loaded, text) for text in TEXTS]
@@ -113,3 +114,9 @@ def test_pruning_curve_removes_the_least_important_heads_first(loaded_models):
     assert curve.random_loss.shape == (2, 9) and curve.random_agreement.shape == (2, 9)
     np.testing.assert_allclose(curve.random_loss[:, -1], curve.loss[-1])  # every head off, whatever the order
     assert curve.agreement[-1] < 1.0
+
+
+def test_a_stack_with_few_heads_has_a_point_per_head_count():
+    np.testing.assert_array_equal(removal_counts(1), [0, 1])
+    np.testing.assert_array_equal(removal_counts(270), np.linspace(0, 270, 11).round())
+    assert curve_runs(1) == 1 + 4 * 2

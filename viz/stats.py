@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from viz.theme import HIGHLIGHT_COLOR, style
 
-SCALES = {"share": "Blues", "nats": "Viridis", "tokens": "Viridis"}
+SCALES = {"share": "Blues", "nats": "Viridis", "tokens": "Viridis", "l2-normalised": "Viridis"}
 
 
 def stats_heatmap(values: np.ndarray, label: str, unit: str, focused: tuple[int, int], title: str,

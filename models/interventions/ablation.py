@@ -21,7 +21,7 @@ import contextlib
 import operator
 import weakref
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Literal
+from typing import Callable, Iterable, Iterator, Literal, Mapping
 
 import torch
 
@@ -158,6 +158,16 @@ def ablated(loaded: LoadedModel, heads: Iterable[Head], how: How = "zero", stack
         return _switched_off(output, off[layer], how) if name == stack and layer in off else output
 
     with head_gate(_gate(attention_layers(loaded), change)):
+        yield
+
+
+@contextlib.contextmanager
+def ablated_stacks(loaded: LoadedModel, heads: Mapping[str, Iterable[Head]], how: How = "zero") -> Iterator[None]:
+    """ablated() in several stacks at once: heads {stack: (layer, head) pairs}, e.g. an encoder-decoder's
+    encoder and cross-attention heads. An empty mapping changes nothing (bit-identical outputs)."""
+    with contextlib.ExitStack() as blocks:
+        for stack, pairs in heads.items():
+            blocks.enter_context(ablated(loaded, pairs, how, stack))
         yield
 
 

@@ -85,13 +85,23 @@ def _scores(runs: list[TokenLosses], intact: list[TokenLosses]) -> tuple[float, 
     return float(np.nanmean(losses)), float(same[scored].mean())
 
 
+def removal_counts(total: int, points: int = POINTS) -> np.ndarray:
+    """[<= points] int: how many of `total` heads the pruning curve switches off at each point, 0 to all."""
+    return np.unique(np.linspace(0, total, points).round().astype(int))
+
+
+def curve_runs(total: int, points: int = POINTS, seeds: Sequence[int] = SEEDS) -> int:
+    """Forward passes of each text a pruning curve costs: the intact model, then each order at each point."""
+    return 1 + (1 + len(seeds)) * len(removal_counts(total, points))
+
+
 def pruning_curve(loaded: LoadedModel, importance: np.ndarray, texts: Sequence[Text] = CORPUS,
                   stack: str | None = None, points: int = POINTS, seeds: Sequence[int] = SEEDS,
                   progress: Progress | None = None) -> PruningCurve:
     """Switch off round(share x heads) heads for `points` shares from 0 to 1, least important first
     (importance [layers, heads] of `stack`, e.g. head_importance's) and in one random order per seed.
 
-    Costs (1 + len(seeds)) x points forward passes of every text; progress(done, total) after each.
+    Costs curve_runs(heads) forward passes of every text; progress(done, total) after each point of an order.
     """
     layers = attention_layers(loaded)
     name = layers.stack(stack, loaded.spec)
@@ -100,7 +110,7 @@ def pruning_curve(loaded: LoadedModel, importance: np.ndarray, texts: Sequence[T
         raise ValueError(f"importance is {importance.shape}, the {name} stack has "
                          f"{len(layers.heads[name])} layers x {max(layers.heads[name])} heads")
     intact = [token_losses(loaded, text) for text in texts]
-    removed = np.unique(np.linspace(0, len(heads), points).round().astype(int))
+    removed = removal_counts(len(heads), points)
     orders = [np.argsort([importance[head] for head in heads], kind="stable")]
     orders += [np.random.default_rng(seed).permutation(len(heads)) for seed in seeds]
     results = np.zeros((len(orders), len(removed), 2))  # (loss, agreement)

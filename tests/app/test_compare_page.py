@@ -1,5 +1,5 @@
 """The Compare page through AppTest: picking A and B, the side-by-side heads, the divergence
-matrix, head matching, refusals, and the checkpoint series view."""
+matrix, head matching, refusals, the checkpoint series view, and B as a compressed copy of A."""
 import shutil
 
 import numpy as np
@@ -9,8 +9,15 @@ from models import load_model, run_attention
 from models.checkpoints.demo import demo_series_dir
 from models.compare.alignment import align_runs
 from models.compare.divergence import head_divergence, match_heads
+from models.core.predictions import next_token_predictions
+from models.interventions import compression
+from models.interventions.compression import INT8_METHOD, pruned_l1, quantized_int8
+from models.interventions.embedding import cosine_similarity, sentence_embedding
+from models.interventions.footprint import memory_bytes, zero_share
+from models.interventions.loss import token_losses
 from tests.app.helpers import array, figure, figures, messages, open_app, set_state
 from tests.tiny_models import MODEL_CLASSES, bert_tokenizer, save_tiny_series, tiny_config
+from viz.labels import markdown_literal
 
 PAGE = "pages/compare.py"
 TEXT = "The cat sat on the mat."
@@ -181,3 +188,81 @@ def test_the_series_view_follows_every_head_over_steps(series):
     set_state(at, series_metric="to self")
     _healthy(at)
     assert array(figure(at, "To self (share)")["data"][0]["y"]).max() <= 1
+
+
+# --- model B as a compressed copy of A ---
+
+def _metric(at, label_start: str):
+    matches = [m for m in at.metric if m.label.startswith(label_start)]
+    assert matches, f"no metric {label_start!r} in {[m.label for m in at.metric]}"
+    return matches[0]
+
+
+def test_model_b_as_a_pruned_copy_of_a(tiny_models):
+    spec = str(tiny_models["gpt2"])
+    at = open_app(PAGE, model=spec, model_b="A, L1-pruned", b_prune="30", text=TEXT)
+    _healthy(at)
+    original = load_model(spec)
+    pruned = pruned_l1(original, 0.3)
+    assert _metric(at, "Parameters that are 0").value == f"{zero_share(original):.1%} → {zero_share(pruned):.1%}"
+    assert any(c.value.startswith("B is a copy of A") and "smallest-|w| 30%" in c.value for c in at.caption)
+    b = figure(at, "B (gpt2 · L1-pruned 30%): layer 0, head 0")
+    np.testing.assert_allclose(np.nan_to_num(array(b["data"][0]["z"])),  # the causal future is drawn as NaN
+                               run_attention(pruned, TEXT).attentions[0, 0], atol=1e-6)
+    bars = figure(at, "Loss per token: A (grey) and B (orange)")["data"]
+    np.testing.assert_allclose(array(bars[1]["y"]), token_losses(pruned, TEXT).losses, rtol=1e-5)
+    top = next_token_predictions(original, TEXT).top[0]
+    after = next_token_predictions(pruned, TEXT).probabilities[top.token_id]
+    label = f"“{markdown_literal(top.token.strip())}” (next token): A → B"  # the token shown as typed, never markdown
+    assert _metric(at, label).value == f"{top.probability:.1%} → {after:.1%}"
+    matrix = figure(at, "JS divergence of A")  # the Compare page's own views follow
+    assert array(matrix["data"][0]["z"]).any()
+    at.slider(key="b_prune").set_value(0)
+    set_state(at, model=spec)
+    assert not array(figure(at, "JS divergence of A")["data"][0]["z"]).any()  # 0% pruned: B is A
+
+
+def test_model_b_quantized_to_int8_says_which_quantization_ran(tiny_models):
+    spec = str(tiny_models["bert"])
+    at = open_app(PAGE, model=spec, model_b="A, int8 (torchao)", text="The [MASK] sat on the mat.")
+    _healthy(at)
+    assert any(INT8_METHOD in c.value for c in at.caption)
+    original = load_model(spec)
+    ratio = memory_bytes(quantized_int8(original)) / memory_bytes(original)  # > 1 here: the tied head is untied
+    assert _metric(at, "Size in memory").delta == f"{ratio - 1:+.0%}"
+    assert _metric(at, "“").label.endswith("(mask): A → B")
+    figure(at, "B (bert · int8 (torchao)): layer 0, head 0")
+
+
+def test_a_pruned_minilm_is_compared_by_its_sentence_embedding(default_model):
+    at = open_app(PAGE, model_b="A, L1-pruned", text=TEXT)
+    _healthy(at)
+    pruned = pruned_l1(default_model, 0.2)
+    expected = cosine_similarity(sentence_embedding(default_model, TEXT), sentence_embedding(pruned, TEXT))
+    assert _metric(at, "Sentence embedding: cosine similarity of B to A").value == f"{expected:.4f}"
+
+
+def test_a_pruning_share_the_control_does_not_offer_gets_the_link_warning(tiny_models):
+    at = open_app(PAGE, model=str(tiny_models["gpt2"]), model_b="A, L1-pruned", b_prune="150", text=TEXT)
+    _healthy(at)
+    assert f"'{markdown_literal('150')}'" in messages(at)
+    assert at.slider(key="b_prune").value == 20
+    figure(at, "B (gpt2 · L1-pruned 20%)")
+
+
+def test_int8_without_an_engine_is_a_message_and_the_page_stays(tiny_models, tmp_path, monkeypatch):
+    import torchao.quantization
+
+    def no_kernel(*args, **kwargs):
+        raise NotImplementedError("Could not run 'aten::_int_mm' with arguments from the 'CPU' backend")
+
+    spec = str(shutil.copytree(tiny_models["bert"], tmp_path / "bert"))  # a model no other test compressed
+    compression._int8_quantizer.cache_clear()
+    monkeypatch.setattr(torchao.quantization, "quantize_", no_kernel)
+    try:
+        at = open_app(PAGE, model=spec, model_b="A, int8 (torchao)", text=TEXT)
+    finally:
+        compression._int8_quantizer.cache_clear()
+    assert not at.exception
+    assert "Model B: int8 quantization has no engine on this machine" in [e.value for e in at.error][0]
+    assert at.selectbox(key="model_b").value == "A, int8 (torchao)" and at.session_state["text"] == TEXT
