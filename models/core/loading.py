@@ -47,7 +47,6 @@ PRESETS = (
     "t5-small",
     "facebook/bart-base",
 )
-MAX_TOKENS = 512  # longest input the app runs; longer text is truncated with a notice
 HUB_TIMEOUT_S = 3.0
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 REVISION = re.compile(r"^[\w./-]+$")
@@ -65,11 +64,11 @@ class ModelLoadError(Exception):
 class LoadedModel:
     spec: str  # what the user asked for
     source: str  # the folder or hub id it was loaded from
-    model: PreTrainedModel  # in eval mode, float32, on the CPU
+    model: PreTrainedModel  # in eval mode, float32, on the settings' device (the CPU by default)
     tokenizer: PreTrainedTokenizerBase
     kind: Kind
     has_mlm_head: bool
-    max_tokens: int  # inputs are truncated to this many tokens
+    max_tokens: int  # inputs are truncated to this many tokens (settings' max_tokens and the model's own limit)
 
     @property
     def config(self) -> PretrainedConfig:
@@ -82,6 +81,10 @@ class LoadedModel:
     @property
     def num_heads(self) -> int:
         return self.config.get_text_config().num_attention_heads
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
 
     @property
     def num_parameters(self) -> int:
@@ -225,12 +228,24 @@ def _tokenizer_source(source: str) -> str:
     raise ModelLoadError(f"'{source}' has no tokenizer files (tokenizer.json, vocab.txt, ...), nor has its parent.")
 
 
-def _max_tokens(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> int:
+def _max_tokens(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase, limit: int) -> int:
     text_config = config.get_text_config()
-    limits = [MAX_TOKENS, tokenizer.model_max_length]
+    limits = [limit, tokenizer.model_max_length]
     limits += [getattr(text_config, name) for name in ("max_position_embeddings", "n_positions")
                if isinstance(getattr(text_config, name, None), int)]
     return int(min(limits))
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for a settings' device name (models.core.settings.DEVICES): 'auto' is cuda if
+    available, else mps if available, else cpu. A device this machine lacks is a ModelLoadError."""
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if name == "auto":
+        return torch.device(next(device for device in ("cuda", "mps", "cpu") if available[device]))
+    if not available.get(name, False):
+        raise ModelLoadError(f"This server is set to run models on '{name}' (EXPLORER_DEVICE), which this machine "
+                             "doesn't have.")
+    return torch.device(name)
 
 
 def _parameter_count(auto_class: type, config: PretrainedConfig) -> int:
@@ -241,11 +256,14 @@ def _parameter_count(auto_class: type, config: PretrainedConfig) -> int:
 def load_model(spec: str, settings: Settings | None = None) -> LoadedModel:
     """Load `spec` (alias, folder or hub id) for attention extraction. Never runs remote code.
 
-    `settings` (a server's deployment settings) restricts folders, hub ids and model size.
+    `settings` (a server's deployment settings) restricts folders, hub ids and model size, and sets the
+    longest run and the device (without settings: Settings' defaults, 8,192 tokens and 'auto').
     """
     spec = (spec or "").strip()
     if not spec:
         raise ModelLoadError("No model given: pick one in the sidebar.")
+    defaults = settings or Settings(allowed_folders=None)
+    device = resolve_device(defaults.device)
     source, config = _resolve(spec, settings)
     kind, auto_class, has_mlm_head = _kind_and_class(config)
     if settings is not None and (count := _parameter_count(auto_class, config)) > settings.max_parameters:
@@ -266,7 +284,7 @@ def load_model(spec: str, settings: Settings | None = None) -> LoadedModel:
     except Exception as error:  # broken or half-written weights surface in many exception types
         raise ModelLoadError(f"Couldn't load the model from '{source.path_or_id}': "
                              f"{type(error).__name__}: {error}") from error
-    model.eval()
+    model.eval().to(device)
     return LoadedModel(
         spec=spec,
         source=source.path_or_id,
@@ -274,5 +292,5 @@ def load_model(spec: str, settings: Settings | None = None) -> LoadedModel:
         tokenizer=tokenizer,
         kind=kind,
         has_mlm_head=has_mlm_head,
-        max_tokens=_max_tokens(config, tokenizer),
+        max_tokens=_max_tokens(config, tokenizer, defaults.max_tokens),
     )
