@@ -54,21 +54,6 @@ def punctuation_mask(tokens: list[str], special_mask: np.ndarray) -> np.ndarray:
     return np.array([is_punct(t) for t in tokens], dtype=bool) & ~np.asarray(special_mask, dtype=bool)
 
 
-def _key_share(attentions: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Mean over queries of the mass on the keys in mask `keys` [k]; NaN if the mask is empty."""
-    if not keys.any():
-        return np.full(attentions.shape[:2], np.nan, dtype=np.float32)
-    return (attentions @ keys.astype(attentions.dtype)).mean(axis=-1)
-
-
-def _diagonal_share(attentions: np.ndarray, offset: int) -> np.ndarray:
-    """Mean of a_i,i+offset over the queries i that have such a key."""
-    diagonal = np.diagonal(attentions, offset=offset, axis1=-2, axis2=-1)  # [..., a_i,i+offset]
-    if diagonal.shape[-1] == 0:
-        return np.full(attentions.shape[:2], np.nan, dtype=np.float32)
-    return diagonal.mean(axis=-1)
-
-
 def uniform_entropy(n: int, causal: bool) -> float:
     """Entropy a head would have if every query spread evenly over the keys it may see."""
     if not causal:
@@ -76,25 +61,65 @@ def uniform_entropy(n: int, causal: bool) -> float:
     return float(np.mean(np.log(np.arange(1, n + 1))))
 
 
+def key_sets(tokens: list[str], special_mask: np.ndarray) -> dict[str, np.ndarray]:
+    """The "to ..." metrics' keys: metric -> [n] bool."""
+    special = np.asarray(special_mask, dtype=bool)
+    first_special = np.zeros(len(special), dtype=bool)
+    first_special[0] = special[0]
+    return {"to first special": first_special, "to separators": special & ~first_special,
+            "to punctuation": punctuation_mask(tokens, special)}
+
+
+def _key_at(weights: np.ndarray, queries: np.ndarray, offset: int) -> np.ndarray:
+    """[..., r] a_i,i+offset of each query i, NaN where that key doesn't exist."""
+    keys = queries + offset
+    exists = (keys >= 0) & (keys < weights.shape[-1])
+    values = weights[..., np.arange(len(queries)), np.clip(keys, 0, weights.shape[-1] - 1)]
+    return np.where(exists, values, np.nan)
+
+
+def query_values(weights: np.ndarray, queries: np.ndarray, keys: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every metric of METRICS for each query: weights [..., r, n] are the rows of queries [r]
+    (positions) over all n keys; returns metric -> [..., r], NaN where the query has no such key
+    (an empty key set, no previous token)."""
+    distance = np.abs(queries[:, None] - np.arange(weights.shape[-1])[None, :]).astype(np.float32)  # [r, n]
+    log = np.log(np.maximum(weights, np.finfo(weights.dtype).tiny))  # 0 log 0 = 0
+    values = {
+        "entropy": -np.einsum("...ij,...ij->...i", weights, log),
+        "mean distance": np.einsum("...ij,ij->...i", weights, distance),
+    }
+    for metric, mask in keys.items():
+        values[metric] = weights @ mask.astype(weights.dtype) if mask.any() else np.full(weights.shape[:-1], np.nan)
+    values.update({"to self": _key_at(weights, queries, 0), "to previous": _key_at(weights, queries, -1),
+                   "to next": _key_at(weights, queries, 1)})
+    return values
+
+
+class QueryTotals:
+    """Per-query values summed over row tiles, to their means over the queries that have them."""
+
+    def __init__(self):
+        self.sums: dict[str, np.ndarray] = {}
+        self.counts: dict[str, np.ndarray] = {}
+
+    def add(self, values: dict[str, np.ndarray]) -> None:
+        for metric, value in values.items():
+            known = ~np.isnan(value)
+            self.sums[metric] = self.sums.get(metric, 0) + np.where(known, value, 0).sum(-1, dtype=np.float64)
+            self.counts[metric] = self.counts.get(metric, 0) + known.sum(-1)
+
+    def means(self) -> dict[str, np.ndarray]:
+        """metric -> float32 mean over queries; NaN where no query had a value."""
+        return {metric: np.divide(total, self.counts[metric], out=np.full(np.shape(total), np.nan),
+                                  where=self.counts[metric] > 0).astype(np.float32)
+                for metric, total in self.sums.items()}
+
+
 def head_statistics(attentions: np.ndarray, tokens: list[str], special_mask: np.ndarray,
                     causal: bool = False) -> HeadStatistics:
-    """Every metric of METRICS for every head of a self-attention stack [layers, heads, n, n]."""
+    """Every metric of METRICS for every head of a self-attention stack [layers, heads, n, n]
+    (models.core.tiles.head_statistics: the same, in row tiles, for long runs)."""
     n = attentions.shape[-1]
-    special = np.asarray(special_mask, dtype=bool)
-    first_special = np.zeros(n, dtype=bool)
-    first_special[0] = special[0]
-    separators = special & ~first_special
-    positions = np.arange(n)
-    distance = np.abs(positions[:, None] - positions[None, :]).astype(np.float32)  # [n, n]
-    log = np.log(np.maximum(attentions, np.finfo(attentions.dtype).tiny))  # 0 log 0 = 0
-    values = {
-        "entropy": -np.einsum("lhij,lhij->lhi", attentions, log).mean(axis=-1),
-        "mean distance": np.einsum("lhij,ij->lhi", attentions, distance).mean(axis=-1),
-        "to first special": _key_share(attentions, first_special),
-        "to separators": _key_share(attentions, separators),
-        "to punctuation": _key_share(attentions, punctuation_mask(tokens, special)),
-        "to self": _diagonal_share(attentions, 0),
-        "to previous": _diagonal_share(attentions, -1),
-        "to next": _diagonal_share(attentions, 1),
-    }
-    return HeadStatistics({k: v.astype(np.float32) for k, v in values.items()}, uniform_entropy(n, causal))
+    totals = QueryTotals()
+    totals.add(query_values(attentions, np.arange(n), key_sets(tokens, special_mask)))
+    return HeadStatistics(totals.means(), uniform_entropy(n, causal))
