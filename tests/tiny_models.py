@@ -93,3 +93,32 @@ def save_tiny_gemma2(folder: Path) -> Path:
     tf.Gemma2ForCausalLM(config).save_pretrained(folder)
     bert_tokenizer().save_pretrained(folder)
     return folder
+
+
+def save_tiny_llama(folder: Path, positions: int = 8192) -> Path:
+    """A Llama decoder with grouped-query attention (6 query heads share 2 key/value heads, as
+    SmolLM2's 9 share 3), rotary positions and a byte-level tokenizer with no length limit."""
+    config = tf.LlamaConfig(vocab_size=400, hidden_size=48, intermediate_size=37, num_hidden_layers=2,
+                            num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=positions,
+                            bos_token_id=0, eos_token_id=0, architectures=["LlamaForCausalLM"])
+    torch.manual_seed(0)
+    tf.LlamaForCausalLM(config).save_pretrained(folder)
+    gpt2_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def save_tiny_gpt_oss(folder: Path) -> Path:
+    """A decoder whose attention adds a learned "sink" logit per head to every softmax (GPT-OSS):
+    weights a long run can't recompute from q and k."""
+    config = tf.GptOssConfig(vocab_size=400, hidden_size=32, intermediate_size=16, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, head_dim=8, num_local_experts=2,
+                             num_experts_per_tok=1, sliding_window=4, max_position_embeddings=8192,
+                             bos_token_id=0, eos_token_id=0, pad_token_id=0, architectures=["GptOssForCausalLM"])
+    torch.manual_seed(0)
+    model = tf.GptOssForCausalLM(config)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.sinks.fill_(2.0)  # a sink every head leans on
+    model.save_pretrained(folder)
+    gpt2_tokenizer().save_pretrained(folder)
+    return folder

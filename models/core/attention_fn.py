@@ -1,11 +1,13 @@
 """The attention function every model is loaded with.
 
 It calls the model family's own `eager_attention_forward`, so the weights are exactly
-those of attn_implementation="eager". A caller can switch on two hooks for the forward
+those of attn_implementation="eager". A caller can switch on hooks for the forward
 passes it runs in its own thread (a context variable, so concurrent sessions sharing
 one model never see each other's hooks):
 - `recording()`: keep q, k, the scale and the weights of every attention call;
-- `extra_mask(fn)`: add an extra additive mask to the scores before softmax.
+- `extra_mask(fn)`: add an extra additive mask to the scores before softmax;
+- `tiled(fn)`: hand every call to fn, which attends in row tiles (models.core.long_run), and
+  build masks as rules (models.core.recompute.KeyMask), so nothing is n x n.
 """
 import contextlib
 import contextvars
@@ -18,10 +20,14 @@ from transformers import AttentionInterface, AttentionMaskInterface
 from transformers.masking_utils import eager_mask
 from transformers.models.bert.modeling_bert import eager_attention_forward as generic_eager
 
+from models.core.recompute import mask_rule
+
 IMPLEMENTATION = "attention_explorer"
 
 # fn(module, q_len, k_len) -> additive mask broadcastable to [batch, heads, q_len, k_len], or None
 ExtraMask = Callable[[torch.nn.Module, int, int], "torch.Tensor | None"]
+# fn(module, query, key, value, mask, scaling, **kwargs) -> attn_output [batch, q_len, heads, d_head]
+TiledAttention = Callable[..., torch.Tensor]
 
 
 @dataclass
@@ -41,6 +47,7 @@ class AttentionCall:
 class _Hooks:
     calls: list[AttentionCall] | None = None
     extra_mask: ExtraMask | None = None
+    tiled: TiledAttention | None = None
 
 
 _hooks: contextvars.ContextVar[_Hooks | None] = contextvars.ContextVar("attention_hooks", default=None)
@@ -71,6 +78,16 @@ def extra_mask(fn: ExtraMask) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def tiled(fn: TiledAttention) -> Iterator[None]:
+    """Hand every attention call made inside the block to fn (this thread only); it returns no weights."""
+    current = _hooks.get()
+    if current is not None and current.extra_mask is not None:
+        raise ValueError("A tiled run doesn't take an extra mask: its recomputed weights wouldn't see it.")
+    with _with_hooks(tiled=fn):
+        yield
+
+
 def _family_eager(module: torch.nn.Module) -> Callable:
     """The eager attention of the module's own model file (T5 adds its position bias there)."""
     return getattr(sys.modules[type(module).__module__], "eager_attention_forward", generic_eager)
@@ -91,6 +108,8 @@ def _combine(mask: torch.Tensor | None, extra: torch.Tensor, dtype: torch.dtype)
 def explorer_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """Same signature and result as transformers' eager_attention_forward."""
     hooks = _hooks.get()
+    if hooks is not None and hooks.tiled is not None:
+        return hooks.tiled(module, query, key, value, attention_mask, scaling, **kwargs), None
     if hooks is not None and hooks.extra_mask is not None:
         extra = hooks.extra_mask(module, query.shape[-2], key.shape[-2])
         if extra is not None:
@@ -113,5 +132,13 @@ def explorer_attention(module, query, key, value, attention_mask, scaling=None, 
     return output, weights
 
 
+def explorer_mask(**kwargs):
+    """transformers' eager mask; in a tiled block the mask's rule (a KeyMask) wherever it broadcasts."""
+    hooks = _hooks.get()
+    if hooks is not None and hooks.tiled is not None and not kwargs.get("use_vmap"):
+        return mask_rule(**kwargs)
+    return eager_mask(**kwargs)
+
+
 AttentionInterface.register(IMPLEMENTATION, explorer_attention)
-AttentionMaskInterface.register(IMPLEMENTATION, eager_mask)
+AttentionMaskInterface.register(IMPLEMENTATION, explorer_mask)

@@ -114,7 +114,7 @@ def score_stack(name: str, calls: list[AttentionCall]) -> ScoreStack:
     return replace(stack, identity_error=_identity_error(stack, [c.weights for c in calls]))
 
 
-def _tensor_id(tensor: torch.Tensor) -> tuple:
+def tensor_id(tensor: torch.Tensor) -> tuple:
     return tensor.data_ptr(), tuple(tensor.shape)
 
 
@@ -124,10 +124,10 @@ def capture_scores(calls: list[AttentionCall], attentions: dict[str, tuple[torch
     `attentions` maps a stack name to the model's output tuple (one [1, heads, q, k] per layer),
     e.g. {"self-attention": outputs.attentions}.
     """
-    by_tensor = {_tensor_id(call.weights): call for call in calls}
+    by_tensor = {tensor_id(call.weights): call for call in calls}
     stacks = {}
     for name, layers in attentions.items():
-        matched = [by_tensor.get(_tensor_id(weights)) for weights in layers]
+        matched = [by_tensor.get(tensor_id(weights)) for weights in layers]
         if not layers or any(call is None for call in matched):
             raise ScoresUnavailable(
                 f"This model's attention ({name}) does not go through the explorer's attention function, "
