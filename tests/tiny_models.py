@@ -122,3 +122,25 @@ def save_tiny_gpt_oss(folder: Path) -> Path:
     model.save_pretrained(folder)
     gpt2_tokenizer().save_pretrained(folder)
     return folder
+
+
+def save_tiny_longformer(folder: Path) -> Path:
+    """Longformer with a sliding window of 4 keys (2 on each side) and no global tokens by default."""
+    config = tf.LongformerConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                 intermediate_size=37, attention_window=4, max_position_embeddings=600, pad_token_id=0,
+                                 architectures=["LongformerForMaskedLM"])
+    torch.manual_seed(0)
+    tf.LongformerForMaskedLM(config).save_pretrained(folder)
+    bert_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def save_tiny_bigbird(folder: Path) -> Path:
+    """BigBird with block-sparse attention: blocks of 4 tokens, one random block (block sparse from 45 tokens)."""
+    config = tf.BigBirdConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                              intermediate_size=37, attention_type="block_sparse", block_size=4, num_random_blocks=1,
+                              max_position_embeddings=600, pad_token_id=0, architectures=["BigBirdForMaskedLM"])
+    torch.manual_seed(0)
+    tf.BigBirdForMaskedLM(config).save_pretrained(folder)
+    bert_tokenizer().save_pretrained(folder)
+    return folder

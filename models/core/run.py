@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from models.core import long_run
+from models.core import long_run, native_sparse
 from models.core.attention_fn import recording
 from models.core.loading import LoadedModel
 from models.core.scores import ScoresUnavailable, ScoreStack, capture_scores
@@ -179,6 +179,14 @@ def _check_memory(loaded: LoadedModel, n: int, needed: int) -> None:
                        f"{free / 2**30:.1f} GB are free: shorten the text (it stays in the box) or try again later.")
 
 
+def _user_error(fn, *args):
+    """fn(*args), its NativeSparseError (a message for the user) as a RunError."""
+    try:
+        return fn(*args)
+    except native_sparse.NativeSparseError as error:
+        raise RunError(str(error)) from error
+
+
 def _short_instead(loaded: LoadedModel, text: str, text_pair: str | None, with_scores: bool,
                    max_chars: int | None, why: str) -> AttentionRun:
     """The run cut to SHORT_TOKENS, with a notice, for a model a long run can't recompute."""
@@ -226,7 +234,9 @@ def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None, 
         n_input_tokens=full_length,
         decoder_tokens=decoder_tokens,
     )
-    if not keeps_full_weights(loaded, n, m) if tiled is None else tiled:
+    # a native sparse model computes its own attention: never tiled (BigBird's probe would switch it to full)
+    native = native_sparse.is_native_sparse(loaded.config)
+    if tiled if tiled is not None else not (native or keeps_full_weights(loaded, n, m)):
         try:
             plan = long_run.call_plan(loaded, inputs)
         except long_run.NotRecomputable as why:
@@ -239,6 +249,8 @@ def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None, 
         _check_memory(loaded, n, long_run.long_kept_bytes(plan, n, m) + long_run.working_bytes(loaded, n, m))
         stacks = long_run.tiled_forward(loaded, inputs, plan, progress)
         return AttentionRun(**common, attentions=None, recomputed=stacks)
+    if native:
+        _user_error(native_sparse.check_length, loaded.model, n)
     copies = 4 if with_scores else 2  # the model's tensors and our arrays (and the scores' q, k, scores, masks)
     _check_memory(loaded, n, copies * full_weights_bytes(loaded, n, m) + long_run.working_bytes(loaded, n, m))
     with torch.inference_mode(), contextlib.ExitStack() as hooks:
@@ -249,9 +261,11 @@ def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None, 
         raise RunError(f"'{loaded.spec}' gives no attention weights: a {loaded.config.model_type} model has "
                        "no attention layers, or doesn't report them.")
     named = named_attentions(outputs, seq2seq)
+    first = (_user_error(native_sparse.self_attentions, loaded.model, outputs, n, None) if native
+             else layers_to_array(named[ENCODER] if seq2seq else named[SELF]))
     return AttentionRun(
         **common,
-        attentions=layers_to_array(named[ENCODER] if seq2seq else named[SELF]),
+        attentions=first,
         decoder_attentions=layers_to_array(named[DECODER]) if seq2seq else None,
         cross_attentions=layers_to_array(named[CROSS]) if seq2seq else None,
         score_stacks=capture_scores(calls, named) if with_scores else None,
