@@ -73,10 +73,11 @@ def fill_mask(loaded: LoadedModel, text: str, top_k: int = 5, max_chars: int | N
     if not positions:
         cut = input_ids.shape[1] if full_length > input_ids.shape[1] and mask in text else None
         raise NoMaskError(_no_mask_message(mask, text, cut))
-    inputs = {k: v for k, v in encoding.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    names = ("input_ids", "attention_mask", "token_type_ids")
+    inputs = {k: v.to(loaded.device) for k, v in encoding.items() if k in names}
     with torch.inference_mode():
         logits = loaded.model(**inputs).logits[0, positions]  # [masks, vocab]
-    probabilities = logits.float().softmax(dim=-1)
+    probabilities = logits.float().cpu().softmax(dim=-1)
     values, ids = probabilities.topk(min(top_k, probabilities.shape[-1]))
     decode = loaded.tokenizer.decode
     return FillMask(

@@ -83,7 +83,7 @@ class EnforcedRun:
 def _inputs(loaded: LoadedModel, text: str, text_pair: str | None) -> dict[str, torch.Tensor]:
     encoding, _ = encode(loaded, text, text_pair)
     names = ("input_ids", "attention_mask") + (("token_type_ids",) if loaded.kind == "encoder" else ())
-    return {name: encoding[name] for name in names if name in encoding}
+    return {name: encoding[name].to(loaded.device) for name in names if name in encoding}
 
 
 def _forward(loaded: LoadedModel, inputs: dict):
@@ -122,7 +122,7 @@ def enforced_run(loaded: LoadedModel, text: str, text_pair: str | None, masks: n
         raise ValueError(f"The pattern is for {masks.shape[-1]} positions but the text has {n} tokens.")
     effective, fixed = enforceable(np.broadcast_to(masks, (loaded.num_heads, n, n)), loaded.kind == "decoder")
     dense = _forward(loaded, inputs)
-    with extra_mask(self_attention_mask(additive_mask(effective))):
+    with extra_mask(self_attention_mask(additive_mask(effective).to(loaded.device))):
         sparse = _forward(loaded, inputs)
     return EnforcedRun(
         tokens=loaded.tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist()),
