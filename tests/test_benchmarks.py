@@ -26,3 +26,16 @@ def test_benchmark_prints_its_table(script, args, row):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(row, result.stdout, re.MULTILINE), result.stdout
+
+
+def test_long_context_benchmark_prints_its_table(tmp_path):
+    from tests.tiny_models import save_tiny_llama
+
+    model = save_tiny_llama(tmp_path / "llama")
+    result = subprocess.run([sys.executable, "-W", "ignore", str(BENCHMARKS / "long_context.py"), "--model", str(model),
+                             "--tokens", "256"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seconds, gb = r"[\d.]+ s", r"[\d.]+ GB"
+    row = (rf"^\| 256 \| {seconds} \| {seconds} \| [\d.]+× \| {seconds} \| {gb} \| {gb} "
+           rf"\| {seconds}, \+{gb} \| {seconds}, \+{gb}, \d+ MB HTML \|$")
+    assert re.search(row, result.stdout, re.MULTILINE), result.stdout

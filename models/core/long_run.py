@@ -23,7 +23,7 @@ import torch
 from models.analysis.numerics import BlockPool, block_count
 from models.core.attention_fn import recording, tiled
 from models.core.loading import LoadedModel
-from models.core.recompute import BLOCKED, AttentionInputs, KeyMask, grouped_matmul
+from models.core.recompute import BLOCKED, AttentionInputs, KeyMask, grouped_matmul, seen_keys
 from models.core.scores import IDENTITY_TOLERANCE, tensor_id
 from models.core.stacks import CROSS, DECODER, ENCODER, SELF, is_causal, named_attentions
 from models.core import tiles
@@ -128,8 +128,9 @@ def attend_in_tiles(inputs: AttentionInputs, value: torch.Tensor, tile_rows: int
     every_head = slice(0, heads)
     for start in range(0, q, step):
         rows = slice(start, min(q, start + step))
-        cols = pool.align(inputs.key_range(rows))
-        logits = inputs.logits(every_head, rows, cols)  # [heads, r, c]
+        visible = inputs.visible(rows)  # [r, k], None without a mask
+        cols = pool.align(seen_keys(visible, k))
+        logits = inputs.logits(every_head, rows, cols, None if visible is None else visible[:, cols])  # [heads, r, c]
         weights = torch.softmax(logits, dim=-1)
         output[rows] = grouped_matmul(weights, value[:, cols], every_head, inputs.group).transpose(0, 1)
         largest = pool.add(weights, rows, cols)  # [heads, r]

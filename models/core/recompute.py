@@ -53,6 +53,12 @@ def grouped_matmul(left: torch.Tensor, right: torch.Tensor, heads: slice, group:
     return out
 
 
+def seen_keys(visible: torch.Tensor | None, n_keys: int) -> slice:
+    """The keys from the first to the last that any row of visible [r, k] may see (all without a mask)."""
+    seen = None if visible is None else visible.any(0).nonzero()
+    return slice(int(seen[0]), int(seen[-1]) + 1) if seen is not None and len(seen) else slice(0, n_keys)
+
+
 def mask_rule(q_length: int, kv_length: int, q_offset: int = 0, kv_offset: int = 0, mask_function=None,
               attention_mask: torch.Tensor | None = None, allow_is_bidirectional_skip: bool = False,
               local_size: int | None = None, **_) -> KeyMask | None:
@@ -91,16 +97,13 @@ class AttentionInputs:
         """Query heads per key head."""
         return self.query.shape[0] // self.key.shape[0]
 
-    def key_range(self, rows: slice) -> slice:
-        """The keys from the first to the last any query of `rows` may see (all keys without a mask)."""
-        n_keys = self.key.shape[1]
-        if self.mask is None:
-            return slice(0, n_keys)
-        seen = self.mask.visible(rows, slice(0, n_keys)).any(0).nonzero()
-        return slice(int(seen[0]), int(seen[-1]) + 1) if len(seen) else slice(0, n_keys)
+    def visible(self, rows: slice) -> torch.Tensor | None:
+        """bool [r, k]: which keys the queries of `rows` may see; None without a mask (all)."""
+        return None if self.mask is None else self.mask.visible(rows, slice(0, self.key.shape[1]))
 
-    def logits(self, heads: slice, rows: slice, cols: slice) -> torch.Tensor:
-        """float32 [h, r, c]: what softmax sees, computed as the model's eager attention does."""
+    def logits(self, heads: slice, rows: slice, cols: slice, visible: torch.Tensor | None = None) -> torch.Tensor:
+        """float32 [h, r, c]: what softmax sees, computed as the model's eager attention does.
+        `visible` [r, c]: the mask's block, where the caller has it already."""
         keys = self.key[:, cols].transpose(-1, -2)  # [kv_heads, d_head, c]
         scores = grouped_matmul(self.query[heads, rows], keys, heads, self.group).mul_(self.scaling)
         if self.softcap is not None:
@@ -108,12 +111,13 @@ class AttentionInputs:
         if self.bias is not None:
             scores.add_(self.bias[heads, rows, cols])
         if self.mask is not None:
-            self._mask(scores, rows, cols)
+            self._mask(scores, self.mask.visible(rows, cols) if visible is None else visible)
         return scores
 
-    def _mask(self, scores: torch.Tensor, rows: slice, cols: slice) -> None:
+    @staticmethod
+    def _mask(scores: torch.Tensor, visible: torch.Tensor) -> None:
         # only the columns some query can't see are written: a causal tile's diagonal block
-        hidden = ~self.mask.visible(rows, cols).to(scores.device)  # [r, c]
+        hidden = ~visible.to(scores.device)  # [r, c]
         partial = hidden.any(0).nonzero()
         if len(partial):
             first, last = int(partial[0]), int(partial[-1]) + 1
