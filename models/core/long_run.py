@@ -82,11 +82,10 @@ class RecomputedStack:
         return self.pooled
 
     def kept_tensors(self) -> list[torch.Tensor]:
-        """Every tensor the stack keeps (a shared position bias appears once per layer)."""
-        optional = [t for inputs in self.layers for t in (inputs.bias, inputs.mask and inputs.mask.dense)
-                    if t is not None]
-        return [self.lse, *[torch.from_numpy(a) for a in self.pooled],
-                *[t for inputs in self.layers for t in (inputs.query, inputs.key)], *optional]
+        """Every tensor the stack keeps (a shared position bias or mask appears once per layer)."""
+        masks = [inputs.mask.dense for inputs in self.layers if inputs.mask is not None]
+        per_layer = [t for inputs in self.layers for t in (inputs.query, inputs.key, inputs.bias)]
+        return [t for t in (self.lse, *map(torch.from_numpy, self.pooled), *per_layer, *masks) if t is not None]
 
 
 def kept_bytes(stacks: dict[str, RecomputedStack]) -> int:
@@ -113,8 +112,8 @@ def _key_mask(mask) -> KeyMask | None:
 
 
 def attend_in_tiles(inputs: AttentionInputs, value: torch.Tensor, tile_rows: int | None = None):
-    """The eager attention of one call in row tiles: (output [q, heads, d_v], lse float64 [heads, q],
-    the heads' BlockPool). value [kv_heads, k, d_v]; inputs on value's device.
+    """The eager attention of one call in row tiles: (output [q, heads, d_v], lse float64 [heads, q]
+    on the CPU, the heads' BlockPool). value [kv_heads, k, d_v]; inputs on value's device.
 
     A tile covers the keys its rows may see (a causal tile stops at its last row), widened to
     the overview's column blocks. LSE = row max - log(largest weight): the largest weight is
@@ -122,9 +121,9 @@ def attend_in_tiles(inputs: AttentionInputs, value: torch.Tensor, tile_rows: int
     """
     heads, q, k = inputs.shape
     pool = BlockPool(heads, q, k, tiles.OVERVIEW_SIZE, value.device)
-    step = pool.tile_rows(tile_rows or tiles.TILE_ELEMENTS // (heads * k))
+    step = pool.tile_rows(tile_rows or tiles.tile_budget(q, k) // (heads * k))
     output = value.new_empty(q, heads, value.shape[-1])
-    lse = torch.empty(heads, q, dtype=torch.float64, device=value.device)
+    lse = torch.empty(heads, q, dtype=torch.float64)  # on the CPU: MPS has no float64
     every_head = slice(0, heads)
     for start in range(0, q, step):
         rows = slice(start, min(q, start + step))
@@ -134,7 +133,7 @@ def attend_in_tiles(inputs: AttentionInputs, value: torch.Tensor, tile_rows: int
         weights = torch.softmax(logits, dim=-1)
         output[rows] = grouped_matmul(weights, value[:, cols], every_head, inputs.group).transpose(0, 1)
         largest = pool.add(weights, rows, cols)  # [heads, r]
-        lse[:, rows] = logits.amax(-1).double() - largest.double().log()
+        lse[:, rows] = logits.amax(-1).cpu().double() - largest.cpu().double().log()
     return output, lse, pool
 
 
@@ -166,7 +165,7 @@ class TiledForward:
                                  None if bias is None else bias.to(query.device), _key_mask(mask))
         output, lse, pool = attend_in_tiles(inputs, value[0], self.tile_rows)
         kept = replace(inputs, query=_own(query[0]), key=_own(key[0]), bias=bias)
-        self.kept.setdefault(stack, []).append((kept, lse.cpu(), pool.result()))
+        self.kept.setdefault(stack, []).append((kept, lse, pool.result()))
         self.done += 1
         if self.progress is not None:
             self.progress(self.done, len(self.plan.calls))
@@ -275,7 +274,8 @@ def working_bytes(loaded: LoadedModel, n: int, m: int = 0) -> int:
     base model's logits where it has an LM head built in (T5), and three score tiles."""
     config = loaded.config.get_text_config()
     longest = max(n, m)
-    logits = 4 * longest * config.vocab_size if loaded.model.base_model is loaded.model else 0
+    with_head = loaded.model.base_model is loaded.model
+    logits = 4 * longest * getattr(config, "vocab_size", 0) if with_head else 0
     return 4 * longest * (16 * config.hidden_size + 4 * _ffn_size(config)) + logits + 3 * 4 * tiles.TILE_ELEMENTS
 
 

@@ -28,7 +28,7 @@ from models.analysis.numerics import BlockPool, block_pooled, block_size, readon
 
 OVERVIEW_SIZE = 96  # blocks a side of each head's overview image (viz.overview's largest thumbnail cell)
 MAX_WINDOW = 512  # rows and columns of exact weights a window may show
-TILE_ELEMENTS = 1 << 24  # weights held at once (64 MB in float32)
+TILE_ELEMENTS = 1 << 24  # weights held at once (64 MB in float32), and never more than one head's q x k
 
 
 class StackWeights(Protocol):
@@ -83,11 +83,17 @@ def _block(weights: StackWeights, layer: int, head: int | None, rows: slice, col
     return weights.block(layer, _heads(weights, head), rows, cols).mean(0)
 
 
+def tile_budget(q: int, k: int) -> int:
+    """Weights a tile may hold: TILE_ELEMENTS, and at most one head's q x k."""
+    return min(TILE_ELEMENTS, q * k)
+
+
 def row_tiles(weights: StackWeights, heads: int, rows: slice | None = None, step: int = 1) -> Iterator[slice]:
     """Consecutive slices of `rows` (all queries) whose blocks over `heads` heads and all keys hold
-    at most TILE_ELEMENTS weights; each a multiple of `step` rows long (the last may be shorter)."""
-    rows = rows or slice(0, weights.shape[2])
-    size = max(step, TILE_ELEMENTS // (heads * weights.shape[3]) // step * step)
+    at most tile_budget weights; each a multiple of `step` rows long (the last may be shorter)."""
+    _, _, q, k = weights.shape
+    rows = rows or slice(0, q)
+    size = max(step, tile_budget(q, k) // (heads * k) // step * step)
     for start in range(rows.start, rows.stop, size):
         yield slice(start, min(rows.stop, start + size))
 
