@@ -76,7 +76,14 @@ class RecomputedStack:
         return (len(self.layers), *self.layers[0].shape)
 
     def block(self, layer: int, heads: slice, rows: slice, cols: slice) -> torch.Tensor:
-        return self.layers[layer].weights(self.lse[layer], heads, rows, cols)
+        """float32 [h, r, c], recomputed in row tiles (whose float64 logits take 2 tiles' bytes)."""
+        out = torch.empty(heads.stop - heads.start, rows.stop - rows.start, cols.stop - cols.start)
+        step = max(1, tiles.TILE_ELEMENTS // 2 // (out.shape[0] * out.shape[2]))
+        for start in range(rows.start, rows.stop, step):
+            part = slice(start, min(rows.stop, start + step))
+            out[:, part.start - rows.start:part.stop - rows.start] = self.layers[layer].weights(
+                self.lse[layer], heads, part, cols)
+        return out
 
     def overview(self) -> tuple[np.ndarray, np.ndarray]:
         return self.pooled

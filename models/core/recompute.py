@@ -74,9 +74,8 @@ def mask_rule(q_length: int, kv_length: int, q_offset: int = 0, kv_offset: int =
 
 @dataclass(frozen=True, eq=False)
 class AttentionInputs:
-    """One attention call (one layer of one stack), on the CPU, float32.
-
-    Query head h reads key head h // (heads // kv_heads): grouped-query attention (Ainslie et
+    """One attention call (one layer of one stack), float32: on the model's device while the
+    forward pass runs, kept on the CPU. Query head h reads key head h // (heads // kv_heads): grouped-query attention (Ainslie et
     al. 2023) stores each key head once.
     """
 
@@ -126,7 +125,7 @@ class AttentionInputs:
     def weights(self, lse: torch.Tensor, heads: slice, rows: slice, cols: slice) -> torch.Tensor:
         """float32 [h, r, c] softmax weights, given the log-sum-exp of every row: float64 [heads, q].
 
-        exp(logit - lse) is formed in float64, so a block of columns is exact (to float32
-        rounding) without the rest of its rows.
+        logit - lse is formed in float64 (the two are close where weights matter), so a block of
+        columns is exact to float32 rounding without the rest of its rows.
         """
-        return torch.exp(self.logits(heads, rows, cols).double() - lse[heads, rows, None]).float()
+        return (self.logits(heads, rows, cols).double() - lse[heads, rows, None]).float().exp_()
