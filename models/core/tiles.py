@@ -74,6 +74,12 @@ def _span(part: slice, n: int) -> slice:
     return slice(start, stop)
 
 
+def _position(index: int, n: int) -> slice:
+    if not 0 <= index < n:
+        raise ValueError(f"position {index} is outside 0 ... {n - 1}")
+    return slice(index, index + 1)
+
+
 def _heads(weights: StackWeights, head: int | None) -> slice:
     return slice(0, weights.shape[1]) if head is None else slice(head, head + 1)
 
@@ -109,12 +115,12 @@ def window(weights: StackWeights, layer: int, head: int | None, rows: slice, col
 
 def query_row(weights: StackWeights, layer: int, head: int | None, query: int) -> np.ndarray:
     """[k]: how query `query` spreads its attention over the keys."""
-    return _block(weights, layer, head, slice(query, query + 1), slice(0, weights.shape[3]))[0].numpy()
+    return _block(weights, layer, head, _position(query, weights.shape[2]), slice(0, weights.shape[3]))[0].numpy()
 
 
 def key_column(weights: StackWeights, layer: int, head: int | None, key: int) -> np.ndarray:
     """[q]: the attention key `key` receives from every query."""
-    return _block(weights, layer, head, slice(0, weights.shape[2]), slice(key, key + 1))[:, 0].numpy()
+    return _block(weights, layer, head, slice(0, weights.shape[2]), _position(key, weights.shape[3]))[:, 0].numpy()
 
 
 def pooled_head(weights: StackWeights, layer: int, head: int | None, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -155,7 +161,7 @@ def rollout_rows(weights: StackWeights, vectors: np.ndarray, layer: int) -> np.n
 def rollout_row(weights: StackWeights, layer: int, query: int) -> np.ndarray:
     """[n]: which input tokens flow into position `query` after `layer` (row `query` of the rollout)."""
     one_hot = np.zeros((1, weights.shape[2]))
-    one_hot[0, query] = 1
+    one_hot[0, _position(query, weights.shape[2])] = 1
     return rollout_rows(weights, one_hot, layer)[0]
 
 
