@@ -23,7 +23,7 @@ import torch
 from models.analysis.numerics import BlockPool, block_count
 from models.core.attention_fn import recording, tiled
 from models.core.loading import LoadedModel
-from models.core.recompute import BLOCKED, AttentionInputs, KeyMask, grouped_matmul, seen_keys
+from models.core.recompute import BLOCKED, AttentionInputs, KeyMask, grouped_matmul
 from models.core.scores import IDENTITY_TOLERANCE, tensor_id
 from models.core.stacks import CROSS, DECODER, ENCODER, SELF, is_causal, named_attentions
 from models.core import tiles
@@ -76,13 +76,20 @@ class RecomputedStack:
         return (len(self.layers), *self.layers[0].shape)
 
     def block(self, layer: int, heads: slice, rows: slice, cols: slice) -> torch.Tensor:
-        """float32 [h, r, c], recomputed in row tiles (whose float64 logits take 2 tiles' bytes)."""
-        out = torch.empty(heads.stop - heads.start, rows.stop - rows.start, cols.stop - cols.start)
+        """float32 [h, r, c], recomputed in row tiles: whole rows by softmax, as the forward pass
+        did, other blocks from the kept log-sum-exp (float64 logits: 2 tiles' bytes)."""
+        inputs, whole = self.layers[layer], cols == slice(0, self.shape[3])
+        out = (torch.zeros if whole else torch.empty)(heads.stop - heads.start, rows.stop - rows.start,
+                                                       cols.stop - cols.start)
         step = max(1, tiles.TILE_ELEMENTS // 2 // (out.shape[0] * out.shape[2]))
         for start in range(rows.start, rows.stop, step):
             part = slice(start, min(rows.stop, start + step))
-            out[:, part.start - rows.start:part.stop - rows.start] = self.layers[layer].weights(
-                self.lse[layer], heads, part, cols)
+            into = out[:, part.start - rows.start:part.stop - rows.start]
+            if whole:
+                seen, _, weights = inputs.row_weights(heads, part)
+                into[..., seen] = weights
+            else:
+                into[...] = inputs.weights(self.lse[layer], heads, part, cols)
         return out
 
     def overview(self) -> tuple[np.ndarray, np.ndarray]:
@@ -122,8 +129,8 @@ def attend_in_tiles(inputs: AttentionInputs, value: torch.Tensor, tile_rows: int
     """The eager attention of one call in row tiles: (output [q, heads, d_v], lse float64 [heads, q]
     on the CPU, the heads' BlockPool). value [kv_heads, k, d_v]; inputs on value's device.
 
-    A tile covers the keys its rows may see (a causal tile stops at its last row), widened to
-    the overview's column blocks. LSE = row max - log(largest weight): the largest weight is
+    A tile covers the keys its rows may see (AttentionInputs.row_weights), widened to the
+    overview's column blocks. LSE = row max - log(largest weight): the largest weight is
     1 / sum(exp(logit - row max)), as softmax computed it.
     """
     heads, q, k = inputs.shape
@@ -134,10 +141,7 @@ def attend_in_tiles(inputs: AttentionInputs, value: torch.Tensor, tile_rows: int
     every_head = slice(0, heads)
     for start in range(0, q, step):
         rows = slice(start, min(q, start + step))
-        visible = inputs.visible(rows)  # [r, k], None without a mask
-        cols = pool.align(seen_keys(visible, k))
-        logits = inputs.logits(every_head, rows, cols, None if visible is None else visible[:, cols])  # [heads, r, c]
-        weights = torch.softmax(logits, dim=-1)
+        cols, logits, weights = inputs.row_weights(every_head, rows, pool.align)  # [heads, r, c]
         output[rows] = grouped_matmul(weights, value[:, cols], every_head, inputs.group).transpose(0, 1)
         largest = pool.add(weights, rows, cols)  # [heads, r]
         lse[:, rows] = logits.amax(-1).cpu().double() - largest.cpu().double().log()

@@ -75,8 +75,8 @@ def mask_rule(q_length: int, kv_length: int, q_offset: int = 0, kv_offset: int =
 @dataclass(frozen=True, eq=False)
 class AttentionInputs:
     """One attention call (one layer of one stack), float32: on the model's device while the
-    forward pass runs, kept on the CPU. Query head h reads key head h // (heads // kv_heads): grouped-query attention (Ainslie et
-    al. 2023) stores each key head once.
+    forward pass runs, kept on the CPU. Query head h reads key head h // (heads // kv_heads):
+    grouped-query attention (Ainslie et al. 2023) stores each key head once.
     """
 
     query: torch.Tensor  # [heads, q, d_head], after rotary embeddings where the model has them
@@ -121,6 +121,15 @@ class AttentionInputs:
         if len(partial):
             first, last = int(partial[0]), int(partial[-1]) + 1
             scores[..., first:last].masked_fill_(hidden[:, first:last], BLOCKED)
+
+    def row_weights(self, heads: slice, rows: slice, align: Callable[[slice], slice] = lambda cols: cols):
+        """Whole rows: (cols, logits, weights), both float32 [h, r, c], softmax over the keys cols
+        from the first to the last these rows may see (widened by `align`); the other keys' weight
+        is 0. A causal tile stops at its last row."""
+        visible = self.visible(rows)  # [r, k], None without a mask
+        cols = align(seen_keys(visible, self.key.shape[1]))
+        logits = self.logits(heads, rows, cols, None if visible is None else visible[:, cols])
+        return cols, logits, torch.softmax(logits, dim=-1)
 
     def weights(self, lse: torch.Tensor, heads: slice, rows: slice, cols: slice) -> torch.Tensor:
         """float32 [h, r, c] softmax weights, given the log-sum-exp of every row: float64 [heads, q].
