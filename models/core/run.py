@@ -7,12 +7,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from models.core import long_run, native_sparse
+from models.core import long_run, native_sparse, tiles
 from models.core.attention_fn import recording
 from models.core.loading import LoadedModel
 from models.core.scores import ScoresUnavailable, ScoreStack, capture_scores
 from models.core.stacks import CROSS, DECODER, ENCODER, SELF, is_causal, named_attentions
-from models.core import tiles
 from models.core.tiles import FullWeights, StackWeights
 
 SHORT_TOKENS = 512  # runs this short keep every weight: today's runs, which every page reads whole
@@ -77,9 +76,10 @@ class AttentionRun:
         encoder) by default. Kept whole for short runs, recomputed block by block for long ones."""
         if self.recomputed is not None:
             return self.recomputed[stack or next(iter(self.recomputed))]
-        arrays = {ENCODER: self.attentions, DECODER: self.decoder_attentions, CROSS: self.cross_attentions}
+        arrays = {SELF: self.attentions, ENCODER: self.attentions, DECODER: self.decoder_attentions,
+                  CROSS: self.cross_attentions}
         name = stack or (ENCODER if self.decoder_tokens is not None else SELF)
-        return FullWeights(name, self.attentions if name == SELF else arrays[name], is_causal(name, self.causal))
+        return FullWeights(name, arrays[name], is_causal(name, self.causal))
 
     def head(self, layer: int, head: int, stack: str | None = None) -> np.ndarray:
         """[q, k] float32: one head's weights, exact (recomputed for a long run: q x k x 4 bytes)."""
