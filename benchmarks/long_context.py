@@ -174,7 +174,7 @@ def table(args) -> list[str]:
                         f"{cell(results['eager'], 'eager')} | {cell(results['bertviz'], 'bertviz')} |")
             continue
         ratio = ours["seconds"] / sdpa["seconds"]
-        rows.append(f"| {n:,} | {sdpa['seconds']:.1f} s | {ours['seconds']:.1f} s | {ratio:.2f}× "
+        rows.append(f"| {n:,} | {cell(sdpa, 'sdpa')} | {ours['seconds']:.1f} s | {ratio:.2f}× "
                     f"| {ours['change_head']:.2f} s | {gb(ours['adds'])} | {gb(ours['kept'])} "
                     f"| {cell(results['eager'], 'eager')} | {cell(results['bertviz'], 'bertviz')} |")
     return rows

@@ -36,6 +36,6 @@ def test_long_context_benchmark_prints_its_table(tmp_path):
                              "--tokens", "256"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     seconds, gb = r"[\d.]+ s", r"[\d.]+ GB"
-    row = (rf"^\| 256 \| {seconds} \| {seconds} \| [\d.]+× \| {seconds} \| {gb} \| {gb} "
+    row = (rf"^\| 256 \| {seconds}, \+{gb} \| {seconds} \| [\d.]+× \| {seconds} \| {gb} \| {gb} "
            rf"\| {seconds}, \+{gb} \| {seconds}, \+{gb}, \d+ MB HTML \|$")
     assert re.search(row, result.stdout, re.MULTILINE), result.stdout

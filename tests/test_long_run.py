@@ -129,11 +129,15 @@ def test_rollout_rows_and_head_statistics_equal_the_dense_computations(runs, kin
         rollout = rollout_layers(expected)  # [layers, n, n]
         for layer, token in [(0, 3), (1, n - 1), (1, n // 2)]:
             np.testing.assert_allclose(tiles.rollout_row(weights, layer, token), rollout[layer, token], atol=TOLERANCE)
-        np.testing.assert_allclose(tiles.pooled_rollout(weights, 1, 24), block_pooled(rollout[1], 24)[0], atol=1e-6)
+        steps = []
+        pooled = tiles.pooled_rollout(weights, 1, 24, progress=lambda done, total: steps.append((done, total)))
+        np.testing.assert_allclose(pooled, block_pooled(rollout[1], 24)[0], atol=1e-6)
         special = run.special_mask if name != "decoder" else np.zeros(n, bool)
         stack_tokens = tokens.get(name, run.tokens)
         dense = head_statistics(expected, stack_tokens, special, weights.causal)
-        tiled_stats = tiles.head_statistics(weights, stack_tokens, special)
+        tiled_stats = tiles.head_statistics(weights, stack_tokens, special,
+                                            progress=lambda done, total: steps.append((done, total)))
+        assert steps == [(1, 2), (2, 2)] * 2  # after each layer: the rollout's two, the statistics' two
         assert tiled_stats.uniform_entropy == pytest.approx(dense.uniform_entropy)
         for metric, values in dense.values.items():
             np.testing.assert_allclose(tiled_stats.values[metric], values, atol=TOLERANCE, err_msg=metric)

@@ -14,7 +14,6 @@ models.core.scores). A model that fails gets NotRecomputable, saying where, and 
 """
 import weakref
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 import psutil
@@ -30,9 +29,6 @@ from models.core import tiles
 
 PROBE_TOKENS = 40
 PROBE_TILE_ROWS = 8  # several tiles even on the probe, so tile edges are checked too
-
-# fn(done, total) after each attention call; whatever it raises stops the run
-Progress = Callable[[int, int], None]
 
 
 class NotRecomputable(Exception):
@@ -152,7 +148,7 @@ class TiledForward:
     """attention_fn.tiled's hook for one forward pass: attends each call in row tiles and keeps
     what recomputes it, stack by stack."""
 
-    def __init__(self, plan: CallPlan, progress: Progress | None = None, tile_rows: int | None = None):
+    def __init__(self, plan: CallPlan, progress: tiles.Progress | None = None, tile_rows: int | None = None):
         self.plan, self.progress, self.tile_rows = plan, progress, tile_rows
         self.kept: dict[str, list] = {}  # stack -> [(AttentionInputs on the CPU, lse, (mean, max))]
         self.biases: dict[int, torch.Tensor | None] = {}  # data_ptr -> kept bias (None: all zero)
@@ -169,7 +165,7 @@ class TiledForward:
     def __call__(self, module, query, key, value, mask, scaling, **kwargs) -> torch.Tensor:
         if self.done >= len(self.plan.calls) or id(module) != self.plan.modules[self.done]:
             raise NotRecomputable("its attention calls differ from those of the probe")
-        stack, layer = self.plan.calls[self.done]
+        stack = self.plan.calls[self.done][0]
         scaling = float(query.shape[-1] ** -0.5 if scaling is None else scaling)
         bias = self._bias(kwargs.get("position_bias"), query.shape[1])
         inputs = AttentionInputs(query[0], key[0], scaling, kwargs.get("softcap"),
@@ -193,7 +189,7 @@ class TiledForward:
 
 
 def tiled_forward(loaded: LoadedModel, inputs: dict[str, torch.Tensor], plan: CallPlan,
-                  progress: Progress | None = None, tile_rows: int | None = None) -> dict[str, RecomputedStack]:
+                  progress: tiles.Progress | None = None, tile_rows: int | None = None) -> dict[str, RecomputedStack]:
     """Run the model (without its LM head) on inputs in tiled mode; its stacks by name.
 
     Whatever `progress` raises stops the run and propagates; what was kept is dropped first.

@@ -198,7 +198,7 @@ def _short_instead(loaded: LoadedModel, text: str, text_pair: str | None, with_s
 
 
 def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None, with_scores: bool = False,
-                  max_chars: int | None = None, progress: "long_run.Progress | None" = None,
+                  max_chars: int | None = None, progress: tiles.Progress | None = None,
                   tiled: bool | None = None) -> AttentionRun:
     """Attention of every layer and head for `text` (and sentence B `text_pair`).
 
@@ -239,15 +239,15 @@ def run_attention(loaded: LoadedModel, text: str, text_pair: str | None = None, 
     if tiled if tiled is not None else not (native or keeps_full_weights(loaded, n, m)):
         try:
             plan = long_run.call_plan(loaded, inputs)
+            if with_scores:
+                raise ScoresUnavailable(f"Pre-softmax scores of every head are kept for runs of at most "
+                                        f"{SHORT_TOKENS} tokens; this text has {n:,}.")
+            _check_memory(loaded, n, long_run.long_kept_bytes(plan, n, m) + long_run.working_bytes(loaded, n, m))
+            stacks = long_run.tiled_forward(loaded, inputs, plan, progress)
         except long_run.NotRecomputable as why:
             if tiled:
                 raise RunError(f"'{loaded.spec}' can't run in tiles: {why}.") from why
             return _short_instead(loaded, text, text_pair, with_scores, max_chars, str(why))
-        if with_scores:
-            raise ScoresUnavailable(f"Pre-softmax scores of every head are kept for runs of at most {SHORT_TOKENS} "
-                                    f"tokens; this text has {n:,}.")
-        _check_memory(loaded, n, long_run.long_kept_bytes(plan, n, m) + long_run.working_bytes(loaded, n, m))
-        stacks = long_run.tiled_forward(loaded, inputs, plan, progress)
         return AttentionRun(**common, attentions=None, recomputed=stacks)
     if native:
         _user_error(native_sparse.check_length, loaded.model, n)

@@ -18,7 +18,7 @@ Costs for a long run of n tokens, h heads, d dimensions per head:
     tiles.rollout_row(weights, layer=5, query=100)     # [n]
 """
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from models.analysis.numerics import BlockPool, block_pooled, block_size, readon
 OVERVIEW_SIZE = 96  # blocks a side of each head's overview image (viz.overview's largest thumbnail cell)
 MAX_WINDOW = 512  # rows and columns of exact weights a window may show
 TILE_ELEMENTS = 1 << 24  # weights held at once (64 MB in float32), and never more than one head's q x k
+
+# fn(done, total) after each layer of a long run, or of a view that recomputes every head; what it raises stops it
+Progress = Callable[[int, int], None]
 
 
 class StackWeights(Protocol):
@@ -133,7 +136,8 @@ def pooled_head(weights: StackWeights, layer: int, head: int | None, size: int) 
     return mean[0], maxima[0]
 
 
-def rollout_rows(weights: StackWeights, vectors: np.ndarray, layer: int) -> np.ndarray:
+def rollout_rows(weights: StackWeights, vectors: np.ndarray, layer: int,
+                 progress: Progress | None = None) -> np.ndarray:
     """[m, n] vectors @ R_layer, the rollout after `layer` (models.analysis.aggregation.rollout_layers:
     A' = 0.5 mean-over-heads + 0.5 I, rows renormalised, R_l = A'_l R_{l-1}), without R itself:
     one vector-matrix product per layer, down from `layer` to 0, over row tiles of A'.
@@ -155,17 +159,19 @@ def rollout_rows(weights: StackWeights, vectors: np.ndarray, layer: int) -> np.n
             mixed /= mixed.sum(-1, keepdim=True)
             mixed_flow[:, keys] += flow[:, rows] @ mixed
         flow = mixed_flow
+        if progress is not None:
+            progress(layer + 1 - current, layer + 1)
     return flow.float().numpy()
 
 
-def rollout_row(weights: StackWeights, layer: int, query: int) -> np.ndarray:
+def rollout_row(weights: StackWeights, layer: int, query: int, progress: Progress | None = None) -> np.ndarray:
     """[n]: which input tokens flow into position `query` after `layer` (row `query` of the rollout)."""
     one_hot = np.zeros((1, weights.shape[2]))
     one_hot[0, _position(query, weights.shape[2])] = 1
-    return rollout_rows(weights, one_hot, layer)[0]
+    return rollout_rows(weights, one_hot, layer, progress)[0]
 
 
-def pooled_rollout(weights: StackWeights, layer: int, size: int) -> np.ndarray:
+def pooled_rollout(weights: StackWeights, layer: int, size: int, progress: Progress | None = None) -> np.ndarray:
     """[<= size, <= size]: the rollout after `layer`, block mean-pooled (rows pooled before the
     products, columns after); costs the forward pass's attention up to `layer` again."""
     n = weights.shape[2]
@@ -174,13 +180,14 @@ def pooled_rollout(weights: StackWeights, layer: int, size: int) -> np.ndarray:
     averaging = np.zeros((blocks[-1] + 1, n))
     averaging[blocks, np.arange(n)] = 1
     averaging /= averaging.sum(1, keepdims=True)
-    flow = rollout_rows(weights, averaging, layer)  # [row blocks, n]
+    flow = rollout_rows(weights, averaging, layer, progress)  # [row blocks, n]
     pool = BlockPool(1, len(flow), n, size)  # one row per block already
     pool.add(torch.from_numpy(flow)[None], slice(0, len(flow)), slice(0, n))
     return pool.result()[0][0]
 
 
-def head_statistics(weights: StackWeights, tokens: list[str], special_mask: np.ndarray) -> HeadStatistics:
+def head_statistics(weights: StackWeights, tokens: list[str], special_mask: np.ndarray,
+                    progress: Progress | None = None) -> HeadStatistics:
     """models.analysis.head_stats.head_statistics of a self-attention stack, in row tiles: the same
     per-query values, summed tile by tile."""
     layers, heads, n, _ = weights.shape
@@ -192,5 +199,7 @@ def head_statistics(weights: StackWeights, tokens: list[str], special_mask: np.n
             block = weights.block(layer, slice(0, heads), rows, slice(0, n)).numpy()
             totals.add(query_values(block, np.arange(rows.start, rows.stop), keys))
         per_layer.append(totals.means())
+        if progress is not None:
+            progress(layer + 1, layers)
     values = {metric: np.stack([means[metric] for means in per_layer]) for metric in per_layer[0]}
     return HeadStatistics(values, uniform_entropy(n, weights.causal))
