@@ -38,6 +38,8 @@ def test_the_smollm2_load_benchmark_prints_its_table(tiny_models, tmp_path):
     for row in ("first: convert to a float32 folder, then load", "dequantizing the weights to float32",
                 "loading the converted folder", "later: the converted folder", "transformers' own GGUF load"):
         assert re.search(rf"^\| (&nbsp;)*{re.escape(row)}.* \| [\d.]+ s \|$", result.stdout, re.MULTILINE), row
+
+
 def test_heads_at_work_prints_its_tables(tiny_models):
     args = ["--model", str(tiny_models["llama"]), "--tokens", "16", "--repeats", "1"]
     result = subprocess.run([sys.executable, "-W", "ignore", "-m", "benchmarks.heads_at_work", *args],
@@ -47,3 +49,16 @@ def test_heads_at_work_prints_its_tables(tiny_models):
     for model in ("original", "L1-pruned 20%", "int8 \\(torchao\\)"):
         row = rf"^\| {model} \| {MS} \| {MB} \| [\d.]+% \| “.*” [\d.]+ \|$"
         assert re.search(row, result.stdout, re.M), result.stdout
+
+
+def test_long_context_benchmark_prints_its_table(tmp_path):
+    from tests.tiny_models import save_tiny_llama
+
+    model = save_tiny_llama(tmp_path / "llama")
+    result = subprocess.run([sys.executable, "-W", "ignore", "-m", "benchmarks.long_context", "--model", str(model),
+                             "--tokens", "256"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seconds, gb = r"[\d.]+ s", r"[\d.]+ GB"
+    row = (rf"^\| 256 \| {seconds}, \+{gb} \| {seconds} \| [\d.]+× \| {seconds} \| {gb} \| {gb} "
+           rf"\| {seconds}, \+{gb} \| {seconds}, \+{gb}, \d+ MB HTML \|$")
+    assert re.search(row, result.stdout, re.MULTILINE), result.stdout

@@ -3,8 +3,10 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from models import ModelLoadError, RunError, load_model, run_attention
+from models.core.loading import resolve_device
 from models.core.settings import Settings, settings_from_env
 from models.core.storage import data_dir
 
@@ -50,3 +52,36 @@ def test_models_over_the_parameter_cap_are_refused_before_loading(tiny_models):
 def test_texts_over_the_cap_are_refused(default_model):
     with pytest.raises(RunError, match="100,000 characters; this server runs at most 20,000"):
         run_attention(default_model, "a" * 100_000, max_chars=20_000)
+
+
+def test_device_and_longest_run_come_from_the_environment():
+    settings = settings_from_env({"EXPLORER_DEVICE": " CPU ", "EXPLORER_MAX_TOKENS": "4,096"})
+    assert settings.device == "cpu" and settings.max_tokens == 4096
+    defaults = settings_from_env({})
+    assert defaults.device == "auto" and defaults.max_tokens == 8192
+    with pytest.raises(ValueError, match="EXPLORER_DEVICE must be one of auto, cpu, cuda, mps, not 'tpu'"):
+        settings_from_env({"EXPLORER_DEVICE": "tpu"})
+
+
+def test_auto_device_is_cuda_then_mps_then_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+
+
+def test_a_device_the_machine_lacks_is_a_load_error(tiny_models, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ModelLoadError, match=r"run models on 'cuda' \(EXPLORER_DEVICE\), which this machine"):
+        load_model(str(tiny_models["bert"]), Settings(allowed_folders=None, device="cuda"))
+
+
+def test_the_longest_run_setting_cuts_texts_under_the_models_own_limit(tiny_models):
+    loaded = load_model(str(tiny_models["gpt2"]), Settings(allowed_folders=None, device="cpu", max_tokens=20))
+    assert loaded.max_tokens == 20 and loaded.device == torch.device("cpu")
+    run = run_attention(loaded, "word " * 50)
+    assert run.n == 20 and run.truncated
+    assert load_model(str(tiny_models["gpt2"])).max_tokens == 1024  # GPT-2's 1,024 positions

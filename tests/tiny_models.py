@@ -207,6 +207,8 @@ def save_tiny_mlm_series(folder: Path, steps=SERIES_STEPS, vocab_sentences: int 
         state = {"global_step": step, "log_history": [e for e in history if e["step"] <= step]}
         (folder / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps(state))
     return folder
+
+
 def _llama_cpp_rope_order(weight: torch.Tensor, heads: int) -> torch.Tensor:
     """q/k rows as llama.cpp stores them: each head's rotary pairs adjacent, where transformers keeps
     them as first half / second half (transformers undoes this when it reads a GGUF)."""
@@ -262,18 +264,56 @@ def write_llama_gguf(folder: Path, path: Path, architecture: str = "llama",
     return path
 
 
-LONGFORMER_TEXT = "The capital of Italy is Rome, hello world!"  # 12 tokens for the tiny RoBERTa tokenizer
+LONGFORMER_TEXT = "the cat sat on the mat because it was warm"  # [CLS] + 10 words + [SEP]: 12 tokens
+
+
+def save_tiny_llama(folder: Path, positions: int = 8192) -> Path:
+    """For long runs (tiny_config's Llama stops at 128 positions): a Llama decoder with grouped-query attention (6 query heads share 2 key/value heads, as
+    SmolLM2's 9 share 3), rotary positions and a byte-level tokenizer with no length limit."""
+    config = tf.LlamaConfig(vocab_size=400, hidden_size=48, intermediate_size=37, num_hidden_layers=2,
+                            num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=positions,
+                            bos_token_id=0, eos_token_id=0, architectures=["LlamaForCausalLM"])
+    torch.manual_seed(0)
+    tf.LlamaForCausalLM(config).save_pretrained(folder)
+    gpt2_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def save_tiny_gpt_oss(folder: Path) -> Path:
+    """A decoder whose attention adds a learned "sink" logit per head to every softmax (GPT-OSS):
+    weights a long run can't recompute from q and k."""
+    config = tf.GptOssConfig(vocab_size=400, hidden_size=32, intermediate_size=16, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, head_dim=8, num_local_experts=2,
+                             num_experts_per_tok=1, sliding_window=4, max_position_embeddings=8192,
+                             bos_token_id=0, eos_token_id=0, pad_token_id=0, architectures=["GptOssForCausalLM"])
+    torch.manual_seed(0)
+    model = tf.GptOssForCausalLM(config)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.sinks.fill_(2.0)  # a sink every head leans on
+    model.save_pretrained(folder)
+    gpt2_tokenizer().save_pretrained(folder)
+    return folder
 
 
 def save_tiny_longformer(folder: Path) -> Path:
-    """A Longformer (attention window 4): its attentions are [batch, heads, n, window + 1], each query's
-    weights over its local band, not token × token."""
-    h, n_layers, n_heads, ffn = SMALL["hidden"], SMALL["layers"], SMALL["heads"], SMALL["ffn"]
-    config = tf.LongformerConfig(attention_window=4, vocab_size=400, hidden_size=h, num_hidden_layers=n_layers,
-                                 num_attention_heads=n_heads, intermediate_size=ffn, max_position_embeddings=64,
-                                 pad_token_id=1, bos_token_id=0, eos_token_id=2,
+    """Longformer with a sliding window of 4 keys (2 on each side) and no global tokens by default: its
+    attentions come back [batch, heads, n, window + 1], each query's weights over its local band."""
+    config = tf.LongformerConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                 intermediate_size=37, attention_window=4, max_position_embeddings=600, pad_token_id=0,
                                  architectures=["LongformerForMaskedLM"])
     torch.manual_seed(0)
     tf.LongformerForMaskedLM(config).save_pretrained(folder)
-    roberta_tokenizer().save_pretrained(folder)
+    bert_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def save_tiny_bigbird(folder: Path) -> Path:
+    """BigBird with block-sparse attention: blocks of 4 tokens, one random block (block sparse from 45 tokens)."""
+    config = tf.BigBirdConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                              intermediate_size=37, attention_type="block_sparse", block_size=4, num_random_blocks=1,
+                              max_position_embeddings=600, pad_token_id=0, architectures=["BigBirdForMaskedLM"])
+    torch.manual_seed(0)
+    tf.BigBirdForMaskedLM(config).save_pretrained(folder)
+    bert_tokenizer().save_pretrained(folder)
     return folder

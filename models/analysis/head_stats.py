@@ -87,26 +87,6 @@ def punctuation_mask(tokens: list[str], special_mask: np.ndarray) -> np.ndarray:
     return np.array([is_punct(t) for t in tokens], dtype=bool) & ~np.asarray(special_mask, dtype=bool)
 
 
-def _missing(attentions: np.ndarray) -> np.ndarray:
-    """[layers, heads] NaN: a metric this text or model doesn't have (left out of available())."""
-    return np.full(attentions.shape[:2], np.nan, dtype=np.float32)
-
-
-def _key_share(attentions: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Mean over queries of the mass on the keys in mask `keys` [k]; NaN if the mask is empty."""
-    if not keys.any():
-        return _missing(attentions)
-    return (attentions @ keys.astype(attentions.dtype)).mean(axis=-1)
-
-
-def _diagonal_share(attentions: np.ndarray, offset: int) -> np.ndarray:
-    """Mean of a_i,i+offset over the queries i that have such a key."""
-    diagonal = np.diagonal(attentions, offset=offset, axis1=-2, axis2=-1)  # [..., a_i,i+offset]
-    if diagonal.shape[-1] == 0:
-        return _missing(attentions)
-    return diagonal.mean(axis=-1)
-
-
 def previous_occurrences(tokens: list[str]) -> np.ndarray:
     """[n] int: the latest j < i with tokens[j] == tokens[i], or -1 where token i is new."""
     latest: dict[str, int] = {}
@@ -117,23 +97,6 @@ def previous_occurrences(tokens: list[str]) -> np.ndarray:
     return found
 
 
-def _induction_share(attentions: np.ndarray, tokens: list[str], special: np.ndarray) -> np.ndarray:
-    """Mean over queries i whose (non-special) token occurred before at j of a_i,j+1, the token that
-    followed it then (Olsson et al. 2022); NaN if no token repeats."""
-    previous = previous_occurrences(tokens)
-    queries = np.flatnonzero((previous >= 0) & ~special)
-    if queries.size == 0:
-        return _missing(attentions)
-    return attentions[..., queries, previous[queries] + 1].mean(axis=-1)
-
-
-def _first_token_share(attentions: np.ndarray) -> np.ndarray:
-    """Mean of a_i,0 over queries i >= 1 (in a decoder the first query can only see itself)."""
-    if attentions.shape[-1] < 2:
-        return _missing(attentions)
-    return attentions[..., 1:, 0].mean(axis=-1)
-
-
 def uniform_entropy(n: int, causal: bool) -> float:
     """Entropy a head would have if every query spread evenly over the keys it may see."""
     if not causal:
@@ -141,27 +104,75 @@ def uniform_entropy(n: int, causal: bool) -> float:
     return float(np.mean(np.log(np.arange(1, n + 1))))
 
 
+@dataclass(frozen=True)
+class TextKeys:
+    """What the metrics need from a text's tokens, found once per run: the "to ..." metrics' key
+    sets and each query's induction key."""
+    shares: dict[HeadMetric, np.ndarray]  # metric -> [n] bool keys
+    induction: np.ndarray  # [n] int: the key after token i's previous occurrence, -1 if none (or special)
+    causal: bool
+
+
+def text_keys(tokens: list[str], special_mask: np.ndarray, causal: bool) -> TextKeys:
+    special = np.asarray(special_mask, dtype=bool)
+    first_special = np.zeros(len(special), dtype=bool)
+    first_special[0] = special[0]
+    previous = previous_occurrences(tokens)
+    induction = np.where((previous >= 0) & ~special, previous + 1, -1)  # Olsson et al. 2022
+    return TextKeys({HeadMetric.TO_FIRST_SPECIAL: first_special, HeadMetric.TO_SEPARATORS: special & ~first_special,
+                     HeadMetric.TO_PUNCTUATION: punctuation_mask(tokens, special)}, induction, causal)
+
+
+def _key_at(weights: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """[..., r] each row's weight on its key keys [r], NaN where that key doesn't exist."""
+    exists = (keys >= 0) & (keys < weights.shape[-1])
+    values = weights[..., np.arange(len(keys)), np.clip(keys, 0, weights.shape[-1] - 1)]
+    return np.where(exists, values, np.nan)
+
+
+def query_values(weights: np.ndarray, queries: np.ndarray, keys: TextKeys) -> dict[HeadMetric, np.ndarray]:
+    """Every metric of METRICS for each query: weights [..., r, n] are the rows of queries [r]
+    (positions) over all n keys; returns metric -> [..., r], NaN where the query has no such key
+    (an empty key set, no previous token, no earlier occurrence)."""
+    distance = np.abs(queries[:, None] - np.arange(weights.shape[-1])[None, :]).astype(np.float32)  # [r, n]
+    values = {HeadMetric.ENTROPY: entropy(weights),
+              HeadMetric.MEAN_DISTANCE: np.einsum("...ij,ij->...i", weights, distance)}
+    for metric, mask in keys.shares.items():
+        values[metric] = weights @ mask.astype(weights.dtype) if mask.any() else np.full(weights.shape[:-1], np.nan)
+    values[HeadMetric.TO_SELF] = _key_at(weights, queries)
+    values[HeadMetric.TO_PREVIOUS] = _key_at(weights, queries - 1)
+    # a causal query never sees its next token: the share would be 0 by construction, not a finding
+    values[HeadMetric.TO_NEXT] = _key_at(weights, np.where(keys.causal, -1, queries + 1))
+    values[HeadMetric.TO_FIRST_TOKEN] = _key_at(weights, np.where(queries >= 1, 0, -1))  # the first query has no choice
+    values[HeadMetric.INDUCTION] = _key_at(weights, keys.induction[queries])
+    return values
+
+
+class QueryTotals:
+    """Per-query values summed over row tiles, to their means over the queries that have them."""
+
+    def __init__(self):
+        self.sums: dict[HeadMetric, np.ndarray] = {}
+        self.counts: dict[HeadMetric, np.ndarray] = {}
+
+    def add(self, values: dict[HeadMetric, np.ndarray]) -> None:
+        for metric, value in values.items():
+            known = ~np.isnan(value)
+            self.sums[metric] = self.sums.get(metric, 0) + np.where(known, value, 0).sum(-1, dtype=np.float64)
+            self.counts[metric] = self.counts.get(metric, 0) + known.sum(-1)
+
+    def means(self) -> dict[HeadMetric, np.ndarray]:
+        """metric -> float32 mean over queries; NaN where no query had a value."""
+        return {metric: np.divide(total, self.counts[metric], out=np.full(np.shape(total), np.nan),
+                                  where=self.counts[metric] > 0).astype(np.float32)
+                for metric, total in self.sums.items()}
+
+
 def head_statistics(attentions: np.ndarray, tokens: list[str], special_mask: np.ndarray,
                     causal: bool = False) -> HeadStatistics:
-    """Every metric of METRICS for every head of a self-attention stack [layers, heads, n, n]."""
+    """Every metric of METRICS for every head of a self-attention stack [layers, heads, n, n]
+    (models.core.tiles.head_statistics: the same, in row tiles, for long runs)."""
     n = attentions.shape[-1]
-    special = np.asarray(special_mask, dtype=bool)
-    first_special = np.zeros(n, dtype=bool)
-    first_special[0] = special[0]
-    separators = special & ~first_special
-    positions = np.arange(n)
-    distance = np.abs(positions[:, None] - positions[None, :]).astype(np.float32)  # [n, n]
-    values = {
-        HeadMetric.ENTROPY: entropy(attentions).mean(axis=-1),
-        HeadMetric.MEAN_DISTANCE: np.einsum("lhij,ij->lhi", attentions, distance).mean(axis=-1),
-        HeadMetric.TO_FIRST_SPECIAL: _key_share(attentions, first_special),
-        HeadMetric.TO_SEPARATORS: _key_share(attentions, separators),
-        HeadMetric.TO_PUNCTUATION: _key_share(attentions, punctuation_mask(tokens, special)),
-        HeadMetric.TO_SELF: _diagonal_share(attentions, 0),
-        HeadMetric.TO_PREVIOUS: _diagonal_share(attentions, -1),
-        # a causal query never sees its next token: the share would be 0 by construction, not a finding
-        HeadMetric.TO_NEXT: _diagonal_share(attentions, 1) if not causal else _missing(attentions),
-        HeadMetric.TO_FIRST_TOKEN: _first_token_share(attentions),
-        HeadMetric.INDUCTION: _induction_share(attentions, tokens, special),
-    }
-    return HeadStatistics({k: v.astype(np.float32) for k, v in values.items()}, uniform_entropy(n, causal))
+    totals = QueryTotals()
+    totals.add(query_values(attentions, np.arange(n), text_keys(tokens, special_mask, causal)))
+    return HeadStatistics(totals.means(), uniform_entropy(n, causal))

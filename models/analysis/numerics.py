@@ -11,6 +11,13 @@ def _bins(n: int, size: int) -> torch.Tensor:
     return ((torch.arange(n) + 1) * size - 1) // n
 
 
+def readonly_tensor(array: np.ndarray) -> torch.Tensor:
+    """A float32 tensor sharing a (read-only) run array's memory; torch only reads it."""
+    with warnings.catch_warnings():  # runs are read-only; torch only reads them here
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
 def pooled(attentions: np.ndarray, size: int) -> np.ndarray:
     """[..., q, k] -> [..., min(size, q), min(size, k)]: every matrix mean-pooled, for the thumbnails of
     heads and the images of sparse masks (bool masks give the share of active cells under each pixel).
@@ -22,15 +29,95 @@ def pooled(attentions: np.ndarray, size: int) -> np.ndarray:
     if q <= size and k <= size:
         return attentions
     rows, cols = min(size, q), min(size, k)
-    with warnings.catch_warnings():  # runs are read-only; torch only reads them here
-        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-        flat = torch.from_numpy(np.ascontiguousarray(attentions, dtype=np.float32)).reshape(-1, q, k)
+    flat = readonly_tensor(attentions).reshape(-1, q, k)
     row_bins, col_bins = _bins(q, rows), _bins(k, cols)
     with torch.inference_mode():
         by_rows = torch.zeros(len(flat), rows, k).index_add_(1, row_bins, flat)  # [m, rows, k]
         summed = torch.zeros(len(flat), rows, cols).index_add_(2, col_bins, by_rows)  # [m, rows, cols]
         counts = torch.outer(torch.bincount(row_bins, minlength=rows), torch.bincount(col_bins, minlength=cols))
         return (summed / counts).reshape(*lead, rows, cols).numpy()
+
+
+def block_size(n: int, size: int) -> int:
+    """Positions per block when n positions are pooled to at most `size` blocks of equal length
+    (the last may be shorter): block pooling, which row tiles of a long run can do by reshaping."""
+    return max(1, -(-n // size))
+
+
+def block_count(n: int, size: int) -> int:
+    """Blocks of block_size(n, size) positions that n positions make (at most `size`)."""
+    return -(-n // block_size(n, size))
+
+
+def block_reduce(x: torch.Tensor, dim: int, block: int, how: str) -> torch.Tensor:
+    """x summed ("sum") or maximised ("amax") over consecutive blocks of `block` positions along `dim`."""
+    reduce = getattr(torch, how)
+    length = x.shape[dim]
+    full = length // block * block
+    parts = [reduce(x.narrow(dim, 0, full).unflatten(dim, (-1, block)), dim + 1)] if full else []
+    if full < length:
+        parts.append(reduce(x.narrow(dim, full, length - full), dim, keepdim=True))
+    return torch.cat(parts, dim) if len(parts) > 1 else parts[0]
+
+
+def _block_counts(n: int, block: int) -> torch.Tensor:
+    """[ceil(n / block)] positions in each block."""
+    blocks = -(-n // block)
+    counts = torch.full((blocks,), block)
+    counts[-1] = n - (blocks - 1) * block
+    return counts
+
+
+class BlockPool:
+    """Mean- and max-pooling of [m, q, k] matrices over blocks of block_size(q, size) queries x
+    block_size(k, size) keys, accumulated from row tiles (a long run never holds a whole head).
+
+    A tile's rows must start at a row-block edge and its columns at a column-block edge
+    (`tile_rows`, `align`); columns left out of every tile count as zero weight.
+    """
+
+    def __init__(self, m: int, q: int, k: int, size: int, device: torch.device | str = "cpu"):
+        self.q, self.k = q, k
+        self.rows, self.cols = block_size(q, size), block_size(k, size)
+        shape = (m, block_count(q, size), block_count(k, size))
+        self.sums = torch.zeros(shape, device=device)
+        self.maxima = torch.zeros(shape, device=device)
+
+    def tile_rows(self, budget: int) -> int:
+        """The most rows, whole row blocks, at most `budget` (but at least one block)."""
+        return max(self.rows, budget // self.rows * self.rows)
+
+    def align(self, cols: slice) -> slice:
+        """cols widened to column-block edges (or the last key)."""
+        return slice(cols.start // self.cols * self.cols, min(self.k, -(-cols.stop // self.cols) * self.cols))
+
+    def add(self, tile: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
+        """Pool tile [m, r, c] of rows x cols in; returns its row maxima [m, r]."""
+        col_sums, col_maxima = block_reduce(tile, 2, self.cols, "sum"), block_reduce(tile, 2, self.cols, "amax")
+        sums, maxima = block_reduce(col_sums, 1, self.rows, "sum"), block_reduce(col_maxima, 1, self.rows, "amax")
+        first_row, first_col = rows.start // self.rows, cols.start // self.cols
+        where = (slice(None), slice(first_row, first_row + sums.shape[1]), slice(first_col, first_col + sums.shape[2]))
+        self.sums[where] += sums
+        self.maxima[where] = torch.maximum(self.maxima[where], maxima)
+        return col_maxima.amax(-1)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, max) float32 [m, row blocks, column blocks] on the CPU."""
+        counts = torch.outer(_block_counts(self.q, self.rows), _block_counts(self.k, self.cols))
+        return (self.sums.cpu() / counts).numpy(), self.maxima.cpu().numpy()
+
+
+def block_pooled(attentions: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """[..., q, k] -> (mean, max) [..., ceil(q / bq), ceil(k / bk)] pooled over blocks of
+    bq = block_size(q, size) queries x bk = block_size(k, size) keys: the overview of a run
+    (max-pooling keeps a sharp head visible where the mean would wash it out)."""
+    *lead, q, k = attentions.shape
+    with torch.inference_mode():
+        flat = readonly_tensor(attentions).reshape(-1, q, k)
+        pool = BlockPool(len(flat), q, k, size)
+        pool.add(flat, slice(0, q), slice(0, k))
+        mean, maxima = pool.result()
+    return mean.reshape(*lead, *mean.shape[1:]), maxima.reshape(*lead, *maxima.shape[1:])
 
 
 def softmax(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:

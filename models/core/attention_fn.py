@@ -6,7 +6,9 @@ passes it runs in its own thread (a context variable, so concurrent sessions sha
 one model never see each other's hooks):
 - `recording()`: keep q, k, the scale and the weights of every attention call;
 - `extra_mask(fn)`: add an extra additive mask to the scores before softmax;
-- `head_gate(fn)`: pass each call's output, per head, through fn before the output projection.
+- `head_gate(fn)`: pass each call's output, per head, through fn before the output projection;
+- `tiled(fn)`: hand every call to fn, which attends in row tiles (models.core.long_run), and
+  build masks as rules (models.core.recompute.KeyMask), so nothing is n x n.
 """
 import contextlib
 import contextvars
@@ -19,12 +21,16 @@ from transformers import AttentionInterface, AttentionMaskInterface
 from transformers.masking_utils import eager_mask
 from transformers.models.bert.modeling_bert import eager_attention_forward as generic_eager
 
+from models.core.recompute import mask_rule
+
 IMPLEMENTATION = "attention_explorer"
 
 # fn(module, q_len, k_len) -> additive mask broadcastable to [batch, heads, q_len, k_len], or None
 ExtraMask = Callable[[torch.nn.Module, int, int], "torch.Tensor | None"]
 # fn(module, output [batch, q_len, heads, d_head]) -> output of the same shape (models.interventions)
 HeadGate = Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]
+# fn(module, query, key, value, mask, scaling, **kwargs) -> attn_output [batch, q_len, heads, d_head]
+TiledAttention = Callable[..., torch.Tensor]
 
 
 @dataclass
@@ -45,6 +51,7 @@ class _Hooks:
     calls: list[AttentionCall] | None = None
     extra_mask: ExtraMask | None = None
     head_gate: HeadGate | None = None
+    tiled: TiledAttention | None = None
 
 
 _hooks: contextvars.ContextVar[_Hooks | None] = contextvars.ContextVar("attention_hooks", default=None)
@@ -84,6 +91,16 @@ def head_gate(fn: HeadGate) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def tiled(fn: TiledAttention) -> Iterator[None]:
+    """Hand every attention call made inside the block to fn (this thread only); it returns no weights."""
+    current = _hooks.get()
+    if current is not None and current.extra_mask is not None:
+        raise ValueError("A tiled run doesn't take an extra mask: its recomputed weights wouldn't see it.")
+    with _with_hooks(tiled=fn):
+        yield
+
+
 def _family_eager(module: torch.nn.Module) -> Callable:
     """The eager attention of the module's own model file (T5 adds its position bias there)."""
     return getattr(sys.modules[type(module).__module__], "eager_attention_forward", generic_eager)
@@ -104,16 +121,19 @@ def _combine(mask: torch.Tensor | None, extra: torch.Tensor, dtype: torch.dtype)
 def explorer_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """Same signature and result as transformers' eager_attention_forward."""
     hooks = _hooks.get()
-    if hooks is not None and hooks.extra_mask is not None:
-        extra = hooks.extra_mask(module, query.shape[-2], key.shape[-2])
-        if extra is not None:
-            attention_mask = _combine(attention_mask, extra, query.dtype)
-    output, weights = _family_eager(module)(
-        module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
-    )
+    if hooks is not None and hooks.tiled is not None:
+        output, weights = hooks.tiled(module, query, key, value, attention_mask, scaling, **kwargs), None
+    else:
+        if hooks is not None and hooks.extra_mask is not None:
+            extra = hooks.extra_mask(module, query.shape[-2], key.shape[-2])
+            if extra is not None:
+                attention_mask = _combine(attention_mask, extra, query.dtype)
+        output, weights = _family_eager(module)(
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+        )
     if hooks is not None and hooks.head_gate is not None:
         output = hooks.head_gate(module, output)  # heads' outputs, before the output projection mixes them
-    if hooks is not None and hooks.calls is not None:
+    if hooks is not None and hooks.calls is not None and weights is not None:
         hooks.calls.append(
             AttentionCall(
                 module=module,
@@ -128,5 +148,13 @@ def explorer_attention(module, query, key, value, attention_mask, scaling=None, 
     return output, weights
 
 
+def explorer_mask(**kwargs):
+    """transformers' eager mask; in a tiled block the mask's rule (a KeyMask) wherever it broadcasts."""
+    hooks = _hooks.get()
+    if hooks is not None and hooks.tiled is not None and not kwargs.get("use_vmap"):
+        return mask_rule(**kwargs)
+    return eager_mask(**kwargs)
+
+
 AttentionInterface.register(IMPLEMENTATION, explorer_attention)
-AttentionMaskInterface.register(IMPLEMENTATION, eager_mask)
+AttentionMaskInterface.register(IMPLEMENTATION, explorer_mask)

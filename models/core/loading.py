@@ -48,7 +48,6 @@ PRESETS = (
     "t5-small",
     "facebook/bart-base",
 )
-MAX_TOKENS = 512  # longest input the app runs; longer text is truncated with a notice
 HUB_TIMEOUT_S = 3.0
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 REVISION = re.compile(r"^[\w./-]+$")
@@ -71,11 +70,11 @@ class ModelLoadError(Exception):
 class LoadedModel:
     spec: str  # what the user asked for
     source: str  # the folder or hub id it was loaded from
-    model: PreTrainedModel  # in eval mode, float32, on the CPU
+    model: PreTrainedModel  # in eval mode, float32, on the settings' device (the CPU by default)
     tokenizer: PreTrainedTokenizerBase
     kind: Kind
     has_mlm_head: bool
-    max_tokens: int  # inputs are truncated to this many tokens
+    max_tokens: int  # inputs are truncated to this many tokens (settings' max_tokens and the model's own limit)
     notices: tuple[str, ...] = ()  # what the load left out or found odd, for the user to see
     has_lm_head: bool = False  # a causal LM whose next-token head came with the weights
 
@@ -109,6 +108,10 @@ class LoadedModel:
     def rotary(self) -> bool:
         """Are positions rotary embeddings (RoPE, Su et al. 2021), applied to q and k inside attention?"""
         return getattr(self.config.get_text_config(), "rope_parameters", None) is not None
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
 
     @property
     def num_parameters(self) -> int:
@@ -346,12 +349,24 @@ def _weights_notice(model: PreTrainedModel, missing: set[str], spec: str) -> str
             "here; its attention is complete.")
 
 
-def _max_tokens(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> int:
+def _max_tokens(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase, limit: int) -> int:
     text_config = config.get_text_config()
-    limits = [MAX_TOKENS, tokenizer.model_max_length]
+    limits = [limit, tokenizer.model_max_length]
     limits += [getattr(text_config, name) for name in ("max_position_embeddings", "n_positions")
                if isinstance(getattr(text_config, name, None), int)]
     return int(min(limits))
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for a settings' device name (models.core.settings.DEVICES): 'auto' is cuda if
+    available, else mps if available, else cpu. A device this machine lacks is a ModelLoadError."""
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if name == "auto":
+        return torch.device(next(device for device in ("cuda", "mps", "cpu") if available[device]))
+    if not available.get(name, False):
+        raise ModelLoadError(f"This server is set to run models on '{name}' (EXPLORER_DEVICE), which this machine "
+                             "doesn't have.")
+    return torch.device(name)
 
 
 def _parameter_count(auto_class: type, config: PretrainedConfig) -> int:
@@ -384,13 +399,16 @@ def _check_size(spec: str, config: PretrainedConfig, settings: Settings | None) 
 def load_model(spec: str, settings: Settings | None = None, progress: Progress | None = None) -> LoadedModel:
     """Load `spec` (alias, folder, GGUF file or hub id) for attention extraction. Never runs remote code.
 
-    `settings` (a server's deployment settings) restricts folders, hub ids and model size.
+    `settings` (a server's deployment settings) restricts folders, hub ids and model size, and sets the
+    longest run and the device (without settings: Settings' defaults, 8,192 tokens and 'auto').
     A GGUF file is converted to a float32 folder on first use (models.core.gguf); `progress(stage,
     share done)` is called during that conversion.
     """
     spec = (spec or "").strip()
     if not spec:
         raise ModelLoadError("No model given: pick one in the sidebar.")
+    defaults = settings or Settings(allowed_folders=None)
+    device = resolve_device(defaults.device)
     with _step("reading its config", spec):
         source, config = _resolve(spec, settings, progress)
     kind, auto_class, has_mlm_head = _kind_and_class(config)
@@ -408,7 +426,7 @@ def load_model(spec: str, settings: Settings | None = None, progress: Progress |
             output_loading_info=True,  # weights the files lack are random: reported, never silent
             **where,
         )
-    model.eval()
+    model.eval().to(device)
     headless = _weights_notice(model, loading_info["missing_keys"], spec)
     notices = tuple(n for n in (headless, _vocabulary_notice(tokenizer, config)) if n)
     return LoadedModel(
@@ -418,7 +436,7 @@ def load_model(spec: str, settings: Settings | None = None, progress: Progress |
         tokenizer=tokenizer,
         kind=kind,
         has_mlm_head=has_mlm_head and headless is None,
-        max_tokens=_max_tokens(config, tokenizer),
+        max_tokens=_max_tokens(config, tokenizer, defaults.max_tokens),
         notices=notices,
         has_lm_head=kind == "decoder" and headless is None,
     )

@@ -107,7 +107,7 @@ def fill_mask(loaded: LoadedModel, text: str, top_k: int = 5, max_chars: int | N
         raise NoMaskError(_no_mask_message(mask, text, cut))
     with torch.inference_mode():
         logits = loaded.model(**model_inputs(loaded, encoding)).logits[0, positions]  # [masks, vocab]
-    probabilities = logits.float().softmax(dim=-1)
+    probabilities = logits.float().cpu().softmax(dim=-1)
     return FillMask(
         tokens=loaded.tokenizer.convert_ids_to_tokens(input_ids[0].tolist()),
         masks=[MaskPrediction(position, top_candidates(loaded.tokenizer, row, top_k, include_special), row.numpy())
@@ -136,7 +136,7 @@ def _check_causal(loaded: LoadedModel) -> None:
 def _logits(loaded: LoadedModel, input_ids: torch.Tensor) -> torch.Tensor:
     """[n, vocab] float32 next-token logits of a causal LM for input_ids [1, n]."""
     with torch.inference_mode():
-        return loaded.model(input_ids=input_ids, use_cache=False).logits[0].float()
+        return loaded.model(input_ids=input_ids.to(loaded.device), use_cache=False).logits[0].float().cpu()
 
 
 def next_token_predictions(loaded: LoadedModel, text: str | Sequence[int], top_k: int = 5, position: int | None = None,

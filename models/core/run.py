@@ -1,17 +1,24 @@
-"""Run a loaded model on a text and keep its attention as numpy arrays."""
+"""Run a loaded model on a text and keep its attention: every weight for short runs, what
+recomputes them for long ones (models.core.long_run)."""
 import contextlib
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 import torch
 from transformers import BatchEncoding
 
+from models.core import long_run, native_sparse, tiles
 from models.core.attention_fn import recording
 from models.core.loading import LoadedModel
-from models.core.scores import ScoreStack, capture_scores
+from models.core.scores import ScoreStack, ScoresUnavailable, capture_scores
+from models.core.stacks import CROSS, DECODER, ENCODER, SELF, is_causal, named_attentions
+from models.core.tiles import FullWeights, StackWeights
 from models.core.token_text import special_token_ids, token_labels
+
+SHORT_TOKENS = 512  # runs this short keep every weight: today's runs, which every page reads whole
+FULL_WEIGHTS_BYTES = 512 << 20  # longer runs keep every weight while they take at most this
 
 
 class RunError(ValueError):
@@ -24,11 +31,15 @@ class AttentionRun:
 
     For encoder-decoder models `tokens`/`attentions` are the encoder's, and the decoder_* and
     cross_attentions fields are set. n = len(tokens), m = len(decoder_tokens).
+
+    A long run (see keeps_full_weights) has no `attentions`: `weights(stack)` recomputes any
+    block of any head from the kept queries and keys (`recomputed`), and models.core.tiles
+    builds every view from such blocks. `head()` and `window()` work for every run.
     """
 
     model_spec: str
     tokens: list[str]  # n tokens as the tokenizer writes them ("##ing", "Ġthe", "▁the")
-    attentions: np.ndarray  # [layers, heads, n, n] float32
+    attentions: np.ndarray | None  # [layers, heads, n, n] float32; None for a long run
     causal: bool  # a query sees only keys j <= i
     segment_ids: np.ndarray  # [n] int8: 0 sentence A, 1 sentence B, -1 special token
     special_mask: np.ndarray  # [n] bool: tokens the tokenizer added ([CLS], [SEP], <s>, </s>)
@@ -39,6 +50,8 @@ class AttentionRun:
     decoder_attentions: np.ndarray | None = None  # [layers, heads, m, m] float32, causal
     cross_attentions: np.ndarray | None = None  # [layers, heads, m, n] float32
     score_stacks: dict[str, ScoreStack] | None = None  # with_scores=True: q, k, raw scores per stack
+    recomputed: dict[str, "long_run.RecomputedStack"] | None = None  # a long run's stacks by name
+    notice: str | None = None  # why the run is shorter than the model's limit, beyond `truncated`
 
     @property
     def scores(self) -> np.ndarray | None:
@@ -57,11 +70,32 @@ class AttentionRun:
 
     @property
     def num_layers(self) -> int:
-        return self.attentions.shape[0]
+        return self.weights().shape[0]
 
     @property
     def num_heads(self) -> int:
-        return self.attentions.shape[1]
+        return self.weights().shape[1]
+
+    def weights(self, stack: str | None = None) -> StackWeights:
+        """One stack's weights by name (models.core.stacks); the first stack (self-attention or
+        encoder) by default. Kept whole for short runs, recomputed block by block for long ones."""
+        if self.recomputed is not None:
+            return self.recomputed[stack or next(iter(self.recomputed))]
+        arrays = {SELF: self.attentions, ENCODER: self.attentions, DECODER: self.decoder_attentions,
+                  CROSS: self.cross_attentions}
+        name = stack or (ENCODER if self.decoder_tokens is not None else SELF)
+        return FullWeights(name, arrays[name], is_causal(name, self.causal))
+
+    def head(self, layer: int, head: int, stack: str | None = None) -> np.ndarray:
+        """[q, k] float32: one head's weights, exact (recomputed for a long run: q x k x 4 bytes)."""
+        weights = self.weights(stack)
+        _, _, q, k = weights.shape
+        return weights.block(layer, slice(head, head + 1), slice(0, q), slice(0, k))[0].numpy()
+
+    def window(self, layer: int, head: int | None, rows: slice, cols: slice, stack: str | None = None) -> np.ndarray:
+        """[r, c] exact weights of queries `rows` x keys `cols` (at most tiles.MAX_WINDOW a side);
+        head None: the layer mean."""
+        return tiles.window(self.weights(stack), layer, head, rows, cols)
 
     @property
     def truncated(self) -> bool:
@@ -73,35 +107,37 @@ class AttentionStack:
     """One family of attention matrices of a run: queries from one token list, keys from another."""
 
     name: str  # "self-attention", "encoder", "decoder" or "cross"
-    attentions: np.ndarray  # [layers, heads, q, k] float32
+    attentions: np.ndarray | None  # [layers, heads, q, k] float32; None for a long run
     query_tokens: list[str]  # q, as the tokenizer writes them
     key_tokens: list[str]  # k
     causal: bool
     query_labels: list[str]  # q, as a reader sees them (AttentionRun.labels)
     key_labels: list[str]  # k
+    weights: StackWeights  # the same weights, kept or recomputed (models.core.tiles)
 
 
 def attention_stacks(run: AttentionRun) -> dict[str, AttentionStack]:
     """The run's stacks by name: one for encoders and decoders, three for encoder-decoders."""
     encoder, decoder = (run.tokens, run.labels), (run.decoder_tokens, run.decoder_labels)
     if run.decoder_tokens is None:
-        return {"self-attention": _stack("self-attention", run.attentions, encoder, encoder, run.causal)}
+        return {SELF: _stack(run, SELF, run.attentions, encoder, encoder)}
     return {
-        "encoder": _stack("encoder", run.attentions, encoder, encoder, False),
-        "decoder": _stack("decoder", run.decoder_attentions, decoder, decoder, True),
-        "cross": _stack("cross", run.cross_attentions, decoder, encoder, False),
+        ENCODER: _stack(run, ENCODER, run.attentions, encoder, encoder),
+        DECODER: _stack(run, DECODER, run.decoder_attentions, decoder, decoder),
+        CROSS: _stack(run, CROSS, run.cross_attentions, decoder, encoder),
     }
 
 
-def _stack(name: str, attentions: np.ndarray, queries: tuple[list[str], list[str]],
-           keys: tuple[list[str], list[str]], causal: bool) -> AttentionStack:
+def _stack(run: AttentionRun, name: str, attentions: np.ndarray | None, queries: tuple[list[str], list[str]],
+           keys: tuple[list[str], list[str]]) -> AttentionStack:
     """queries, keys: (tokens, labels)."""
-    return AttentionStack(name, attentions, queries[0], keys[0], causal, queries[1], keys[1])
+    return AttentionStack(name, attentions, queries[0], keys[0], is_causal(name, run.causal), queries[1], keys[1],
+                          run.weights(name))
 
 
 def layers_to_array(attentions: tuple[torch.Tensor, ...]) -> np.ndarray:
-    """tuple of layers x [batch=1, heads, q, k] -> float32 [layers, heads, q, k]."""
-    return torch.stack([a[0].float() for a in attentions]).numpy()
+    """tuple of layers x [batch=1, heads, q, k] -> float32 [layers, heads, q, k] on the CPU."""
+    return torch.stack([a[0].float() for a in attentions]).cpu().numpy()
 
 
 def check_text(text: str, text_pair: str | None = None, max_chars: int | None = None) -> None:
@@ -152,13 +188,14 @@ def model_inputs(loaded: LoadedModel, encoding, decoder_text: str | None = None)
     as BERT's; never for decoders or encoder-decoders (GPT-2 would add them through its token
     embeddings). For an encoder-decoder, `decoder_text` adds decoder_input_ids [1, m]: that text's
     tokens shifted right (teacher forcing); without it the inputs suit the encoder alone. The one
-    rule for every forward pass on a user's text: runs, fill-mask, enforced patterns, losses."""
+    rule for every forward pass on a user's text: runs, fill-mask, enforced patterns, losses. The
+    tensors are on the model's device."""
     names = ("input_ids", "attention_mask") + (("token_type_ids",) if loaded.kind == "encoder" else ())
     inputs = {name: encoding[name] for name in names if name in encoding}
     if loaded.kind == "encoder-decoder" and decoder_text is not None:
         inputs["decoder_input_ids"] = loaded.model.prepare_decoder_input_ids_from_labels(
             labels=decoder_target_ids(loaded, decoder_text))
-    return inputs
+    return {name: value.to(loaded.device) for name, value in inputs.items()}
 
 
 def encode_ids(loaded: LoadedModel, input_ids: Sequence[int]):
@@ -200,18 +237,57 @@ def decoder_target_ids(loaded: LoadedModel, target: str) -> torch.Tensor:
                             return_tensors="pt")["input_ids"]
 
 
-def named_attentions(loaded: LoadedModel, outputs) -> dict[str, tuple[torch.Tensor, ...]]:
-    """The model's output attentions by stack name, as in attention_stacks (layers of [batch, heads, q, k])."""
+def model_attentions(loaded: LoadedModel, outputs) -> dict[str, tuple[torch.Tensor, ...]]:
+    """The model's output attentions by stack name (models.core.stacks.named_attentions); a RunError
+    for a model that reports none."""
     seq2seq = loaded.kind == "encoder-decoder"
     if not getattr(outputs, "encoder_attentions" if seq2seq else "attentions", None):
         raise RunError(f"'{loaded.spec}' gives no attention weights: a {loaded.config.model_type} model has "
                        "no attention layers, or doesn't report them.")
-    return ({"encoder": outputs.encoder_attentions, "decoder": outputs.decoder_attentions,
-             "cross": outputs.cross_attentions} if seq2seq else {"self-attention": outputs.attentions})
+    return named_attentions(outputs, seq2seq)
+
+
+def full_weights_bytes(loaded: LoadedModel, n: int, m: int = 0) -> int:
+    """Bytes of every weight of a run of n tokens (m decoder tokens): layers x heads x q x k x 4, all stacks."""
+    squares = n * n + m * m + m * n if loaded.kind == "encoder-decoder" else n * n
+    heads = getattr(loaded.config.get_text_config(), "num_attention_heads", 0)  # 0: no attention (Mamba)
+    return 4 * loaded.num_layers * heads * squares
+
+
+def keeps_full_weights(loaded: LoadedModel, n: int, m: int = 0) -> bool:
+    """Does a run keep every weight (run.attentions)? Always up to SHORT_TOKENS tokens; longer while
+    they take at most FULL_WEIGHTS_BYTES (a small model's). Other runs are long runs (models.core.long_run)."""
+    return max(n, m) <= SHORT_TOKENS or full_weights_bytes(loaded, n, m) <= FULL_WEIGHTS_BYTES
+
+
+def _check_memory(loaded: LoadedModel, n: int, needed: int) -> None:
+    free = long_run.available_memory()
+    if needed > free:
+        raise RunError(f"A run of {n:,} tokens of '{loaded.spec}' needs about {needed / 2**30:.1f} GB of memory and "
+                       f"{free / 2**30:.1f} GB are free: shorten the text (it stays in the box) or try again later.")
+
+
+def _user_error(fn, *args):
+    """fn(*args), its NativeSparseError (a message for the user) as a RunError."""
+    try:
+        return fn(*args)
+    except native_sparse.NativeSparseError as error:
+        raise RunError(str(error)) from error
+
+
+def _short_instead(loaded: LoadedModel, text: str, text_pair: str | None, with_scores: bool,
+                   max_chars: int | None, why: str) -> AttentionRun:
+    """The run cut to SHORT_TOKENS, with a notice, for a model a long run can't recompute."""
+    short = run_attention(replace(loaded, max_tokens=min(loaded.max_tokens, SHORT_TOKENS)), text, text_pair,
+                          with_scores, max_chars, tiled=False)
+    return replace(short, notice=f"The text is cut to {SHORT_TOKENS} tokens: '{loaded.spec}' "
+                                 f"({loaded.config.model_type}) runs longer texts only if every weight can be "
+                                 f"recomputed from queries and keys, and {why}.")
 
 
 def run_attention(loaded: LoadedModel, text: str | Sequence[int], text_pair: str | None = None,
-                  with_scores: bool = False, max_chars: int | None = None) -> AttentionRun:
+                  with_scores: bool = False, max_chars: int | None = None, progress: tiles.Progress | None = None,
+                  tiled: bool | None = None) -> AttentionRun:
     """Attention of every layer and head for `text` (and sentence B `text_pair`).
 
     `text` may also be token ids, run as they are (models.analysis.induction's probe: random ids
@@ -219,8 +295,15 @@ def run_attention(loaded: LoadedModel, text: str | Sequence[int], text_pair: str
 
     For encoder-decoder models `text_pair` is the decoder's text (teacher-forced); without it
     the decoder reads `text` itself. with_scores=True also keeps the pre-softmax scores
-    (models.core.scores; raises ScoresUnavailable where a model can't give them).
+    (models.core.scores; raises ScoresUnavailable where a model can't give them, and for long runs).
     `max_chars` refuses longer texts with a RunError (a server's cap).
+
+    Runs that keeps_full_weights refuses are long runs (models.core.long_run): `progress(done,
+    total)` is called after each attention layer, and whatever it raises stops the run, which
+    then keeps nothing; a model whose attention can't be recomputed runs its first SHORT_TOKENS
+    tokens instead, with a `notice`. `tiled` forces (True) or forbids (False) a long run. A run
+    that wouldn't fit in the memory available now is refused with a RunError before it starts.
+    Native sparse models (Longformer, BigBird) come back as n x n (models.core.native_sparse).
     """
     if isinstance(text, str):
         encoding, full_length = encode(loaded, text, text_pair, max_chars)
@@ -234,21 +317,12 @@ def run_attention(loaded: LoadedModel, text: str | Sequence[int], text_pair: str
         decoder_ids = inputs["decoder_input_ids"][0].tolist()
         decoder_tokens = tokenizer.convert_ids_to_tokens(decoder_ids)
         decoder_labels = token_labels(tokenizer, decoder_ids, decoder_tokens)
-    with torch.inference_mode(), contextlib.ExitStack() as hooks:
-        calls = hooks.enter_context(recording()) if with_scores else None
-        outputs = loaded.model(**inputs, output_attentions=True, use_cache=False)
-    seq2seq = loaded.kind == "encoder-decoder"
-    named = named_attentions(loaded, outputs)
     n, m = inputs["input_ids"].shape[1], len(decoder_tokens or ())
-    sizes = {"self-attention": (n, n), "encoder": (n, n), "decoder": (m, m), "cross": (m, n)}
-    for name, layers in named.items():
-        check_token_by_token(loaded, name, layers, *sizes[name])
     ids = encoding["input_ids"][0].tolist()
     tokens = tokenizer.convert_ids_to_tokens(ids)
-    return AttentionRun(
+    common = dict(
         model_spec=loaded.spec,
         tokens=tokens,
-        attentions=layers_to_array(named["encoder"] if seq2seq else named["self-attention"]),
         causal=loaded.kind == "decoder",
         segment_ids=_segments(encoding),
         special_mask=encoding["special_tokens_mask"][0].numpy().astype(bool),
@@ -256,7 +330,45 @@ def run_attention(loaded: LoadedModel, text: str | Sequence[int], text_pair: str
         labels=token_labels(tokenizer, ids, tokens),
         decoder_tokens=decoder_tokens,
         decoder_labels=decoder_labels,
-        decoder_attentions=layers_to_array(named["decoder"]) if seq2seq else None,
-        cross_attentions=layers_to_array(named["cross"]) if seq2seq else None,
+    )
+    # a native sparse model computes its own attention: never tiled (BigBird's probe would switch it to full)
+    native = native_sparse.is_native_sparse(loaded.config)
+    if tiled if tiled is not None else not (native or keeps_full_weights(loaded, n, m)):
+        try:
+            plan = long_run.call_plan(loaded, inputs)
+            if with_scores:
+                raise ScoresUnavailable(f"Pre-softmax scores of every head are kept for runs of at most "
+                                        f"{SHORT_TOKENS} tokens; this text has {n:,}.")
+            _check_memory(loaded, n, long_run.long_kept_bytes(plan, n, m) + long_run.working_bytes(loaded, n, m))
+            stacks = long_run.tiled_forward(loaded, inputs, plan, progress)
+        except long_run.NotRecomputable as why:
+            if tiled:
+                raise RunError(f"'{loaded.spec}' can't run in tiles: {why}.") from why
+            return _short_instead(loaded, text, text_pair, with_scores, max_chars, str(why))
+        return AttentionRun(**common, attentions=None, recomputed=stacks)
+    if native:
+        _user_error(native_sparse.check_length, loaded.model, n)
+    copies = 4 if with_scores else 2  # the model's tensors and our arrays (and the scores' q, k, scores, masks)
+    _check_memory(loaded, n, copies * full_weights_bytes(loaded, n, m) + long_run.working_bytes(loaded, n, m))
+    with torch.inference_mode(), contextlib.ExitStack() as hooks:
+        calls = hooks.enter_context(recording()) if with_scores else None
+        outputs = loaded.model(**inputs, output_attentions=True, use_cache=False)
+    seq2seq = loaded.kind == "encoder-decoder"
+    named = model_attentions(loaded, outputs)
+    if native:
+        if with_scores:
+            raise ScoresUnavailable(f"'{loaded.spec}' ({loaded.config.model_type}) computes its own sparse attention, "
+                                    "so its queries and keys can't be captured. Its weights show on the other pages.")
+        first = _user_error(native_sparse.self_attentions, loaded.model, outputs, n, None)
+    else:
+        sizes = {SELF: (n, n), ENCODER: (n, n), DECODER: (m, m), CROSS: (m, n)}
+        for name, layers in named.items():
+            check_token_by_token(loaded, name, layers, *sizes[name])
+        first = layers_to_array(named[ENCODER] if seq2seq else named[SELF])
+    return AttentionRun(
+        **common,
+        attentions=first,
+        decoder_attentions=layers_to_array(named[DECODER]) if seq2seq else None,
+        cross_attentions=layers_to_array(named[CROSS]) if seq2seq else None,
         score_stacks=capture_scores(calls, named) if with_scores else None,
     )

@@ -114,7 +114,7 @@ def score_stack(name: str, calls: list[AttentionCall]) -> ScoreStack:
     return replace(stack, identity_error=_identity_error(stack, [c.weights for c in calls]))
 
 
-def _tensor_id(tensor: torch.Tensor) -> tuple:
+def tensor_id(tensor: torch.Tensor) -> tuple:
     return tensor.data_ptr(), tuple(tensor.shape)
 
 
@@ -122,8 +122,8 @@ def matched_calls(calls: list[AttentionCall],
                   attentions: dict[str, tuple[torch.Tensor, ...]]) -> dict[str, list[AttentionCall | None]]:
     """Each stack's recorded call per layer, found by the identity of the weights the model returned;
     None for a layer whose attention did not go through the explorer's attention function."""
-    by_tensor = {_tensor_id(call.weights): call for call in calls}
-    return {name: [by_tensor.get(_tensor_id(weights)) for weights in layers] for name, layers in attentions.items()}
+    by_tensor = {tensor_id(call.weights): call for call in calls}
+    return {name: [by_tensor.get(tensor_id(weights)) for weights in layers] for name, layers in attentions.items()}
 
 
 def capture_scores(calls: list[AttentionCall], attentions: dict[str, tuple[torch.Tensor, ...]]) -> dict[str, ScoreStack]:

@@ -8,6 +8,8 @@
 | EXPLORER_MAX_TEXT_CHARS | longest text accepted, in characters | 20,000 |
 | EXPLORER_MAX_MODELS | models kept loaded (shared by all sessions) | 2 |
 | EXPLORER_MAX_RUNS | runs kept cached | 16 |
+| EXPLORER_MAX_TOKENS | longest run, in tokens (a model's own position limit still applies) | 8,192 |
+| EXPLORER_DEVICE | where models run: auto (cuda if available, else mps, else cpu), cpu, cuda or mps | auto |
 """
 import os
 from dataclasses import dataclass
@@ -16,6 +18,8 @@ from pathlib import Path
 from huggingface_hub import constants as hub_constants
 
 from models.core.storage import data_dir
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,8 @@ class Settings:
     max_text_chars: int = 20_000
     max_models: int = 2
     max_runs: int = 16
+    max_tokens: int = 8_192
+    device: str = "auto"  # one of DEVICES
 
     def folder_allowed(self, folder: Path) -> bool:
         if self.allowed_folders is None:
@@ -40,6 +46,13 @@ def _int(environ, name: str, default: int) -> int:
         return int(raw) if raw else default
     except ValueError:
         raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def _device(environ) -> str:
+    raw = environ.get("EXPLORER_DEVICE", "").strip().lower() or "auto"
+    if raw not in DEVICES:
+        raise ValueError(f"EXPLORER_DEVICE must be one of {', '.join(DEVICES)}, not {raw!r}")
+    return raw
 
 
 def settings_from_env(environ=os.environ) -> Settings:
@@ -58,4 +71,6 @@ def settings_from_env(environ=os.environ) -> Settings:
         max_text_chars=_int(environ, "EXPLORER_MAX_TEXT_CHARS", defaults.max_text_chars),
         max_models=_int(environ, "EXPLORER_MAX_MODELS", defaults.max_models),
         max_runs=_int(environ, "EXPLORER_MAX_RUNS", defaults.max_runs),
+        max_tokens=_int(environ, "EXPLORER_MAX_TOKENS", defaults.max_tokens),
+        device=_device(environ),
     )

@@ -27,7 +27,7 @@ import torch
 
 from models.core.attention_fn import HeadGate, head_gate, recording
 from models.core.loading import LoadedModel
-from models.core.run import RunError, named_attentions
+from models.core.run import RunError, model_attentions
 from models.core.scores import matched_calls
 
 How = Literal["zero", "mean"]
@@ -67,7 +67,7 @@ def _probe(loaded: LoadedModel) -> AttentionLayers:
         outputs = loaded.model(**inputs, output_attentions=True, use_cache=False)
     order = {id(call): index for index, call in enumerate(calls)}
     heads, found = {}, []
-    for name, matched in matched_calls(calls, named_attentions(loaded, outputs)).items():
+    for name, matched in matched_calls(calls, model_attentions(loaded, outputs)).items():
         if any(call is None for call in matched):
             raise AblationError(
                 f"'{loaded.spec}' ({loaded.config.model_type}) computes its attention ({name}) outside the "

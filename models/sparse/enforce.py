@@ -121,7 +121,7 @@ def enforced_run(loaded: LoadedModel, text: str, text_pair: str | None, masks: n
         raise ValueError(f"The pattern is for {masks.shape[-1]} positions but the text has {n} tokens.")
     effective, fixed = enforceable(np.broadcast_to(masks, (loaded.num_heads, n, n)), loaded.kind == "decoder")
     dense = _forward(loaded, inputs)
-    with extra_mask(self_attention_mask(additive_mask(effective))):
+    with extra_mask(self_attention_mask(additive_mask(effective).to(loaded.device))):
         sparse = _forward(loaded, inputs)
     return EnforcedRun(
         tokens=loaded.tokenizer.convert_ids_to_tokens(inputs["input_ids"][0].tolist()),
