@@ -31,12 +31,11 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from models import load_model, run_attention
+from models.core import attention_fn, long_run, tiles
+from models.core.loading import LoadedModel
 
-from models import load_model, run_attention  # noqa: E402
-from models.core import attention_fn, long_run, tiles  # noqa: E402
-from models.core.loading import LoadedModel  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 VIEW = 512  # the focused head's pooled image and exact window, a side
@@ -139,9 +138,9 @@ def measure(what: str, loaded: LoadedModel, n: int) -> dict:
 
 
 def measured_in_fresh_process(what: str, n: int, args) -> dict:
-    command = [sys.executable, "-W", "ignore", __file__, "--measure", what, "--tokens", str(n),
+    command = [sys.executable, "-W", "ignore", "-m", "benchmarks.long_context", "--measure", what, "--tokens", str(n),
                "--threads", str(args.threads)] + (["--model", args.model] if args.model else [])
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
     if done.returncode != 0:
         return {"failed": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])

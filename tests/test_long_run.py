@@ -13,7 +13,7 @@ import torch
 
 from models import RunError, attention_stacks, load_model, run_attention
 from models.analysis.aggregation import rollout_layers
-from models.analysis.head_stats import head_statistics
+from models.analysis.head_stats import HeadMetric, head_statistics
 from models.analysis.numerics import block_pooled
 from models.core import long_run, tiles
 from models.core.attention_fn import extra_mask, tiled
@@ -152,8 +152,8 @@ def test_views_of_a_short_run_read_its_kept_weights(default_model):
     np.testing.assert_array_equal(mean, block_pooled(run.attentions, tiles.OVERVIEW_SIZE)[0])
     stats = tiles.head_statistics(run.weights(), run.tokens, run.special_mask).values
     expected = head_statistics(run.attentions, run.tokens, run.special_mask).values
-    for metric in ("entropy", "mean distance", "to previous"):
-        np.testing.assert_allclose(stats[metric], expected[metric], rtol=1e-6)
+    for metric in HeadMetric:
+        np.testing.assert_allclose(stats[metric], expected[metric], rtol=1e-6, err_msg=metric)
 
 
 def test_masks_are_kept_as_rules_and_grouped_key_heads_once(runs):

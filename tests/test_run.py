@@ -10,6 +10,7 @@ from models import RunError, attention_stacks, load_model, run_attention
 from models.analysis.neuron import neuron_vectors
 from models.core.attention_fn import extra_mask, recording
 from models.core.predictions import fill_mask
+from models.core.scores import ScoresUnavailable
 from models.sparse.enforce import enforced_run
 from models.sparse.patterns import build_pattern
 from tests.tiny_models import LONGFORMER_TEXT, save_tiny_longformer
@@ -230,20 +231,21 @@ def longformer(tmp_path_factory):
     return load_model(str(save_tiny_longformer(tmp_path_factory.mktemp("longformer"))))
 
 
-def test_a_longformer_band_is_refused_not_drawn_under_the_tokens(longformer):
+def test_a_longformer_band_comes_back_token_by_token_and_its_scores_are_refused(longformer):
     encoded = longformer.tokenizer(LONGFORMER_TEXT, return_tensors="pt")
     assert encoded["input_ids"].shape[1] == 12
     with torch.no_grad():  # the reference: what the model returns for 12 tokens
         band = longformer.model(**encoded, output_attentions=True).attentions
     assert tuple(band[0].shape) == (1, 4, 12, 5)
-    for scores in (False, True):
-        with pytest.raises(RunError) as refused:
-            run_attention(longformer, LONGFORMER_TEXT, with_scores=scores)
-        assert str(refused.value) == LOCAL_WINDOW
+    run = run_attention(longformer, LONGFORMER_TEXT)  # placed as n x n by models.core.native_sparse
+    assert run.attentions.shape == (2, 4, 12, 12)
+    with pytest.raises(ScoresUnavailable, match="computes its own sparse attention"):
+        run_attention(longformer, LONGFORMER_TEXT, with_scores=True)
 
 
-def test_every_reader_of_the_attentions_checks_their_shape(longformer):
-    with pytest.raises(RunError, match="relative to a local window"):
+def test_every_other_reader_of_the_attentions_checks_their_shape(longformer):
+    with pytest.raises(RunError) as refused:
         enforced_run(longformer, LONGFORMER_TEXT, None, np.ones((1, 12, 12), bool))
-    with pytest.raises(RunError, match="relative to a local window"):
+    assert str(refused.value) == LOCAL_WINDOW
+    with pytest.raises(ScoresUnavailable, match="computes its own sparse attention"):
         neuron_vectors(longformer, LONGFORMER_TEXT, None)

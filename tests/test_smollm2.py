@@ -32,7 +32,7 @@ def test_the_preset_converts_the_packaged_gguf_once_into_a_float32_folder(smollm
     assert [loaded.kv_group(head) for head in range(9)] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert list(loaded.kv_group_heads(1)) == [3, 4, 5] and loaded.rotary and loaded.has_lm_head
     assert loaded.model.lm_head.weight.data_ptr() == loaded.model.model.embed_tokens.weight.data_ptr()
-    assert loaded.max_tokens == 512 and loaded.model.dtype == torch.float32
+    assert loaded.max_tokens == 8192 and loaded.model.dtype == torch.float32
 
 
 def test_attention_equals_transformers_own_gguf_load_and_a_plain_eager_model(smollm2):
