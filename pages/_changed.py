@@ -20,9 +20,9 @@ from models.interventions.embedding import cosine_similarity, sentence_embedding
 from models.interventions.loss import LossError, TokenLosses, token_losses
 from models.interventions.outcome import NoPredictions, Prediction, predictions, readable_tokens
 from pages._shared import cached_model, lecture_mode, show_figure
-from viz.checkpoints import topk_table
 from viz.heads_at_work import token_loss_figure
 from viz.labels import display_token, markdown_literal
+from viz.predictions import topk_table
 from viz.theme import LECTURE_SCALE, file_stem
 
 HEADS_OFF, COMPRESSED = "heads off", "compressed"
