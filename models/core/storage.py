@@ -21,16 +21,17 @@ def data_dir() -> Path:
     return path
 
 
-def write_error_message(error: OSError, where: Path) -> str:
-    """What to tell the user when saving under `where` failed."""
-    if error.errno == errno.ENOSPC:
+def write_error_message(error: Exception, where: Path) -> str:
+    """What to tell the user when saving under `where` failed with `error` (an OSError, or
+    safetensors' SafetensorError, which reports the operating system's error only in its message:
+    "I/O error: No space left on device (os error 28)")."""
+    os_error = _as_os_error(error)
+    if os_error is not None and os_error.errno == errno.ENOSPC:
         return f"The disk is full, so nothing was saved under {where}. Free some space and try again."
-    return f"Nothing could be saved under {where}: {error.strerror or error}."
+    return f"Nothing could be saved under {where}: {(os_error.strerror if os_error else None) or error}."
 
 
-def as_os_error(error: Exception) -> OSError | None:
-    """`error` as an OSError with its errno: safetensors' writer reports one only in its message
-    ("I/O error: No space left on device (os error 28)"). None if it isn't an operating-system error."""
+def _as_os_error(error: Exception) -> OSError | None:
     if isinstance(error, OSError):
         return error
     found = re.search(r"\(os error (\d+)\)", str(error))

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from models.core.storage import data_dir, staged_folder, write_error_message
@@ -77,7 +78,7 @@ def save_run(run: TrainedRun, name: str | None = None) -> str:
             save_file({key: value.contiguous() for key, value in run.model.state_dict().items()},
                       staging / WEIGHTS_FILE)
             (staging / META_FILE).write_text(json.dumps(meta))
-    except OSError as error:
+    except (OSError, SafetensorError) as error:  # safetensors reports a full disk as "(os error 28)"
         raise SpanRunError(write_error_message(error, runs_dir())) from error
     return name
 
