@@ -146,7 +146,7 @@ def pick_ui(key: tuple[str, str, str], stack: str, off: list[Head]) -> None:
     if stack not in SELF_STACKS:
         st.caption("Heads are picked by a statistic of self-attention: pick the encoder or decoder stack for that.")
         return
-    statistics = cached_statistics(*key, stack)
+    statistics = cached_statistics(*key, None, stack)  # no induction probe here
     values = statistics.values
     columns = st.columns([2, 1.2, 1, 1.3, 1.1], vertical_alignment="bottom")
     with columns[0]:
@@ -217,7 +217,7 @@ def status_section(loaded, off: dict[str, list[Head]], how: str) -> None:
 
 
 def grid_section(key: tuple[str, str, str], stack, off: list[Head], counts: tuple[int, ...]) -> None:
-    grid = cached_grid(*key, stack.name, False, "all")
+    grid = cached_grid(*key, None, stack.name, False, "all")
     focused = _focus_state(*stack.attentions.shape[:2])
     fig = switch_off_overview(grid, off, focused, f"All heads ({stack.name}), intact model: click one to switch it "
                                                   "off or on")
