@@ -4,6 +4,7 @@ import numpy as np
 import streamlit as st
 
 from models.analysis.numerics import pooled
+from models.core.run import RunError
 from models.sparse.cost import (
     ROWWISE_MAX_N,
     CostPoint,
@@ -277,8 +278,12 @@ def live_view(patterns: HeadPatterns) -> None:
     with figures:
         show_figure(coverage_figure(cached_coverage(spec, text, text_b, patterns), (layer, head)),
                     f"sparse_coverage_{spec}")
-        with st.spinner("Re-running the model with the pattern enforced…"):
-            enforced = cached_enforced(spec, text, text_b, patterns, run.n, run.num_heads, include_special)
+        try:
+            with st.spinner("Re-running the model with the pattern enforced…"):
+                enforced = cached_enforced(spec, text, text_b, patterns, run.n, run.num_heads, include_special)
+        except RunError as error:  # e.g. a model whose own attention is sparse (Longformer) takes no extra mask
+            st.error(str(error))
+            return
         left, right = st.columns(2)
         with left:
             show_figure(overlay_figure(run.attentions[layer, head], masks[head], run.labels,
