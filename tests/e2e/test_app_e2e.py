@@ -9,8 +9,8 @@ from tests.e2e.browser import BrowserPage
 from tests.helpers import streamlit_server
 
 ROOT = Path(__file__).resolve().parents[2]
-TITLES = ["Attention heads", "Dot-product scaling", "Sparse attention", "Compare", "Adaptive attention span",
-          "Checkpoints: masked-LM predictions"]
+TITLES = ["Attention heads", "Heads at work", "Dot-product scaling", "Sparse attention", "Compare",
+          "Adaptive attention span", "Checkpoints: masked-LM predictions"]
 # From the first script of the document on, every change of the page list (Streamlit's own, or the
 # app's page links) is recorded with the page's headings and any "page not found" dialog.
 RECORD_NAVIGATION = """
