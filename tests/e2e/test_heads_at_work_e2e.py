@@ -74,15 +74,19 @@ def test_smollm2_a_click_switches_a_head_off_and_the_loss_moves(browser_page):
 
 def test_smollm2_compressed_as_model_b(browser_page):
     bp, page = browser_page, browser_page.page
-    bp.open("/compare?" + urlencode({"model": "smollm2", "text": PROMPT, "model_b": "A, L1-pruned"}))
+    # goto, not open: pruning a copy of the model may take minutes on a busy machine, past open()'s wait
+    page.goto(f"{bp.base_url}/compare?" + urlencode({"model": "smollm2", "text": PROMPT, "model_b": "A, L1-pruned"}))
     paris = _metric(page, "“Paris” (next token): A → B")
     expect(paris).to_have_text(re.compile(r"^77\.\d% → 2\d\.\d%$"), timeout=FIRST_LOAD_MS)  # 0.77 -> 0.26
+    bp.wait_idle()
     expect(_metric(page, "Parameters that are 0")).to_have_text(re.compile(r"→ 20\.0%$"))
     expect(_chart(page, "JS divergence of A")).to_be_visible()
     _healthy_offline(bp, "compare_smollm2_pruned")
 
-    bp.open("/compare?" + urlencode({"model": "smollm2", "text": PROMPT, "model_b": "A, int8 (torchao)"}))
+    page.goto(f"{bp.base_url}/compare?" + urlencode({"model": "smollm2", "text": PROMPT,
+                                                     "model_b": "A, int8 (torchao)"}))
     expect(page.get_by_text("Int8DynamicActivationInt8WeightConfig")).to_be_visible(timeout=FIRST_LOAD_MS)
+    bp.wait_idle()
     expect(paris).to_have_text(re.compile(r"^77\.\d% → [78]\d\.\d%$"))  # int8 keeps the answer
     expect(_chart(page, "JS divergence of A")).to_be_visible()
     expect(page.get_by_text("CUDA")).to_have_count(0)  # torchao's kernel noise stays off the page
