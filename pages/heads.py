@@ -433,7 +433,8 @@ def text_values(key: tuple, stack, how: Aggregation, layer: int, head: int, toke
 
 
 def text_view_section(key: tuple, stack, how: Aggregation, layer: int, head: int, title: str) -> None:
-    with section("Text view: one token's attention over the whole text"):
+    st.subheader("Text view: one token's attention over the whole text")  # lecture mode too: it reads at any size
+    with st.container():
         rollout = how == Aggregation.ROLLOUT
         token, row = text_view_ui(len(stack.query_tokens), len(stack.key_tokens), rollout)
         values = text_values(key, stack, how, layer, head, token, row)
@@ -444,7 +445,7 @@ def text_view_section(key: tuple, stack, how: Aggregation, layer: int, head: int
                 f"Where “{display_token(chosen)}” ({token}) looks" if row else
                 f"Who looks at “{display_token(chosen)}” ({token})")
         st.html(shaded_text(labels, tokens, values, token if self_attention else None, f"{what}: {title}",
-                            "share of input" if rollout else "weight"))
+                            "share of input" if rollout else "weight", LECTURE_SCALE if lecture_mode() else 1.0))
         if not lecture_mode():
             st.caption("Each token is shaded by its weight, scaled to the largest; hover a token for its position "
                        "and exact value. The chosen token is outlined.")
@@ -617,8 +618,8 @@ def render() -> None:
         shown, *labels = long_focused_section(key, stack, how, layer, head, pool, title, name)
     else:
         shown, labels = focused_section(key, stack, lens, how, layer, head, words, block, name, kv_note), None
-    text_view_section(key, stack, how, layer, head, view_title(how, layer, head, stack, False, "all"))
     predictions_section(loaded, run, key[:3], probe)
+    text_view_section(key, stack, how, layer, head, view_title(how, layer, head, stack, False, "all"))
     export_section(run, lens, shown, name, labels)
     statistics_section(key, stack, (layer, head), HeadMetric.INDUCTION if probe else None)
     bertviz_section(key, run, words, layer, head)

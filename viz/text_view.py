@@ -33,11 +33,12 @@ def leading_spaces(tokens: list[str]) -> list[bool]:
 
 
 def shaded_text(labels: list[str], tokens: list[str], values: np.ndarray, chosen: int | None, title: str,
-                value_name: str = "weight") -> str:
+                value_name: str = "weight", scale: float = 1.0) -> str:
     """HTML of the text, token by token, each shaded by values[i] / max(values); hover (a title)
     gives position and value. labels [n] as a reader sees them (AttentionRun.labels), tokens [n]
     as the tokenizer writes them (for spaces and line breaks), values [n] >= 0. `chosen` (a position
-    of this text, or None) is outlined. Every token is escaped: none can become markup."""
+    of this text, or None) is outlined; `scale` enlarges the type (lecture mode). Every token is
+    escaped: none can become markup."""
     values = np.asarray(values, dtype=np.float64)
     peak = float(values.max()) if values.size and values.max() > 0 else 1.0
     levels = np.rint(LEVELS * np.clip(values / peak, 0, 1)).astype(int)
@@ -51,5 +52,5 @@ def shaded_text(labels: list[str], tokens: list[str], values: np.ndarray, chosen
                      + "<br>" * token.count("Ċ"))
     return (f"<div style=\"font-weight:600;margin-bottom:4px\">{escape(title)}</div>"
             "<div style=\"max-height:420px;overflow-y:auto;line-height:1.9;white-space:pre-wrap;"
-            "border:1px solid #ddd;padding:8px;font-family:DejaVu Sans, Arial, sans-serif\">"
+            f"border:1px solid #ddd;padding:8px;font-size:{scale:.2f}rem;font-family:DejaVu Sans, Arial, sans-serif\">"
             + "".join(parts) + "</div>")
