@@ -15,7 +15,7 @@ from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
 import models.core.run as core_run
 from models.analysis.head_stats import HeadMetric, head_statistics
-from models.analysis.numerics import block_pooled, block_size, pooled
+from models.analysis.numerics import block_pooled, pooled
 from models.core import tiles
 from pages._shared import cached_run
 from tests.app.helpers import array, figure, figures, messages, open_app, set_state
