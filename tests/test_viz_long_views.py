@@ -56,6 +56,12 @@ def test_shaded_text_shades_by_weight_outlines_the_token_and_escapes_everything(
     assert spans[0].split("background:")[1].split(";")[0] != spans[2].split("background:")[1].split(";")[0]
 
 
+def test_a_token_that_is_only_a_space_or_a_line_break_is_drawn_as_one():
+    html = shaded_text(["Chapter", "Ġ", "0", "Ċ", "Next"], ["Chapter", "Ġ", "0", "Ċ", "Next"], np.ones(5), None, "t")
+    assert "Ġ" not in html and "Ċ" not in html
+    assert html.count("\u00a0</span>") == 1 and "↵</span><br>" in html
+
+
 def test_every_long_view_stays_under_2_mb_at_8192_tokens():
     rng = np.random.default_rng(0)
     labels = [f"tok{i % 97}" for i in range(LONG)]

@@ -15,6 +15,7 @@ from viz.theme import ATTENTION_SCALE, HIGHLIGHT_COLOR
 LEVELS = 100  # shades between no weight and the largest
 DARK_FROM = 0.55  # from this shade on, white letters read better than black
 SPACE_MARKERS = ("Ġ", "▁")  # byte-level BPE and SentencePiece mark a leading space so
+BLANK_MARKERS = "ĠĊ▁ \n"  # a token of only these is whitespace (byte-level BPE writes a newline "Ċ")
 
 
 @functools.cache
@@ -47,8 +48,10 @@ def shaded_text(labels: list[str], tokens: list[str], values: np.ndarray, chosen
     for i, (label, token) in enumerate(zip(labels, tokens)):
         ink = "#fff" if levels[i] >= DARK_FROM * LEVELS else "#111"
         outline = f";outline:2px solid {HIGHLIGHT_COLOR}" if i == chosen else ""
-        parts.append(f"{' ' if spaces[i] else ''}<span style=\"background:{shades[levels[i]]};color:{ink}{outline}\" "
-                     f"title=\"{i} · {value_name} {values[i]:.4f}\">{escape(display_token(label))}</span>"
+        blank = not token.strip(BLANK_MARKERS)  # a space or line break alone: drawn as one, still hoverable
+        shown = ("↵" * token.count("Ċ") or "\u00a0") if blank else escape(display_token(label))
+        parts.append(f"{' ' if spaces[i] and not blank else ''}<span style=\"background:{shades[levels[i]]};"
+                     f"color:{ink}{outline}\" title=\"{i} · {value_name} {values[i]:.4f}\">{shown}</span>"
                      + "<br>" * token.count("Ċ"))
     return (f"<div style=\"font-weight:600;margin-bottom:4px\">{escape(title)}</div>"
             "<div style=\"max-height:420px;overflow-y:auto;line-height:1.9;white-space:pre-wrap;"

@@ -17,7 +17,7 @@ import models.core.run as core_run
 from models.analysis.head_stats import HeadMetric, head_statistics
 from models.analysis.numerics import block_pooled, pooled
 from models.core import tiles
-from pages._shared import cached_run
+from pages._shared import Slot, cached_run
 from tests.app.helpers import array, figure, figures, messages, open_app, set_state
 from tests.tiny_models import save_tiny_gpt_oss, save_tiny_llama
 from viz.overview import thumbnail_cell, thumbnail_grid
@@ -170,6 +170,19 @@ def test_a_stopped_run_is_not_cached_and_the_page_recovers(folders, monkeypatch)
     at.run()
     assert not at.exception and not at.error
     assert figure(at, "All heads") and cached_run(folders["llama"], text, "").n > 512
+
+
+def test_a_slot_keeps_nothing_from_a_computation_that_raised():
+    slot, calls = Slot(), []
+
+    def stopped():
+        calls.append("stopped")
+        raise StopException()
+
+    with pytest.raises(StopException):
+        slot.get(stopped)
+    assert slot.get(lambda: calls.append("ran") or 42) == 42 and slot.get(lambda: 0) == 42
+    assert calls == ["stopped", "ran"]
 
 
 def test_a_model_that_cant_be_recomputed_is_cut_with_its_notice(folders):

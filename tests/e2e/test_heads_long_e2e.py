@@ -42,7 +42,11 @@ def test_heads_page_on_2500_tokens_of_smollm2(browser_page):
     assert 2_000 < tokens < 3_000
     expect(_title(page, "^All heads")).to_be_visible()
     expect(_title(page, r"queries 0–127 × keys 0–127, exact$")).to_be_visible()
-    expect(page.get_by_text(re.compile(rf"Where “.*” \({tokens - 1}\) looks"))).to_be_visible()
+    shaded = page.locator('span[title^="0 · weight"]')
+    expect(shaded).to_have_count(1)
+    images = page.evaluate("() => [...document.querySelectorAll('[data-testid=stPlotlyChart] image')]"
+                           ".map(image => (image.getAttribute('href') || '').length)")
+    assert images and max(images) <= 2 << 20  # the overview's PNG, however long the text
     bp.assert_healthy()
     bp.screenshot("heads_long_smollm2")
 
@@ -57,9 +61,14 @@ def test_heads_page_on_2500_tokens_of_smollm2(browser_page):
     bp.wait_idle()
     assert "pool=max" in page.url and "window_query=2000" in page.url
     expect(_title(page, r": all 2,\d{3} × 2,\d{3} tokens, max weight")).to_be_visible()
+    page.get_by_label("Token (position)").fill("2100")
+    page.get_by_label("Token (position)").press("Enter")
+    bp.wait_idle()
+    expect(page.get_by_text(re.compile(r"Where “.*” \(2100\) looks"))).to_be_visible()
     page.get_by_role("button", name="attention it receives").click()
     bp.wait_idle()
-    expect(page.get_by_text(re.compile(r"Who looks at “.*” \(\d+\)"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Who looks at “.*” \(2100\)"))).to_be_visible()
+    assert f'title="{tokens - 1} · weight' in page.content()  # the whole text, to its last token
     bp.assert_healthy()
     assert not bp.blocked, f"the page tried to reach outside: {bp.blocked}"
     bp.screenshot("heads_long_smollm2_zoomed")
