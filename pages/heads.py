@@ -387,20 +387,23 @@ def long_focused_section(key: tuple, stack, how: Aggregation, layer: int, head: 
         image = cached_pooled_head(*key[:3], stack.name, layer, head if how == Aggregation.HEAD else None)
         image, value_name = image[POOLS.index(pool)], f"{pool} weight"
     row_block, col_block = block_size(q, POOLED_SIZE), block_size(k, POOLED_SIZE)
-    show(pooled_heatmap(image, row_block, col_block, f"{title}: all {q:,} × {k:,} tokens, {value_name} of blocks of "
-                        f"{row_block} × {col_block}", value_name, stack.causal, (rows, cols)), name + "_pooled")
-    if not lecture_mode():
-        st.caption("The whole head at a glance: each pixel pools a block of queries × keys (the Pooling control; "
-                   "the rollout is always a mean). The red box is the zoom window below: exact weights, "
-                   "with hover." + (" Grey: the masked future." if stack.causal else ""))
+    whole, zoomed = st.columns(2)  # the whole head beside the window it zooms into
+    with whole:
+        show(pooled_heatmap(image, row_block, col_block, f"{title}: all {q:,} × {k:,} tokens, {value_name} of blocks of "
+                            f"{row_block} × {col_block}", value_name, stack.causal, (rows, cols)), name + "_pooled")
+        if not lecture_mode():
+            st.caption("The whole head at a glance: each pixel pools a block of queries × keys (the Pooling control; "
+                       "the rollout is always a mean). The red box is the zoom window, shown beside it: exact "
+                       "weights, with hover." + (" Grey: the masked future." if stack.causal else ""))
     if how == Aggregation.ROLLOUT:
-        st.info("Exact rollout values cost a whole rollout per query: the text view below shows one token's row.")
+        zoomed.info("Exact rollout values cost a whole rollout per query: the text view below shows one token's row.")
         return image, [], []
     matrix = tiles.window(stack.weights, layer, head if how == Aggregation.HEAD else None, rows, cols)
     query_labels, key_labels = stack.query_labels[rows], stack.key_labels[cols]
-    show(attention_heatmap(matrix, query_labels, key_labels, title=f"{title}: queries {rows.start}–{rows.stop - 1} "
-                           f"× keys {cols.start}–{cols.stop - 1}, exact", causal=stack.causal,
-                           first_query=rows.start, first_key=cols.start), name + "_window")
+    with zoomed:
+        show(attention_heatmap(matrix, query_labels, key_labels, causal=stack.causal, first_query=rows.start,
+                               first_key=cols.start, title=f"{title}: queries {rows.start}–{rows.stop - 1} × keys "
+                               f"{cols.start}–{cols.stop - 1}, exact"), name + "_window")
     return matrix, query_labels, key_labels
 
 

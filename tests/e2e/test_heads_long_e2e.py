@@ -57,7 +57,7 @@ def test_heads_page_on_2500_tokens_of_smollm2(browser_page):
     page.get_by_label("First key").press("Enter")
     bp.wait_idle()
     expect(_title(page, r"queries 2000–2127 × keys 1900–2027, exact$")).to_be_visible()
-    page.get_by_role("button", name="max", exact=True).click()
+    page.get_by_role("radio", name="max", exact=True).click()  # a segmented control is a radio group
     bp.wait_idle()
     assert "pool=max" in page.url and "window_query=2000" in page.url
     expect(_title(page, r": all 2,\d{3} × 2,\d{3} tokens, max weight")).to_be_visible()
@@ -65,7 +65,7 @@ def test_heads_page_on_2500_tokens_of_smollm2(browser_page):
     page.get_by_label("Token (position)").press("Enter")
     bp.wait_idle()
     expect(page.get_by_text(re.compile(r"Where “.*” \(2100\) looks"))).to_be_visible()
-    page.get_by_role("button", name="attention it receives").click()
+    page.get_by_role("radio", name="attention it receives").click()
     bp.wait_idle()
     expect(page.get_by_text(re.compile(r"Who looks at “.*” \(2100\)"))).to_be_visible()
     assert f'title="{tokens - 1} · weight' in page.content()  # the whole text, to its last token
