@@ -376,7 +376,7 @@ def focused_section(key: tuple, stack, lens: MatrixView, how: Aggregation, layer
 
 
 def long_focused_section(key: tuple, stack, how: Aggregation, layer: int, head: int, pool: str, title: str,
-                         name: str) -> tuple[np.ndarray, list[str], list[str]]:
+                         name: str, kv_note: str = "") -> tuple[np.ndarray, list[str], list[str]]:
     """A long run's focused head (or layer mean, or rollout): the whole of it pooled to one image, and a
     window of its exact weights. Returns the window shown (matrix, query labels, key labels)."""
     _, _, q, k = stack.weights.shape
@@ -387,14 +387,18 @@ def long_focused_section(key: tuple, stack, how: Aggregation, layer: int, head: 
         image = cached_pooled_head(*key[:3], stack.name, layer, head if how == Aggregation.HEAD else None)
         image, value_name = image[POOLS.index(pool)], f"{pool} weight"
     row_block, col_block = block_size(q, POOLED_SIZE), block_size(k, POOLED_SIZE)
+    if kv_note:
+        st.caption(kv_note.removeprefix(" · ").capitalize())
     whole, zoomed = st.columns(2)  # the whole head beside the window it zooms into
     with whole:
-        show(pooled_heatmap(image, row_block, col_block, f"{title}: all {q:,} × {k:,} tokens, {value_name} of blocks of "
-                            f"{row_block} × {col_block}", value_name, stack.causal, (rows, cols)), name + "_pooled")
+        show(pooled_heatmap(image, row_block, col_block, f"{title}: all {q:,} × {k:,} tokens", value_name,
+                            stack.causal, (rows, cols)), name + "_pooled")
         if not lecture_mode():
-            st.caption("The whole head at a glance: each pixel pools a block of queries × keys (the Pooling control; "
-                       "the rollout is always a mean). The red box is the zoom window, shown beside it: exact "
-                       "weights, with hover." + (" Grey: the masked future." if stack.causal else ""))
+            st.caption(f"The whole head at a glance: each pixel is the {value_name} of a block of {row_block} queries "
+                       f"× {col_block} keys (the Pooling control; the rollout is always a mean); colours stop "
+                       "darkening at the top 2% of blocks, so an attention sink doesn't wash out the rest. The red "
+                       "box is the zoom window, shown beside it: exact weights, with hover."
+                       + (" Grey: the masked future." if stack.causal else ""))
     if how == Aggregation.ROLLOUT:
         zoomed.info("Exact rollout values cost a whole rollout per query: the text view below shows one token's row.")
         return image, [], []
@@ -617,8 +621,9 @@ def render() -> None:
                      f"H{head}" if how == Aggregation.HEAD else "")
     kv_note = shared_kv_note(loaded, stack, head)
     if long:
-        title = view_title(how, layer, head, stack, False, "all", kv_note)
-        shown, *labels = long_focused_section(key, stack, how, layer, head, pool, title, name)
+        title = view_title(how, layer, head, stack, False, "all")  # the key/value note goes above: two figures a row
+        shown, *labels = long_focused_section(key, stack, how, layer, head, pool, title, name,
+                                              kv_note if how == Aggregation.HEAD else "")
     else:
         shown, labels = focused_section(key, stack, lens, how, layer, head, words, block, name, kv_note), None
     predictions_section(loaded, run, key[:3], probe)

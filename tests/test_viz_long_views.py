@@ -1,6 +1,7 @@
 """The Heads page's views of a long text (viz.pooled, viz.text_view, a window of viz.heatmap):
 what they draw, and that each stays under 2 MB at 8,192 tokens."""
 import numpy as np
+import pytest
 
 from models.analysis.numerics import block_pooled, block_size
 from models.core.tiles import MAX_WINDOW, OVERVIEW_SIZE
@@ -8,7 +9,7 @@ from tests.app.helpers import array
 from viz.heatmap import attention_heatmap, masked_future
 from viz.labels import axis_labels
 from viz.overview import heads_overview, thumbnail_cell, thumbnail_grid
-from viz.pooled import future_blocks, pooled_heatmap
+from viz.pooled import colour_limit, future_blocks, pooled_heatmap
 from viz.text_view import leading_spaces, shaded_text
 from viz.theme import HIGHLIGHT_COLOR
 
@@ -37,6 +38,14 @@ def test_pooled_heatmap_puts_blocks_at_their_positions_and_greys_the_future():
     outline = fig.layout.shapes[0]
     assert (outline.x0, outline.x1, outline.y0, outline.y1) == (-0.5, 5.5, 3.5, 7.5)
     assert outline.line.color == HIGHLIGHT_COLOR
+
+
+def test_an_attention_sink_does_not_set_the_colour_scale():
+    z = np.full((100, 100), 0.01)
+    z[:, 0] = 0.9  # every query's first key: 1% of the blocks
+    z[0, 1] = np.nan
+    assert colour_limit(z) == pytest.approx(0.01)
+    assert colour_limit(np.zeros((3, 3))) == 1.0 and colour_limit(np.array([[0.0, 0.5]])) == pytest.approx(0.49)
 
 
 def test_leading_spaces_follow_the_tokenizers_markers():

@@ -42,6 +42,7 @@ def test_heads_page_on_2500_tokens_of_smollm2(browser_page):
     assert 2_000 < tokens < 3_000
     expect(_title(page, "^All heads")).to_be_visible()
     expect(_title(page, r"queries 0–127 × keys 0–127, exact$")).to_be_visible()
+    expect(page.get_by_text("Key/value head 0, shared with heads 0–2")).to_be_visible()
     shaded = page.locator('span[title^="0 · weight"]')
     expect(shaded).to_have_count(1)
     images = page.evaluate("() => [...document.querySelectorAll('[data-testid=stPlotlyChart] image')]"
@@ -60,7 +61,7 @@ def test_heads_page_on_2500_tokens_of_smollm2(browser_page):
     page.get_by_role("radio", name="max", exact=True).click()  # a segmented control is a radio group
     bp.wait_idle()
     assert "pool=max" in page.url and "window_query=2000" in page.url
-    expect(_title(page, r": all 2,\d{3} × 2,\d{3} tokens, max weight")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"each pixel is the max weight of a block of \d+ queries"))).to_be_visible()
     page.get_by_label("Token (position)").fill("2100")
     page.get_by_label("Token (position)").press("Enter")
     bp.wait_idle()
