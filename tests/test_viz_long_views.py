@@ -57,18 +57,19 @@ def test_leading_spaces_follow_the_tokenizers_markers():
 def test_shaded_text_shades_by_weight_outlines_the_token_and_escapes_everything():
     html = shaded_text(["the", PAYLOAD, "cat"], ["the", "Ġx", "Ġcat"], np.array([0.0, 0.25, 1.0]), 2,
                        f"Where {PAYLOAD} looks")
-    assert "<img" not in html and html.count("&lt;img") == 2
+    assert "<img" not in html and html.count("&lt;img") == 3  # title, token, and among the largest
     spans = html.split("<span")[1:]
     assert 'title="1 · weight 0.2500"' in spans[1] and 'title="2 · weight 1.0000"' in spans[2]
     assert "outline" in spans[2] and "outline" not in spans[0] + spans[1]
     assert "color:#fff" in spans[2] and "color:#111" in spans[0]  # dark shade, light letters
+    assert "Largest: “cat” 2 (1.0000) · “&lt;img src=x onerror=alert(1)&gt;” 1 (0.2500) · “the” 0 (0.0000)" in html
     assert spans[0].split("background:")[1].split(";")[0] != spans[2].split("background:")[1].split(";")[0]
 
 
 def test_a_token_that_is_only_a_space_or_a_line_break_is_drawn_as_one():
     html = shaded_text(["Chapter", "Ġ", "0", "Ċ", "Next"], ["Chapter", "Ġ", "0", "Ċ", "Next"], np.ones(5), None, "t")
     assert "Ġ" not in html and "Ċ" not in html
-    assert html.count("\u00a0</span>") == 1 and "↵</span><br>" in html
+    assert html.count("\u00a0</span>") == 1 and "↵</span><br>" in html and "“\u00a0” 1" in html
 
 
 def test_every_long_view_stays_under_2_mb_at_8192_tokens():
