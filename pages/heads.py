@@ -278,9 +278,9 @@ def view_ui(square: bool, pair: bool, has_words: bool, long: bool = False) -> tu
     return AGGREGATION_OF.get(shown, Aggregation.HEAD), words and has_words, block or "all"
 
 
-def pool_ui(container) -> str:
+def pool_ui() -> str:
     """How the overview (and a long text's focused image) turns a block of weights into a pixel."""
-    return container.segmented_control(
+    return st.segmented_control(
         "Pooling", POOLS, default=POOLS[0], required=True, **bound(POOL_KEY),
         help="each thumbnail pixel stands for a block of queries × keys: their mean weight, or their largest "
              "(max keeps a sharp head visible, say one that looks at the previous token, at any length)") or POOLS[0]
@@ -376,9 +376,10 @@ def focused_section(key: tuple, stack, lens: MatrixView, how: Aggregation, layer
 
 
 def long_focused_section(key: tuple, stack, how: Aggregation, layer: int, head: int, pool: str, title: str,
-                         name: str, kv_note: str = "") -> tuple[np.ndarray, list[str], list[str]]:
+                         name: str, kv_note: str = "") -> tuple[np.ndarray | None, list[str], list[str]]:
     """A long run's focused head (or layer mean, or rollout): the whole of it pooled to one image, and a
-    window of its exact weights. Returns the window shown (matrix, query labels, key labels)."""
+    window of its exact weights. Returns the window shown (matrix, query labels, key labels); the
+    rollout has no window (None)."""
     _, _, q, k = stack.weights.shape
     rows, cols = window_ui(q, k)
     if how == Aggregation.ROLLOUT:
@@ -401,7 +402,7 @@ def long_focused_section(key: tuple, stack, how: Aggregation, layer: int, head: 
                        + (" Grey: the masked future." if stack.causal else ""))
     if how == Aggregation.ROLLOUT:
         zoomed.info("Exact rollout values cost a whole rollout per query: the text view below shows one token's row.")
-        return image, [], []
+        return None, [], []
     matrix = tiles.window(stack.weights, layer, head if how == Aggregation.HEAD else None, rows, cols)
     query_labels, key_labels = stack.query_labels[rows], stack.key_labels[cols]
     with zoomed:
@@ -441,26 +442,26 @@ def text_values(key: tuple, stack, how: Aggregation, layer: int, head: int, toke
 
 def text_view_section(key: tuple, stack, how: Aggregation, layer: int, head: int, title: str) -> None:
     st.subheader("Text view: one token's attention over the whole text")  # lecture mode too: it reads at any size
-    with st.container():
-        rollout = how == Aggregation.ROLLOUT
-        token, row = text_view_ui(len(stack.query_tokens), len(stack.key_tokens), rollout)
-        values = text_values(key, stack, how, layer, head, token, row)
-        chosen = (stack.query_labels if row else stack.key_labels)[token]
-        labels, tokens = (stack.key_labels, stack.key_tokens) if row else (stack.query_labels, stack.query_tokens)
-        self_attention = stack.query_tokens == stack.key_tokens
-        what = (f"What “{display_token(chosen)}” ({token}) draws on" if rollout else
-                f"Where “{display_token(chosen)}” ({token}) looks" if row else
-                f"Who looks at “{display_token(chosen)}” ({token})")
-        st.html(shaded_text(labels, tokens, values, token if self_attention else None, f"{what}: {title}",
-                            "share of input" if rollout else "weight", LECTURE_SCALE if lecture_mode() else 1.0))
-        if not lecture_mode():
-            st.caption("Each token is shaded by its weight, scaled to the largest; hover a token for its position "
-                       "and exact value. The chosen token is outlined.")
+    rollout = how == Aggregation.ROLLOUT
+    token, row = text_view_ui(len(stack.query_tokens), len(stack.key_tokens), rollout)
+    values = text_values(key, stack, how, layer, head, token, row)
+    chosen = (stack.query_labels if row else stack.key_labels)[token]
+    labels, tokens = (stack.key_labels, stack.key_tokens) if row else (stack.query_labels, stack.query_tokens)
+    self_attention = stack.query_tokens == stack.key_tokens
+    what = (f"What “{display_token(chosen)}” ({token}) draws on" if rollout else
+            f"Where “{display_token(chosen)}” ({token}) looks" if row else
+            f"Who looks at “{display_token(chosen)}” ({token})")
+    st.html(shaded_text(labels, tokens, values, token if self_attention else None, f"{what}: {title}",
+                        "share of input" if rollout else "weight", LECTURE_SCALE if lecture_mode() else 1.0))
+    if not lecture_mode():
+        st.caption("Each token is shaded by its weight, scaled to the largest; hover a token for its position "
+                   "and exact value. The chosen token is outlined.")
 
 
-def export_section(run, lens: MatrixView | None, shown: np.ndarray, name: str,
+def export_section(run, lens: MatrixView | None, shown: np.ndarray | None, name: str,
                    labels: tuple[list[str], list[str]] | None = None) -> None:
-    """labels: (query, key) labels of `shown` where they aren't the lens's (a long run's window)."""
+    """labels: (query, key) labels of `shown` where they aren't the lens's (a long run's window);
+    shown None: no matrix to save (a long run's rollout)."""
     query_labels, key_labels = labels or (lens.query_tokens, lens.key_tokens)
     long = run.attentions is None
     with section("Export"):
@@ -475,6 +476,8 @@ def export_section(run, lens: MatrixView | None, shown: np.ndarray, name: str,
                 data=functools.partial(run_npz, run), file_name=f"{file_stem('attention', run.model_spec)}.npz",
                 mime="application/octet-stream", on_click="ignore", icon=":material/download:",
             )
+        if shown is None:
+            return
         right.download_button(
             "This matrix as CSV", data=functools.partial(matrix_csv, shown, query_labels, key_labels),
             file_name=f"{name}.csv", mime="text/csv", on_click="ignore", icon=":material/download:",
@@ -604,7 +607,7 @@ def render() -> None:
     pair = stack.name == "self-attention" and has_pair(run.segment_ids) and not long
     how, words, block = view_ui(stack.name in SELF_STACKS, pair, has_words=probe is None and not long, long=long)
     layer, head = focus_ui(run.num_layers, run.num_heads)
-    pool = pool_ui(st)
+    pool = pool_ui()
     lens = None if long else cached_lens(*key, stack.name, words, block)
     grid = cached_grid(*key, stack.name, words, block, pool)
     overview = heads_overview(grid, (layer, head), f"All heads ({stack.name}): a row per layer, a column per "
