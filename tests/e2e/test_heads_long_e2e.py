@@ -37,6 +37,8 @@ def test_heads_page_on_2500_tokens_of_smollm2(browser_page):
     box.press("Control+Enter")
     expect(page.get_by_text(re.compile(r"Running layer \d+ of 30…"))).to_be_visible(timeout=RUN_MS)
     expect(_title(page, r"^Layer 0, head 0 .*: all 2,\d{3} × 2,\d{3} tokens")).to_be_visible(timeout=RUN_MS)
+    # the next-token predictions below run the model again, eagerly, on the whole text: minutes on a busy machine
+    expect(page.locator('[data-stale="true"]')).to_have_count(0, timeout=RUN_MS)
     bp.wait_idle()
     tokens = int(re.search(r"A long text: ([\d,]+) tokens", page.content()).group(1).replace(",", ""))
     assert 2_000 < tokens < 3_000
