@@ -3,13 +3,16 @@
 Pages call `current_run()` (or `current_model()`) and get None after a message has been
 shown when there is nothing to draw, so a page never has to handle load errors itself.
 """
+import contextlib
 import functools
 import gc
 import logging
 import os
 import runpy
+import threading
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import streamlit as st
 import transformers
@@ -18,6 +21,7 @@ from models import AttentionRun, LoadedModel, ModelLoadError, RunError, load_mod
 from models.analysis.numerics import pooled
 from models.core.loading import convert_first
 from models.core.settings import settings_from_env
+from models.core.tiles import Progress
 from viz.labels import markdown_literal
 from viz.overview import ThumbnailGrid, thumbnail_cell, thumbnail_grid
 from viz.theme import LECTURE_KEY, for_projector, plotly_config
@@ -58,13 +62,55 @@ def cached_model(spec: str) -> LoadedModel:
     return load_model(spec, settings_from_env())
 
 
+class Slot:
+    """A value computed once and shared, filled in outside any cached function.
+
+    A `st.cache_resource` function that returns a Slot keeps the cache's keys, limits and sharing
+    between sessions, while the computation itself (`get`) runs in the page: there its progress
+    bar is drawn once, not replayed on every cache hit as elements drawn inside a cached function
+    are. If the computation raises (a Streamlit rerun stopping it, a RunError), nothing is kept."""
+
+    def __init__(self):
+        self._lock = threading.Lock()  # a second session asking for the same value waits for the first
+        self._value = None
+
+    def get(self, compute: Callable[[], object]):
+        with self._lock:
+            if self._value is None:
+                self._value = compute()
+            return self._value
+
+
 @st.cache_resource(max_entries=CACHE_LIMITS.max_runs, show_spinner=False)
-def cached_run(spec: str, text: str, text_pair: str) -> AttentionRun:
-    """Keyed by (model, text): changing layer or head never re-runs the model.
+def _run_slot(spec: str, text: str, text_pair: str) -> Slot:
+    return Slot()
+
+
+def cached_run(spec: str, text: str, text_pair: str, progress: Progress | None = None) -> AttentionRun:
+    """Keyed by (model, text): changing layer or head never re-runs the model. `progress(done, total)`
+    is told of each layer of a long run (progress_bar); what it raises stops the run, uncached.
 
     A resource cache, not st.cache_data: cache_data would unpickle a copy of the run on every
     rerun (90 ms for a 75 MB run at 512 tokens); the run's arrays are read-only instead."""
-    return run_attention(cached_model(spec), text, text_pair or None, max_chars=settings_from_env().max_text_chars)
+    return _run_slot(spec, text, text_pair).get(functools.partial(
+        run_attention, cached_model(spec), text, text_pair or None, max_chars=settings_from_env().max_text_chars,
+        progress=progress))
+
+
+@contextlib.contextmanager
+def progress_bar(what: str) -> Iterator[Progress]:
+    """A tiles.Progress callback drawing a bar "`what` 12 of 30…" (e.g. what="Running layer"),
+    removed afterwards. Its st call is where a Streamlit rerun (new text, another page) stops the
+    computation: Streamlit raises its rerun exception there."""
+    bar = st.empty()
+
+    def report(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"{what} {done} of {total}…")
+
+    try:
+        yield report
+    finally:
+        bar.empty()
 
 
 def overview_grid(attentions) -> ThumbnailGrid:
@@ -235,12 +281,14 @@ def current_run(loaded: LoadedModel | None = None) -> tuple[LoadedModel, Attenti
         st.info("Type a text in the sidebar to see its attention.")
         return None
     try:
-        with st.spinner("Running the model…"):
-            run = cached_run(loaded.spec, text, text_b)
+        with st.spinner("Running the model…"), progress_bar("Running layer") as progress:
+            run = cached_run(loaded.spec, text, text_b, progress)
     except RunError as error:
         st.error(str(error))
         return None
-    if run.truncated:
+    if run.notice:  # cut to a short run: says why, where the truncation notice would blame the limit
+        st.warning(run.notice)
+    elif run.truncated:
         st.warning(
             f"The text has {run.n_input_tokens} tokens; the app runs at most {loaded.max_tokens} "
             f"for this model, so only the first {run.n} are shown."

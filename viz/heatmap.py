@@ -6,10 +6,11 @@ from viz.labels import axis_labels, tick_labels
 from viz.theme import ATTENTION_SCALE, MASKED_COLOR, base_layout
 
 
-def masked_future(matrix: np.ndarray) -> np.ndarray:
-    """matrix [q, k] with the causal future (j > i) set to NaN, drawn as 'masked'."""
+def masked_future(matrix: np.ndarray, first_query: int = 0, first_key: int = 0) -> np.ndarray:
+    """matrix [q, k] (queries from `first_query`, keys from `first_key` on) with the causal future
+    (key position > query position) set to NaN, drawn as 'masked'."""
     shown = matrix.astype(np.float32, copy=True)
-    shown[np.triu_indices(shown.shape[0], k=1, m=shown.shape[1])] = np.nan
+    shown[np.triu_indices(shown.shape[0], k=1 + first_query - first_key, m=shown.shape[1])] = np.nan
     return shown
 
 
@@ -20,11 +21,15 @@ def attention_heatmap(
     title: str,
     causal: bool = False,
     zmax: float | None = None,
+    first_query: int = 0,
+    first_key: int = 0,
 ) -> go.Figure:
-    """Heatmap of one head (or an aggregate); hover names query, key and weight."""
-    z = masked_future(matrix) if causal else matrix.astype(np.float32, copy=False)
-    x = axis_labels(key_tokens)
-    y = x if query_tokens == key_tokens else axis_labels(query_tokens)  # self-attention: once
+    """Heatmap of one head (or an aggregate); hover names query, key and weight. A window of a long
+    text: `matrix` holds queries from `first_query` and keys from `first_key` on, labelled by position."""
+    z = masked_future(matrix, first_query, first_key) if causal else matrix.astype(np.float32, copy=False)
+    x = axis_labels(key_tokens, first_key)
+    same = query_tokens == key_tokens and first_query == first_key
+    y = x if same else axis_labels(query_tokens, first_query)  # self-attention: once
     heatmap = dict(
         type="heatmap", z=z, x=x, y=y, zmin=0,
         zmax=zmax if zmax is not None else float(np.nanmax(z)) if z.size else 1.0,

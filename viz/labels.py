@@ -35,9 +35,10 @@ def escape(text: str) -> str:
     return html.escape(text, quote=True)
 
 
-def axis_labels(tokens: list[str]) -> list[str]:
-    """One unique, escaped label per position ("3 cat"), so repeated tokens keep their own row."""
-    return [escape(f"{i} {display_token(t)}") for i, t in enumerate(tokens)]
+def axis_labels(tokens: list[str], start: int = 0) -> list[str]:
+    """One unique, escaped label per position ("3 cat"), so repeated tokens keep their own row;
+    `tokens` are those from position `start` on (a window of a long text)."""
+    return [escape(f"{i} {display_token(t)}") for i, t in enumerate(tokens, start)]
 
 
 def tick_labels(labels: list[str], most: int = MAX_TICK_LABELS) -> list[str]:

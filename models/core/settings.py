@@ -5,7 +5,7 @@
 | EXPLORER_ALLOWED_FOLDERS | folders (separated by ':') whose models may be loaded; '*' = any | the app's data folder and the Hugging Face cache |
 | EXPLORER_ALLOW_HUB | '0' forbids hub ids (only the bundled model and allowed folders) | 1 |
 | EXPLORER_MAX_PARAMETERS | largest model, in parameters | 1,000,000,000 |
-| EXPLORER_MAX_TEXT_CHARS | longest text accepted, in characters | 20,000 |
+| EXPLORER_MAX_TEXT_CHARS | longest text accepted, in characters (8,192 tokens of prose take about 40,000) | 100,000 |
 | EXPLORER_MAX_MODELS | models kept loaded (shared by all sessions) | 2 |
 | EXPLORER_MAX_RUNS | runs kept cached | 16 |
 | EXPLORER_MAX_TOKENS | longest run, in tokens (a model's own position limit still applies) | 8,192 |
@@ -27,7 +27,7 @@ class Settings:
     allowed_folders: tuple[Path, ...] | None  # None: any folder may be loaded
     allow_hub: bool = True
     max_parameters: int = 1_000_000_000
-    max_text_chars: int = 20_000
+    max_text_chars: int = 100_000
     max_models: int = 2
     max_runs: int = 16
     max_tokens: int = 8_192

@@ -79,9 +79,9 @@ def test_encoder_decoder_offers_cross_attention(tiny_models):
 
 def test_a_huge_text_gets_a_message_and_stays_in_the_box():
     at = open_app(PAGE)
-    huge = "word " * 20_000
+    huge = "word " * 40_000
     at.text_area(key="text").set_value(huge).run()
-    assert "100,000 characters; this server runs at most 20,000" in messages(at)
+    assert "200,000 characters; this server runs at most 100,000" in messages(at)
     assert at.session_state["text"] == huge and not at.exception
 
 
