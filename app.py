@@ -1,17 +1,16 @@
 """Attention Explorer: navigation, the shared sidebar (model and text) and the page frame."""
-from pages._quiet_logs import quiet_torchao_import_noise
+import pages._preload  # noqa: F401  (first: see its docstring)
 
-quiet_torchao_import_noise()  # before the imports below load transformers, which loads torchao
+# isort: split
+import logging
+import time
 
-import logging  # noqa: E402  (every import below comes after the filter)
-import time  # noqa: E402
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from models import DEFAULT_MODEL, PRESETS  # noqa: E402
-from models.core.loading import SMOLLM2  # noqa: E402
-from pages import adaptive_span, checkpoints, compare, heads, heads_at_work, scaling, sparse  # noqa: E402
-from pages._shared import (  # noqa: E402
+from models import DEFAULT_MODEL, PRESETS
+from models.core.loading import SMOLLM2
+from pages import adaptive_span, checkpoints, compare, heads, heads_at_work, scaling, sparse
+from pages._shared import (
     MODEL_KEY,
     TEXT_B_KEY,
     TEXT_KEY,
@@ -21,7 +20,7 @@ from pages._shared import (  # noqa: E402
     report_link_values,
     setup_process,
 )
-from viz.theme import LECTURE_CSS, LECTURE_KEY  # noqa: E402
+from viz.theme import LECTURE_CSS, LECTURE_KEY
 
 DEFAULT_TEXT = "The animal didn't cross the street because it was too tired."
 PRESET_NOTES = {DEFAULT_MODEL: "bundled, works offline", SMOLLM2: "decoder LLM, works offline"}

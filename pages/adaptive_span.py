@@ -1,5 +1,8 @@
 """Adaptive attention span (Sukhbaatar et al. 2019): the soft mask, the mask applied to the live
 model's attention, and a small model whose heads learn their spans while you watch."""
+import pages._preload  # noqa: F401  (first: see its docstring)
+
+# isort: split
 import streamlit as st
 
 from models.span.corpus import SOURCE_NAME, copy_distance, generate_corpus

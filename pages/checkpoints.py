@@ -1,5 +1,8 @@
 """Checkpoints: a masked LM's predictions for one text at each point of its training, side by side,
 the candidates' probability and rank over steps, the loss curve, and two checkpoints' attention."""
+import pages._preload  # noqa: F401  (first: see its docstring)
+
+# isort: split
 from pathlib import Path
 
 import streamlit as st

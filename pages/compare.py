@@ -1,5 +1,8 @@
 """Compare: two models or checkpoints on the same text, head by head, and how every head of a
 checkpoint series changes over training."""
+import pages._preload  # noqa: F401  (first: see its docstring)
+
+# isort: split
 from pathlib import Path
 
 import streamlit as st

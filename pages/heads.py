@@ -1,5 +1,8 @@
 """Attention heads: every head at a glance, one head or an aggregate in detail, the model's predictions,
 head statistics, words and sentence pairs, the induction probe, bertviz offline, and exports."""
+import pages._preload  # noqa: F401  (first: see its docstring)
+
+# isort: split
 import functools
 
 import numpy as np

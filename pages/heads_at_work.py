@@ -1,6 +1,9 @@
 """Heads at work: switch heads off (zero- or mean-ablation) and see on the same text what changes:
 predictions, the loss per token, the attention of every later head; rank heads by importance
 (Michel et al. 2019) and follow the loss as they are removed."""
+import pages._preload  # noqa: F401  (first: see its docstring)
+
+# isort: split
 import time
 
 import numpy as np

@@ -1,4 +1,7 @@
 """Dot-product scaling: why attention divides q·k by √d, on random vectors and in the live model."""
+import pages._preload  # noqa: F401  (first: see its docstring)
+
+# isort: split
 import streamlit as st
 
 from models import AttentionRun, LoadedModel, attention_stacks, run_attention

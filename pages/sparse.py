@@ -1,5 +1,8 @@
 """Sparse attention patterns: the masks, their cost, how information still flows, and the
 patterns applied to the live model."""
+import pages._preload  # noqa: F401  (first: see its docstring)
+
+# isort: split
 import numpy as np
 import streamlit as st
 

@@ -81,3 +81,20 @@ def test_a_deep_link_is_the_first_request_of_a_fresh_server(browser, data_dir):
     assert all(seen["links"] in ([], TITLES) for seen in recorded) and recorded[-1]["links"] == TITLES, recorded
     assert not any(seen["dialog"] for seen in recorded), recorded  # no "page not found" on the way
     assert {heading for seen in recorded for heading in seen["headings"]} == {"Sparse attention patterns"}
+
+
+def test_a_class_opening_every_page_at_once_on_a_fresh_server(browser, data_dir):
+    """Each session runs app.py in its own thread: on a fresh server they all import models and
+    pages at once, and an import half done in one thread must never be seen by another."""
+    paths = ["/", "/heads_at_work", "/scaling", "/sparse", "/compare", "/adaptive_span", "/checkpoints"]
+    with streamlit_server(data_dir) as url:
+        contexts = [browser.new_context(viewport={"width": 1440, "height": 1000}) for _ in paths]
+        pages = [BrowserPage(context.new_page(), url) for context in contexts]
+        for bp, path in zip(pages, paths):
+            bp.page.goto(f"{url}{path}", wait_until="commit")  # every tab asks before any page is drawn
+        for bp in pages:
+            bp.wait_idle()
+            expect(bp.page.locator('[data-testid="stSidebar"]').get_by_role("link", name=TITLES[-1])).to_be_visible()
+            bp.assert_healthy()
+        for context in contexts:
+            context.close()
