@@ -2,6 +2,7 @@
 recomputes them for long ones (models.core.long_run)."""
 import contextlib
 import functools
+import math
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -258,6 +259,26 @@ def keeps_full_weights(loaded: LoadedModel, n: int, m: int = 0) -> bool:
     """Does a run keep every weight (run.attentions)? Always up to SHORT_TOKENS tokens; longer while
     they take at most FULL_WEIGHTS_BYTES (a small model's). Other runs are long runs (models.core.long_run)."""
     return max(n, m) <= SHORT_TOKENS or full_weights_bytes(loaded, n, m) <= FULL_WEIGHTS_BYTES
+
+
+def full_weights_tokens(loaded: LoadedModel) -> int:
+    """The most tokens a run of `loaded` keeps every weight for (keeps_full_weights): SHORT_TOKENS, or
+    more for a small model; at most loaded.max_tokens."""
+    per_square = full_weights_bytes(loaded, 1, 1)  # bytes per token² (all stacks)
+    fits = math.isqrt(FULL_WEIGHTS_BYTES // per_square) if per_square else loaded.max_tokens
+    return min(loaded.max_tokens, max(SHORT_TOKENS, fits))
+
+
+def first_tokens(loaded: LoadedModel, limit: int) -> LoadedModel:
+    """The same model with texts cut to `limit` tokens (encode truncates to max_tokens): for a
+    computation that keeps every weight of every head, run on the start of a long text."""
+    return replace(loaded, max_tokens=min(limit, loaded.max_tokens))
+
+
+def first_tokens_notice(what: str, limit: int, n: int) -> str:
+    """Why a page's computation reads only the first `limit` of a run's n tokens, for the user."""
+    return (f"{what} keeps every weight of every head, so it runs on the first {limit:,} tokens of this "
+            f"{n:,}-token text; the rest of the page reads the whole text.")
 
 
 def _check_memory(loaded: LoadedModel, n: int, needed: int) -> None:
