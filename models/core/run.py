@@ -278,7 +278,7 @@ def first_tokens(loaded: LoadedModel, limit: int) -> LoadedModel:
 def first_tokens_notice(what: str, limit: int, n: int) -> str:
     """Why a page's computation reads only the first `limit` of a run's n tokens, for the user."""
     return (f"{what} keeps every weight of every head, so it runs on the first {limit:,} tokens of this "
-            f"{n:,}-token text; the rest of the page reads the whole text.")
+            f"{n:,}-token text.")
 
 
 def _check_memory(loaded: LoadedModel, n: int, needed: int) -> None:
