@@ -4,6 +4,9 @@ import numpy as np
 import streamlit as st
 
 from models.analysis.numerics import pooled
+from models.core.native_sparse import is_native_sparse
+from models.core.run import SHORT_TOKENS, first_tokens, first_tokens_notice
+from models.core.tiles import MAX_WINDOW
 from models.sparse.cost import (
     ROWWISE_MAX_N,
     CostPoint,
@@ -13,9 +16,6 @@ from models.sparse.cost import (
     growth,
     measure_cost,
 )
-from models.core.native_sparse import is_native_sparse
-from models.core.run import SHORT_TOKENS, first_tokens, first_tokens_notice
-from models.core.tiles import MAX_WINDOW
 from models.sparse.enforce import EnforcedRun, coverage, enforced_run, tiled_coverage
 from models.sparse.patterns import (
     DESCRIPTIONS,
