@@ -7,7 +7,11 @@ import numpy as np
 import streamlit as st
 
 from models import ModelLoadError, RunError, attention_stacks
-from models.compare.divergence import js_divergence, run_divergence
+from models.analysis.head_stats import HeadStatistics
+from models.analysis.words import special_token_mask
+from models.compare.divergence import js_divergence, query_divergence, run_divergence
+from models.core import tiles
+from models.core.tiles import MAX_WINDOW
 from models.interventions.ablation import Head, ablation_notice, attention_layers
 from models.interventions.importance import CORPUS, SEEDS, PruningCurve, curve_runs, head_importance, pruning_curve
 from models.interventions.loss import LossError, token_losses
@@ -22,6 +26,7 @@ from pages._shared import (
     current_texts,
     lecture_mode,
     link_value_explained,
+    overview_grid,
     run_app_instead,
     safe_callback,
     show_figure,
@@ -32,6 +37,7 @@ from viz.compare import query_divergence_bars, shared_zmax
 from viz.heads_at_work import change_heatmap, divergence_figure, mark_off, pruning_curve_figure, switch_off_overview
 from viz.heatmap import attention_heatmap
 from viz.labels import markdown_literal
+from viz.overview import ThumbnailGrid
 from viz.stats import stats_heatmap
 from viz.theme import file_stem
 
@@ -54,6 +60,25 @@ STACK_NAMES = {"self-attention": "Heads", "encoder": "Encoder heads", "decoder":
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_divergence(spec: str, text: str, text_b: str, change: Change) -> dict[str, np.ndarray]:
     return run_divergence(cached_run(spec, text, text_b), cached_changed_run(spec, change, text, text_b))
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def cached_long_grid(spec: str, text: str, text_b: str, stack_name: str) -> ThumbnailGrid:
+    """A long run's all-heads grid, from the overview pooled while the model ran."""
+    return overview_grid(attention_stacks(cached_run(spec, text, text_b))[stack_name].weights.overview()[0])
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def cached_long_statistics(spec: str, text: str, text_b: str, stack_name: str) -> HeadStatistics:
+    """A long run's head statistics, every head recomputed in row tiles (the same numbers as a short run's)."""
+    run = cached_run(spec, text, text_b)
+    stack = attention_stacks(run)[stack_name]
+    special = special_token_mask(cached_model(spec), stack.key_tokens) if stack_name == "decoder" else run.special_mask
+    return tiles.head_statistics(stack.weights, stack.key_tokens, special)
+
+
+def _is_long(key: tuple[str, str, str]) -> bool:
+    return cached_run(*key).attentions is None
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -146,7 +171,8 @@ def pick_ui(key: tuple[str, str, str], stack: str, off: list[Head]) -> None:
     if stack not in SELF_STACKS:
         st.caption("Heads are picked by a statistic of self-attention: pick the encoder or decoder stack for that.")
         return
-    statistics = cached_statistics(*key, stack)
+    with st.spinner("Measuring every head…"):
+        statistics = cached_long_statistics(*key, stack) if _is_long(key) else cached_statistics(*key, None, stack)
     values = statistics.values
     columns = st.columns([2, 1.2, 1, 1.3, 1.1], vertical_alignment="bottom")
     with columns[0]:
@@ -217,8 +243,8 @@ def status_section(loaded, off: dict[str, list[Head]], how: str) -> None:
 
 
 def grid_section(key: tuple[str, str, str], stack, off: list[Head], counts: tuple[int, ...]) -> None:
-    grid = cached_grid(*key, stack.name, False, "all")
-    focused = _focus_state(*stack.attentions.shape[:2])
+    grid = cached_long_grid(*key, stack.name) if _is_long(key) else cached_grid(*key, None, stack.name, False, "all")
+    focused = _focus_state(*stack.weights.shape[:2])
     fig = switch_off_overview(grid, off, focused, f"All heads ({stack.name}), intact model: click one to switch it "
                                                   "off or on")
     chart = _clicks_key(GRID_KEY, stack.name, off)
@@ -233,7 +259,7 @@ def divergence_section(key: tuple[str, str, str], stack, change: Change, off: li
                        names: tuple[str, str]) -> None:
     with st.spinner("Running the model with the heads off…"):
         divergences = cached_divergence(*key, change)
-    layers, heads = stack.attentions.shape[:2]
+    layers, heads = stack.weights.shape[:2]
     fig = divergence_figure(divergences[stack.name], _focus_state(layers, heads), off,
                             f"JS divergence of each head's attention ({stack.name}) from the intact model's (nats): "
                             "click one to see it side by side")
@@ -255,9 +281,20 @@ def head_section(key: tuple[str, str, str], stack, change: Change, focused: tupl
                  names: tuple[str, str]) -> None:
     """The focused head intact and with heads off, on one colour range, their difference and where they differ."""
     layer, head = focused
-    intact = stack.attentions[layer, head]
-    changed = attention_stacks(cached_changed_run(key[0], change, *key[1:]))[stack.name].attentions[layer, head]
-    zmax, queries, keys = shared_zmax(intact, changed), stack.query_labels, stack.key_labels
+    changed_stack = attention_stacks(cached_changed_run(key[0], change, *key[1:]))[stack.name]
+    if stack.attentions is None:  # a long run: the figures on a window, the divergence per query over every query
+        shown = slice(0, min(len(stack.query_labels), MAX_WINDOW)), slice(0, min(len(stack.key_labels), MAX_WINDOW))
+        intact, changed = (tiles.window(s.weights, layer, head, *shown) for s in (stack, changed_stack))
+        queries, keys = stack.query_labels[shown[0]], stack.key_labels[shown[1]]
+        rows = query_divergence(stack.weights, changed_stack.weights, layer, head)  # [q]
+        st.info(f"The heatmaps show the first {shown[0].stop} queries × {shown[1].stop} keys of this text's "
+                f"{len(stack.query_labels):,} tokens (a figure shows at most {MAX_WINDOW} × {MAX_WINDOW} weights); "
+                "the divergences read every query, the heads recomputed in row tiles.")
+    else:
+        intact, changed = stack.attentions[layer, head], changed_stack.attentions[layer, head]
+        queries, keys = stack.query_labels, stack.key_labels
+        rows = js_divergence(intact, changed)  # [q]
+    zmax = shared_zmax(intact, changed)
     top, bottom = st.columns(2), st.columns(2)
     for column, (name, matrix) in zip(top, ((names[0], intact), (names[1], changed))):
         with column:
@@ -268,9 +305,8 @@ def head_section(key: tuple[str, str, str], stack, change: Change, focused: tupl
         show_figure(change_heatmap(changed - intact, queries, keys, "Heads off − intact: red where the head now "
                                    "attends more", causal=stack.causal),
                     file_stem("head-difference", key[0], stack.name, f"L{layer}", f"H{head}"))
-    rows = js_divergence(intact, changed)  # [q]
     with bottom[1]:
-        show_figure(query_divergence_bars(rows, queries, f"Where it changed: JS divergence per query, mean "
+        show_figure(query_divergence_bars(rows, stack.query_labels, f"Where it changed: JS divergence per query, mean "
                                                          f"{rows.mean():.4f}"),
                     file_stem("head-query-divergence", key[0], stack.name, f"L{layer}", f"H{head}"))
 
@@ -379,7 +415,7 @@ def render() -> None:
     st.subheader("The attention of every head")
     divergence_section(key, stack, change, off[stack.name], names)
     source = source_ui()
-    focused = _focus_state(*stack.attentions.shape[:2])
+    focused = _focus_state(*stack.weights.shape[:2])
     importance_section(key[0], source, stack.name, off[stack.name], counts[stack.name], focused)
     curve_section(key[0], source, stack.name, counts[stack.name])
 
