@@ -77,6 +77,15 @@ def cached_long_statistics(spec: str, text: str, text_b: str, stack_name: str) -
     return tiles.head_statistics(stack.weights, stack.key_tokens, special)
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_query_divergence(spec: str, text: str, text_b: str, change: Change, stack_name: str, layer: int,
+                            head: int) -> np.ndarray:
+    """[q]: one head's divergence per query, heads off vs intact, recomputed in row tiles (a long run)."""
+    intact, changed = (attention_stacks(run)[stack_name].weights
+                       for run in (cached_run(spec, text, text_b), cached_changed_run(spec, change, text, text_b)))
+    return query_divergence(intact, changed, layer, head)
+
+
 def _is_long(key: tuple[str, str, str]) -> bool:
     return cached_run(*key).attentions is None
 
@@ -286,7 +295,7 @@ def head_section(key: tuple[str, str, str], stack, change: Change, focused: tupl
         shown = slice(0, min(len(stack.query_labels), MAX_WINDOW)), slice(0, min(len(stack.key_labels), MAX_WINDOW))
         intact, changed = (tiles.window(s.weights, layer, head, *shown) for s in (stack, changed_stack))
         queries, keys = stack.query_labels[shown[0]], stack.key_labels[shown[1]]
-        rows = query_divergence(stack.weights, changed_stack.weights, layer, head)  # [q]
+        rows = cached_query_divergence(*key, change, stack.name, layer, head)  # [q]
         st.info(f"The heatmaps show the first {shown[0].stop} queries × {shown[1].stop} keys of this text's "
                 f"{len(stack.query_labels):,} tokens (a figure shows at most {MAX_WINDOW} × {MAX_WINDOW} weights); "
                 "the divergences read every query, the heads recomputed in row tiles.")
