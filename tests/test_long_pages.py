@@ -5,6 +5,7 @@ import pytest
 
 from models import load_model, run_attention
 from models.compare.divergence import head_divergence, js_divergence, query_divergence, tiled_head_divergence
+from models.compare.series import run_series, series_checkpoints
 from models.core import run as core_run
 from models.core import tiles
 from models.core.run import first_tokens, full_weights_tokens
@@ -12,7 +13,7 @@ from models.core.tiles import FullWeights
 from models.span.mask import apply_span, tiled_span_effect
 from models.sparse.enforce import coverage, tiled_coverage
 from models.sparse.patterns import HeadPatterns, Pattern
-from tests.tiny_models import save_tiny_llama
+from tests.tiny_models import save_tiny_llama, save_tiny_mlm_series
 
 TEXT = "The cat sat on the mat, and then the cat looked at the dog on the mat. " * 4
 
@@ -74,3 +75,16 @@ def test_first_tokens_cuts_the_text_where_every_weight_is_still_kept(llama, monk
     whole = run_attention(llama, TEXT)
     assert run.n == 12 and run.truncated and run.n_input_tokens == whole.n
     np.testing.assert_allclose(run.attentions, whole.attentions[:, :, :12, :12], atol=1e-5)  # causal: a prefix
+
+
+def test_a_series_on_a_long_text_reads_its_first_tokens_saying_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(core_run, "FULL_WEIGHTS_BYTES", 0)
+    folder = save_tiny_mlm_series(tmp_path / "series", steps=(10, 100), positions=1024)
+    checkpoints, _ = series_checkpoints(folder)
+    text = " ".join(["The capital of Italy is Rome."] * 120)
+    ran = run_series(checkpoints, text)
+    assert [run.n for run in ran.runs] == [core_run.SHORT_TOKENS] * 2
+    assert all(run.attentions is not None for run in ran.runs)
+    assert ran.notice == ("Following every head of every checkpoint keeps every weight of every head, so it runs on "
+                          f"the first 512 tokens of this {ran.runs[0].n_input_tokens:,}-token text.")
+    assert run_series(checkpoints, "The capital of Italy is Rome.").notice is None
