@@ -5,6 +5,7 @@ import pages._preload  # noqa: F401  (first: see its docstring)
 # isort: split
 import streamlit as st
 
+from models.core.tiles import MAX_WINDOW
 from models.span.corpus import SOURCE_NAME, copy_distance, generate_corpus
 from models.span.lm import (
     SpanLMConfig,
@@ -15,12 +16,14 @@ from models.span.lm import (
     decode_text,
     train_span_lm,
 )
-from models.span.mask import SpanEffect, apply_span, mask_curve, parse_spans, span_savings
+from models.span.mask import SpanEffect, apply_span, mask_curve, parse_spans, span_savings, tiled_span_effect
 from models.span.runs import META_FILE, SavedRunInfo, SpanRunError, list_runs, load_run, runs_dir, save_run
 from pages._shared import (
     bound,
+    cached_run,
     current_run,
     current_spec,
+    current_texts,
     int_control_state,
     link_value_explained,
     run_app_instead,
@@ -55,6 +58,13 @@ DEFAULT_SPAN_LM, DEFAULT_TRAINING = SpanLMConfig(), SpanTrainConfig()
 def cached_span_run(name: str, saved_at: float) -> TrainedRun:
     """A saved run, loaded once per process (saved_at: run.json's mtime, so a re-save reloads)."""
     return load_run(name)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_span_effect(spec: str, text: str, text_b: str, layer: int, head: int, z: int, ramp: int,
+                       shown: int) -> SpanEffect:
+    """The span applied to one head of a long run, the first `shown` tokens kept for the figures."""
+    return tiled_span_effect(cached_run(spec, text, text_b).weights(), layer, head, z, ramp, slice(0, shown))
 
 
 def plural(count: int, word: str) -> str:
@@ -150,16 +160,25 @@ def applied_section(z: int, ramp: int) -> None:
     st.caption(f"{loaded.spec}: each attention row times m_z(distance), distance = {distance}, with the z = {z} "
                f"and R = {ramp} above; then each row is renormalised to sum to 1.")
     layer, head = focus_ui(run.num_layers, run.num_heads, LAYER_KEY, HEAD_KEY)
-    before = run.attentions[layer, head]
-    effect: SpanEffect = apply_span(before, z, ramp, run.causal)
+    if run.attentions is None:  # a long run: the head recomputed in row tiles, drawn on a window
+        shown = slice(0, min(run.n, MAX_WINDOW))
+        with st.spinner("Recomputing the head…"):
+            effect = cached_span_effect(loaded.spec, *current_texts(), layer, head, z, ramp, shown.stop)
+        before, labels = run.window(layer, head, shown, shown), run.labels[shown]
+        st.info(f"The heatmaps show the first {shown.stop} of this text's {run.n:,} tokens as queries and keys (a "
+                f"figure shows at most {MAX_WINDOW} × {MAX_WINDOW} weights); the metrics and the mass each query "
+                "loses read every token, the head recomputed in row tiles.")
+    else:
+        before, labels = run.attentions[layer, head], run.labels
+        effect = apply_span(before, z, ramp, run.causal)
     top = float(max(before.max(), effect.after.max()))
     stem = file_stem("span", current_spec(), f"L{layer}", f"H{head}", f"z{z}", f"R{ramp}")
     left, right = st.columns(2)
     with left:
-        show_figure(attention_heatmap(before, run.labels, run.labels, f"Before: layer {layer}, head {head}",
+        show_figure(attention_heatmap(before, labels, labels, f"Before: layer {layer}, head {head}",
                                       causal=run.causal, zmax=top), f"{stem}_before")
     with right:
-        show_figure(span_heatmap(effect.after, effect.mask, run.labels,
+        show_figure(span_heatmap(effect.after, effect.mask, labels,
                                  f"After the span mask (z = {z}, R = {ramp})", run.causal, top), f"{stem}_after")
     st.caption("Grey cells on the right: keys the span cuts off (mask 0)" +
                (", and the future a causal model never sees." if run.causal else "."))

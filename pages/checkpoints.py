@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from models import AttentionRun, ModelLoadError, RunError, load_model, run_attention
+from models import AttentionRun, ModelLoadError, RunError, load_model
 from models.checkpoints.demo import demo_series_dir, demo_series_ready, ensure_demo_series
 from models.checkpoints.discovery import (
     Checkpoint,
@@ -20,6 +20,7 @@ from models.checkpoints.discovery import (
 from models.checkpoints.series import CheckpointFill, all_candidates, fill_checkpoint, final_top, trajectories
 from models.checkpoints.training_log import TrainingLog, read_training_log
 from models.core.predictions import NoMaskError
+from models.core.run import cut_notice, run_keeping_weights
 from models.core.settings import settings_from_env
 from models.core.storage import write_error_message
 from pages._shared import (
@@ -58,10 +59,12 @@ def cached_fill(spec: str, step: int | None, problem: str | None, signature: str
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def cached_attention(spec: str, signature: str, text: str) -> tuple[AttentionRun, ThumbnailGrid]:
+def cached_attention(spec: str, signature: str, text: str) -> tuple[AttentionRun, ThumbnailGrid, str | None]:
+    """(the run, every head as a thumbnail, why the run reads only the text's first tokens)."""
     settings = settings_from_env()
-    run = run_attention(load_model(spec, settings), text, max_chars=settings.max_text_chars)
-    return run, overview_grid(run.attentions)
+    loaded = load_model(spec, settings)
+    run = run_keeping_weights(loaded, text, max_chars=settings.max_text_chars)
+    return run, overview_grid(run.attentions), cut_notice("The attention of a checkpoint", run, loaded.max_tokens)
 
 
 @st.cache_data(ttl=60, max_entries=16, show_spinner=False)
@@ -297,12 +300,17 @@ def attention_section(good: list[CheckpointFill], text: str, name: str) -> None:
     st.subheader("Attention of two checkpoints")
     by_label = {f.checkpoint.label: f.checkpoint for f in good}
     pair = checkpoint_pair_ui(list(by_label))
-    runs = {}
+    runs, notices = {}, set()
     for label in dict.fromkeys(pair):
         try:
-            runs[label] = cached_attention(by_label[label].spec, fingerprint(by_label[label]), text)
+            run, grid, notice = cached_attention(by_label[label].spec, fingerprint(by_label[label]), text)
         except (ModelLoadError, RunError) as error:
             st.error(f"{label}: {error}")
+            continue
+        runs[label] = run, grid
+        notices.add(notice)
+    for notice in notices - {None}:
+        st.info(notice + " The predictions above read the whole text.")
     if not runs:
         return
     layers = min(run.num_layers for run, _ in runs.values())

@@ -14,6 +14,7 @@ from models.checkpoints.discovery import Checkpoint, SeriesError
 from models.compare.alignment import AlignedRuns, AlignmentError, align_runs
 from models.compare.divergence import MATCH_QUERIES, HeadMatching, head_divergence, js_divergence, match_heads
 from models.compare.series import SeriesStatistics, run_series, series_checkpoints, series_statistics
+from models.core.run import first_tokens_notice, full_weights_tokens, long_run_tokens, run_keeping_weights
 from models.core.settings import settings_from_env
 from models.interventions.compression import INT8_METHOD, CompressionError
 from models.interventions.footprint import forward_seconds, memory_bytes, zero_share
@@ -70,17 +71,36 @@ def _signature(checkpoints: list[Checkpoint]) -> tuple:
 
 # --- cached computations, keyed by (model A, model B, text, sentence B) ---
 
-def _loaded_run(spec: str, text: str, text_b: str, change: Change = None):
+def _model(spec: str, change: Change = None) -> LoadedModel:
+    return cached_model(spec) if change is None else cached_compressed(spec, *change[1:])
+
+
+def _loaded_run(spec: str, text: str, text_b: str, change: Change = None, limit: int | None = None):
+    """(model, run); `limit`: the run keeps every weight, on the text's first `limit` tokens if it would be long."""
+    if limit is not None:
+        loaded = _model(spec, change)
+        return loaded, run_keeping_weights(loaded, text, text_b or None, settings_from_env().max_text_chars, limit)
     if change is None:
         return cached_model(spec), cached_run(spec, text, text_b)
     return cached_compressed(spec, *change[1:]), cached_changed_run(spec, change, text, text_b)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
+def cached_limit(spec_a: str, spec_b: str, text: str, text_b: str, change_b: Change = None) -> tuple[int, int] | None:
+    """(tokens both models read, tokens of the text) when either would make a long run, else None:
+    every weight of every head of both is compared at once."""
+    models = (_model(spec_a), _model(spec_b, change_b))
+    lengths = [n for n in (long_run_tokens(loaded, text, text_b or None) for loaded in models) if n is not None]
+    return (min(full_weights_tokens(loaded) for loaded in models), max(lengths)) if lengths else None
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
 def cached_alignment(spec_a: str, spec_b: str, text: str, text_b: str, change_b: Change = None) -> AlignedRuns:
     """A and B on common positions; change_b (pages._changed.compressed) makes B a compressed copy of spec_b."""
-    return align_runs(*_loaded_run(spec_a, text, text_b), *_loaded_run(spec_b, text, text_b, change_b), text,
-                      text_b or None)
+    limit = cached_limit(spec_a, spec_b, text, text_b, change_b)
+    limit = limit and limit[0]
+    return align_runs(*_loaded_run(spec_a, text, text_b, None, limit),
+                      *_loaded_run(spec_b, text, text_b, change_b, limit), text, text_b or None)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -103,13 +123,14 @@ def cached_forward_seconds(spec: str, change: Change, text: str) -> float:
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def cached_series(folder: str, signature: tuple, text: str, text_b: str) -> tuple[SeriesStatistics, list[str]]:
-    """(the statistics, why checkpoints were left out). `signature` (the checkpoints' steps and
-    times) makes a retrained series recompute."""
+def cached_series(folder: str, signature: tuple, text: str,
+                  text_b: str) -> tuple[SeriesStatistics, list[str], str | None]:
+    """(the statistics, why checkpoints were left out, why they read only the text's start). `signature`
+    (the checkpoints' steps and times) makes a retrained series recompute."""
     settings = settings_from_env()
     checkpoints, _ = series_checkpoints(folder, settings)
     ran = run_series(checkpoints, text, text_b or None, settings)
-    return series_statistics(ran.runs, ran.steps), ran.left_out
+    return series_statistics(ran.runs, ran.steps), ran.left_out, ran.notice
 
 
 # --- widgets: each returns what it read ---
@@ -202,6 +223,8 @@ def load_pair(spec_a: str, spec_b: str, text: str, text_b: str,
             return None
     try:
         with st.spinner("Running both models…"):
+            if limit := cached_limit(spec_a, spec_b, text, text_b, change_b):
+                st.info(first_tokens_notice("Comparing A and B head by head", *limit))
             aligned = cached_alignment(spec_a, spec_b, text, text_b, change_b)
     except RunError as error:
         st.error(str(error))
@@ -351,10 +374,12 @@ def series_view(folder: str, checkpoints: list[Checkpoint]) -> None:
         return
     try:
         with st.spinner(f"Running {len(checkpoints)} checkpoints…"):
-            series, left_out = cached_series(folder, _signature(checkpoints), text, text_b)
+            series, left_out, notice = cached_series(folder, _signature(checkpoints), text, text_b)
     except (SeriesError, RunError) as error:
         st.error(str(error))
         return
+    if notice:
+        st.info(notice)
     if left_out:
         st.warning("Left out of the series on this text: " + " ".join(left_out))
     metric = metric_ui("Head statistic", series.available(), METRIC_KEY)

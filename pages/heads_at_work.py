@@ -10,7 +10,9 @@ import numpy as np
 import streamlit as st
 
 from models import ModelLoadError, RunError, attention_stacks
-from models.compare.divergence import js_divergence, run_divergence
+from models.compare.divergence import js_divergence, query_divergence, run_divergence
+from models.core import tiles
+from models.core.tiles import MAX_WINDOW
 from models.interventions.ablation import Head, ablation_notice, attention_layers
 from models.interventions.importance import CORPUS, SEEDS, PruningCurve, curve_runs, head_importance, pruning_curve
 from models.interventions.loss import LossError, token_losses
@@ -30,7 +32,7 @@ from pages._shared import (
     show_figure,
 )
 from pages._widgets import METRIC_LABELS, focus_on_click, focus_ui, metric_ui, stack_ui
-from pages.heads import SELF_STACKS, cached_grid, cached_statistics, lazy_section
+from pages.heads import SELF_STACKS, cached_grid, lazy_section, statistics_of
 from viz.compare import query_divergence_bars, shared_zmax
 from viz.heads_at_work import change_heatmap, divergence_figure, mark_off, pruning_curve_figure, switch_off_overview
 from viz.heatmap import attention_heatmap
@@ -57,6 +59,15 @@ STACK_NAMES = {"self-attention": "Heads", "encoder": "Encoder heads", "decoder":
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_divergence(spec: str, text: str, text_b: str, change: Change) -> dict[str, np.ndarray]:
     return run_divergence(cached_run(spec, text, text_b), cached_changed_run(spec, change, text, text_b))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_query_divergence(spec: str, text: str, text_b: str, change: Change, stack_name: str, layer: int,
+                            head: int) -> np.ndarray:
+    """[q]: one head's divergence per query, heads off vs intact, recomputed in row tiles (a long run)."""
+    intact, changed = (attention_stacks(run)[stack_name].weights
+                       for run in (cached_run(spec, text, text_b), cached_changed_run(spec, change, text, text_b)))
+    return query_divergence(intact, changed, layer, head)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -149,7 +160,7 @@ def pick_ui(key: tuple[str, str, str], stack: str, off: list[Head]) -> None:
     if stack not in SELF_STACKS:
         st.caption("Heads are picked by a statistic of self-attention: pick the encoder or decoder stack for that.")
         return
-    statistics = cached_statistics(*key, None, stack)  # no induction probe here
+    statistics = statistics_of((*key, None), stack)  # no induction probe here; a long run's in tiles, with progress
     values = statistics.values
     columns = st.columns([2, 1.2, 1, 1.3, 1.1], vertical_alignment="bottom")
     with columns[0]:
@@ -220,8 +231,8 @@ def status_section(loaded, off: dict[str, list[Head]], how: str) -> None:
 
 
 def grid_section(key: tuple[str, str, str], stack, off: list[Head], counts: tuple[int, ...]) -> None:
-    grid = cached_grid(*key, None, stack.name, False, "all")
-    focused = _focus_state(*stack.attentions.shape[:2])
+    grid = cached_grid(*key, None, stack.name, False, "all")  # a long run's from its overview
+    focused = _focus_state(*stack.weights.shape[:2])
     fig = switch_off_overview(grid, off, focused, f"All heads ({stack.name}), intact model: click one to switch it "
                                                   "off or on")
     chart = _clicks_key(GRID_KEY, stack.name, off)
@@ -236,7 +247,7 @@ def divergence_section(key: tuple[str, str, str], stack, change: Change, off: li
                        names: tuple[str, str]) -> None:
     with st.spinner("Running the model with the heads off…"):
         divergences = cached_divergence(*key, change)
-    layers, heads = stack.attentions.shape[:2]
+    layers, heads = stack.weights.shape[:2]
     fig = divergence_figure(divergences[stack.name], _focus_state(layers, heads), off,
                             f"JS divergence of each head's attention ({stack.name}) from the intact model's (nats): "
                             "click one to see it side by side")
@@ -258,9 +269,20 @@ def head_section(key: tuple[str, str, str], stack, change: Change, focused: tupl
                  names: tuple[str, str]) -> None:
     """The focused head intact and with heads off, on one colour range, their difference and where they differ."""
     layer, head = focused
-    intact = stack.attentions[layer, head]
-    changed = attention_stacks(cached_changed_run(key[0], change, *key[1:]))[stack.name].attentions[layer, head]
-    zmax, queries, keys = shared_zmax(intact, changed), stack.query_labels, stack.key_labels
+    changed_stack = attention_stacks(cached_changed_run(key[0], change, *key[1:]))[stack.name]
+    if stack.attentions is None:  # a long run: the figures on a window, the divergence per query over every query
+        shown = slice(0, min(len(stack.query_labels), MAX_WINDOW)), slice(0, min(len(stack.key_labels), MAX_WINDOW))
+        intact, changed = (tiles.window(s.weights, layer, head, *shown) for s in (stack, changed_stack))
+        queries, keys = stack.query_labels[shown[0]], stack.key_labels[shown[1]]
+        rows = cached_query_divergence(*key, change, stack.name, layer, head)  # [q]
+        st.info(f"The heatmaps show the first {shown[0].stop} queries × {shown[1].stop} keys of this text's "
+                f"{len(stack.query_labels):,} tokens (a figure shows at most {MAX_WINDOW} × {MAX_WINDOW} weights); "
+                "the divergences read every query, the heads recomputed in row tiles.")
+    else:
+        intact, changed = stack.attentions[layer, head], changed_stack.attentions[layer, head]
+        queries, keys = stack.query_labels, stack.key_labels
+        rows = js_divergence(intact, changed)  # [q]
+    zmax = shared_zmax(intact, changed)
     top, bottom = st.columns(2), st.columns(2)
     for column, (name, matrix) in zip(top, ((names[0], intact), (names[1], changed))):
         with column:
@@ -271,9 +293,8 @@ def head_section(key: tuple[str, str, str], stack, change: Change, focused: tupl
         show_figure(change_heatmap(changed - intact, queries, keys, "Heads off − intact: red where the head now "
                                    "attends more", causal=stack.causal),
                     file_stem("head-difference", key[0], stack.name, f"L{layer}", f"H{head}"))
-    rows = js_divergence(intact, changed)  # [q]
     with bottom[1]:
-        show_figure(query_divergence_bars(rows, queries, f"Where it changed: JS divergence per query, mean "
+        show_figure(query_divergence_bars(rows, stack.query_labels, f"Where it changed: JS divergence per query, mean "
                                                          f"{rows.mean():.4f}"),
                     file_stem("head-query-divergence", key[0], stack.name, f"L{layer}", f"H{head}"))
 
@@ -382,7 +403,7 @@ def render() -> None:
     st.subheader("The attention of every head")
     divergence_section(key, stack, change, off[stack.name], names)
     source = source_ui()
-    focused = _focus_state(*stack.attentions.shape[:2])
+    focused = _focus_state(*stack.weights.shape[:2])
     importance_section(key[0], source, stack.name, off[stack.name], counts[stack.name], focused)
     curve_section(key[0], source, stack.name, counts[stack.name])
 

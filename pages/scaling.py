@@ -5,6 +5,7 @@ import pages._preload  # noqa: F401  (first: see its docstring)
 import streamlit as st
 
 from models import AttentionRun, LoadedModel, attention_stacks, run_attention
+from models.core.run import SHORT_TOKENS, first_tokens, first_tokens_notice
 from models.core.scores import IDENTITY_TOLERANCE, ScoreStack, ScoresUnavailable
 from models.scaling.live import head_scores, neuron_view
 from models.scaling.random_vectors import (
@@ -64,10 +65,12 @@ def cached_sweep(n_keys: int, seed: int) -> SoftmaxSweep:
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
-def cached_scored_run(spec: str, text: str, text_pair: str) -> AttentionRun:
+def cached_scored_run(spec: str, text: str, text_pair: str, limit: int | None = None) -> AttentionRun:
     """The run with q, k and pre-softmax scores: twice a plain run's arrays (150 MB for MiniLM at
-    512 tokens), so kept as one read-only copy rather than unpickled on every rerun."""
-    return run_attention(cached_model(spec), text, text_pair or None, with_scores=True)
+    512 tokens), so kept as one read-only copy rather than unpickled on every rerun. `limit`: on
+    the text's first tokens only."""
+    loaded = cached_model(spec)
+    return run_attention(first_tokens(loaded, limit) if limit else loaded, text, text_pair or None, with_scores=True)
 
 
 # --- widgets: each returns what it read ---
@@ -185,14 +188,17 @@ def live_section() -> None:
     result = current_run()
     if result is None:
         return
-    loaded, _ = result
+    loaded, whole = result
     text, text_b = current_texts()
+    limit = SHORT_TOKENS if whole.attentions is None else None  # a long run keeps no scores
     try:
         with st.spinner("Capturing queries and keys…"):
-            run = cached_scored_run(loaded.spec, text, text_b)
+            run = cached_scored_run(loaded.spec, text, text_b, limit)
     except ScoresUnavailable as error:
         st.warning(str(error))
         return
+    if limit:
+        st.info(first_tokens_notice("Capturing the scores (q, k and every pre-softmax q·k)", run.n, whole.n))
     tokens = attention_stacks(run)
     name = stack_ui(list(run.score_stacks), STACK_KEY)
     stack, names = run.score_stacks[name], tokens[name]

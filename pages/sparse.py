@@ -7,7 +7,9 @@ import numpy as np
 import streamlit as st
 
 from models.analysis.numerics import pooled
-from models.core.run import RunError
+from models.core.native_sparse import is_native_sparse
+from models.core.run import SHORT_TOKENS, RunError, first_tokens, first_tokens_notice
+from models.core.tiles import MAX_WINDOW
 from models.sparse.cost import (
     ROWWISE_MAX_N,
     CostPoint,
@@ -17,7 +19,7 @@ from models.sparse.cost import (
     growth,
     measure_cost,
 )
-from models.sparse.enforce import EnforcedRun, coverage, enforced_run
+from models.sparse.enforce import EnforcedRun, coverage, enforced_run, tiled_coverage
 from models.sparse.patterns import (
     DESCRIPTIONS,
     KINDS,
@@ -100,13 +102,16 @@ def cached_cost(pattern: AnyPattern) -> list[CostPoint]:
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_coverage(spec: str, text: str, text_b: str, patterns: HeadPatterns) -> np.ndarray:
     run = cached_run(spec, text, text_b)
+    if run.attentions is None:  # a long run: its heads recomputed in row tiles
+        return tiled_coverage(run.weights(), patterns)
     return coverage(run.attentions, patterns.masks(run.n, run.num_heads))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def cached_enforced(spec: str, text: str, text_b: str, patterns: HeadPatterns, n: int, heads: int,
                     include_special: bool) -> EnforcedRun:
-    return enforced_run(cached_model(spec), text, text_b or None, patterns.masks(n, heads),
+    """n: the tokens the enforced run reads (the first n of the text when it is shorter than the run)."""
+    return enforced_run(first_tokens(cached_model(spec), n), text, text_b or None, patterns.masks(n, heads),
                         include_special=include_special)
 
 
@@ -271,29 +276,39 @@ def live_view(patterns: HeadPatterns) -> None:
         return
     loaded, run = result
     spec, (text, text_b) = current_spec(), current_texts()
-    masks = patterns.masks(run.n, run.num_heads)  # [heads, n, n]
-    st.caption(f"{loaded.spec}: {run.num_layers} layers × {run.num_heads} heads, n = {run.n} tokens, special tokens "
-               "included (position 0 is the first token, e.g. [CLS]). Pattern: " + patterns.label)
+    if is_native_sparse(loaded.config):
+        native_view(loaded, run, patterns)
+        return
+    n = min(run.n, SHORT_TOKENS) if run.attentions is None else run.n  # the enforced run keeps every weight twice
+    masks = patterns.masks(n, run.num_heads)  # [heads, n, n]
+    st.caption(f"{loaded.spec}: {run.num_layers} layers × {run.num_heads} heads, n = {run.n:,} tokens, special "
+               "tokens included (position 0 is the first token, e.g. [CLS]). Pattern: " + patterns.label)
     layer, head = focus_ui(run.num_layers, run.num_heads)
     figures, predictions = st.container(), st.container()
     with predictions:  # drawn below the figures, read first: the enforced run's predictions depend on it
         include_special = predictions_header(loaded)
     with figures:
-        show_figure(coverage_figure(cached_coverage(spec, text, text_b, patterns), (layer, head)),
-                    f"sparse_coverage_{spec}")
+        with st.spinner("Measuring every head's attention inside the pattern…"):
+            show_figure(coverage_figure(cached_coverage(spec, text, text_b, patterns), (layer, head)),
+                        f"sparse_coverage_{spec}")
         try:
             with st.spinner("Re-running the model with the pattern enforced…"):
-                enforced = cached_enforced(spec, text, text_b, patterns, run.n, run.num_heads, include_special)
-        except RunError as error:  # e.g. a model whose own attention is sparse (Longformer) takes no extra mask
+                enforced = cached_enforced(spec, text, text_b, patterns, n, run.num_heads, include_special)
+        except RunError as error:  # a model that takes no extra mask: a message, not a failed view
             st.error(str(error))
             return
+        if n < run.n:
+            st.info(first_tokens_notice("The enforced run (dense and sparse, every head)", n, run.n)
+                    + " So do the heads, the cosine and the predictions below it; the coverage above reads every "
+                      "token, each head recomputed in row tiles.")
+        dense, labels = (run.attentions, run.labels) if n == run.n else (enforced.dense_attentions, run.labels[:n])
         left, right = st.columns(2)
         with left:
-            show_figure(overlay_figure(run.attentions[layer, head], masks[head], run.labels,
+            show_figure(overlay_figure(dense[layer, head], masks[head], labels,
                                        f"Dense: layer {layer}, head {head}, outside the pattern greyed", run.causal),
                         f"sparse_dense_L{layer}_H{head}")
         with right:
-            show_figure(overlay_figure(enforced.attentions[layer, head], masks[head], run.labels,
+            show_figure(overlay_figure(enforced.attentions[layer, head], masks[head], labels,
                                        f"Enforced: layer {layer}, head {head}", run.causal),
                         f"sparse_enforced_L{layer}_H{head}")
         st.caption("Enforced: the pattern is added to the scores before softmax (−∞ outside), in every "
@@ -305,6 +320,28 @@ def live_view(patterns: HeadPatterns) -> None:
         show_figure(cosine_figure(enforced.cosine), f"sparse_cosine_{spec}")
     with predictions:
         predictions_section(loaded, enforced)
+
+
+def native_view(loaded, run, patterns: HeadPatterns) -> None:
+    """A model with its own sparse attention (Longformer, BigBird): its weights drawn n × n, no pattern enforced."""
+    family = loaded.config.model_type
+    st.info(f"{loaded.spec} ({family}) computes its own sparse attention, so the weights below are the model's own "
+            "sparse pattern, drawn as n × n (queries × keys, 0 where it computes nothing). A pattern can't be enforced "
+            "on it: its attention never goes through the explorer's attention function. The coverage shows how much "
+            "of its attention falls inside the pattern chosen above.")
+    spec, (text, text_b) = current_spec(), current_texts()
+    layer, head = focus_ui(run.num_layers, run.num_heads)
+    show_figure(coverage_figure(cached_coverage(spec, text, text_b, patterns), (layer, head)),
+                f"sparse_coverage_{spec}")
+    shown = min(run.n, MAX_WINDOW)
+    weights = run.attentions[layer, head, :shown, :shown]  # [shown, shown]
+    show_figure(overlay_figure(weights, patterns.masks(shown, run.num_heads)[head], run.labels[:shown],
+                               f"{family}'s own attention: layer {layer}, head {head}, outside the chosen pattern "
+                               "greyed", run.causal),
+                f"sparse_native_L{layer}_H{head}")
+    computed = float((run.attentions[layer, head] > 0).mean())
+    st.caption(f"This head gives weight to {computed:.1%} of the {run.n:,} × {run.n:,} query-key pairs."
+               + (f" The figure shows the first {shown} tokens." if shown < run.n else ""))
 
 
 def predictions_header(loaded) -> bool:

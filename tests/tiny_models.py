@@ -192,9 +192,10 @@ def save_tiny_series(folder: Path, steps=SERIES_STEPS) -> Path:
     return folder
 
 
-def save_tiny_mlm_series(folder: Path, steps=SERIES_STEPS, vocab_sentences: int = 300) -> Path:
+def save_tiny_mlm_series(folder: Path, steps=SERIES_STEPS, vocab_sentences: int = 300, positions: int = 512) -> Path:
     """A Trainer-like series of tiny random BERT masked LMs on the demo corpus' word vocabulary:
-    checkpoint-N folders with config, weights and trainer_state.json; the tokenizer above them."""
+    checkpoint-N folders with config, weights and trainer_state.json; the tokenizer above them.
+    `positions`: the models' length limit (more than 512 for long runs)."""
     tokenizer = word_tokenizer(sentences(vocab_sentences), vocab_size=8000)
     tokenizer.save_pretrained(folder)
     history = [{"step": s, "loss": 6.0 / (1 + s / 50), "learning_rate": 1e-3} for s in range(10, max(steps) + 1, 10)]
@@ -202,7 +203,7 @@ def save_tiny_mlm_series(folder: Path, steps=SERIES_STEPS, vocab_sentences: int 
         torch.manual_seed(index)
         config = tf.BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                intermediate_size=37, initializer_range=0.2 * (index + 1),
-                               architectures=["BertForMaskedLM"])
+                               max_position_embeddings=positions, architectures=["BertForMaskedLM"])
         tf.BertForMaskedLM(config).save_pretrained(folder / f"checkpoint-{step}")
         state = {"global_step": step, "log_history": [e for e in history if e["step"] <= step]}
         (folder / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps(state))

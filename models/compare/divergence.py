@@ -12,6 +12,7 @@ import numpy as np
 
 from models.analysis.numerics import entropy
 from models.core.run import AttentionRun, attention_stacks
+from models.core.tiles import StackWeights, row_tiles
 
 MATCH_QUERIES = 64  # head matching compares every pair of heads: on longer texts it reads this many queries
 
@@ -36,6 +37,30 @@ def head_divergence(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.shape != b.shape:
         raise ValueError(f"head-by-head divergence needs equal shapes, got {a.shape} and {b.shape}")
     return np.stack([js_divergence(a[layer], b[layer]).mean(axis=-1) for layer in range(a.shape[0])])
+
+
+def _rows(weights: StackWeights, layer: int, heads: slice, rows: slice) -> np.ndarray:
+    return weights.block(layer, heads, rows, slice(0, weights.shape[3])).numpy()  # [h, r, k]
+
+
+def tiled_head_divergence(a: StackWeights, b: StackWeights) -> np.ndarray:
+    """head_divergence of two stacks kept whole or recomputed (long runs), in row tiles: [layers, heads] nats."""
+    if a.shape != b.shape:
+        raise ValueError(f"head-by-head divergence needs equal shapes, got {a.shape} and {b.shape}")
+    layers, heads, q, _ = a.shape
+    total = np.zeros((layers, heads))
+    for layer in range(layers):
+        for rows in row_tiles(a, heads):
+            every = slice(0, heads)
+            total[layer] += js_divergence(_rows(a, layer, every, rows), _rows(b, layer, every, rows)).sum(-1)
+    return (total / q).astype(np.float32)
+
+
+def query_divergence(a: StackWeights, b: StackWeights, layer: int, head: int) -> np.ndarray:
+    """[q]: js_divergence of one head's rows in two stacks on the same tokens, in row tiles."""
+    one = slice(head, head + 1)
+    return np.concatenate([js_divergence(_rows(a, layer, one, rows), _rows(b, layer, one, rows))[0]
+                           for rows in row_tiles(a, 1)])
 
 
 def _query_sample(n: int, limit: int) -> np.ndarray:
@@ -91,5 +116,6 @@ def run_divergence(a: AttentionRun, b: AttentionRun) -> dict[str, np.ndarray]:
     if a.tokens != b.tokens or a.decoder_tokens != b.decoder_tokens:
         raise ValueError("run_divergence compares runs on the same tokens; align runs of different tokenizers first")
     stacks_b = attention_stacks(b)
-    return {name: head_divergence(stack.attentions, stacks_b[name].attentions)
+    return {name: tiled_head_divergence(stack.weights, stacks_b[name].weights) if stack.attentions is None
+            else head_divergence(stack.attentions, stacks_b[name].attentions)
             for name, stack in attention_stacks(a).items()}

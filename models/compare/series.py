@@ -16,7 +16,13 @@ from models.analysis.head_stats import METRICS, HeadMetric, Metric, available_me
 from models.checkpoints.discovery import Checkpoint, SeriesError, find_checkpoints
 from models.compare.divergence import head_divergence
 from models.core.loading import ModelLoadError, load_model
-from models.core.run import AttentionRun, RunError, check_text, run_attention
+from models.core.run import (
+    AttentionRun,
+    RunError,
+    check_text,
+    cut_notice,
+    run_keeping_weights,
+)
 from models.core.settings import Settings
 
 
@@ -41,6 +47,7 @@ class SeriesRuns:
     checkpoints: list[Checkpoint]  # those that ran on the text, by step
     runs: list[AttentionRun]  # one per checkpoint above
     left_out: list[str]  # why the others didn't run, one line each
+    notice: str | None = None  # why the runs read only the text's first tokens
 
     @property
     def steps(self) -> list[int]:
@@ -52,21 +59,24 @@ def run_series(checkpoints: list[Checkpoint], text: str, text_pair: str | None =
     """Every checkpoint run on the text, one model in memory at a time (within `settings`' limits).
 
     A checkpoint that can't be loaded or run is left out with the reason; an empty or too long
-    text raises RunError, and fewer than two runs SeriesError.
+    text raises RunError, and fewer than two runs SeriesError. Every run keeps every weight: a text
+    that would make long runs is read up to where they still do (run_keeping_weights), saying so.
     """
     max_chars = settings.max_text_chars if settings is not None else None
     check_text(text, text_pair, max_chars)
-    ran, runs, left_out = [], [], []
+    ran, runs, left_out, notice = [], [], [], None
     for checkpoint in checkpoints:
         try:
-            runs.append(run_attention(load_model(checkpoint.spec, settings), text, text_pair, max_chars=max_chars))
+            loaded = load_model(checkpoint.spec, settings)
+            runs.append(run_keeping_weights(loaded, text, text_pair, max_chars))
             ran.append(checkpoint)
+            notice = cut_notice("Following every head of every checkpoint", runs[-1], loaded.max_tokens) or notice
         except (ModelLoadError, RunError) as error:
             left_out.append(f"{checkpoint.label}: {error}")
     if len(runs) < 2:
         raise SeriesError(f"{len(runs) or 'None'} of the series' {len(checkpoints)} checkpoints ran on this text; "
                           "a series needs at least two. " + " ".join(left_out))
-    return SeriesRuns(ran, runs, left_out)
+    return SeriesRuns(ran, runs, left_out, notice)
 
 
 @dataclass(frozen=True)

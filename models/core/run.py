@@ -2,6 +2,7 @@
 recomputes them for long ones (models.core.long_run)."""
 import contextlib
 import functools
+import math
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -258,6 +259,54 @@ def keeps_full_weights(loaded: LoadedModel, n: int, m: int = 0) -> bool:
     """Does a run keep every weight (run.attentions)? Always up to SHORT_TOKENS tokens; longer while
     they take at most FULL_WEIGHTS_BYTES (a small model's). Other runs are long runs (models.core.long_run)."""
     return max(n, m) <= SHORT_TOKENS or full_weights_bytes(loaded, n, m) <= FULL_WEIGHTS_BYTES
+
+
+def full_weights_tokens(loaded: LoadedModel) -> int:
+    """The most tokens a run of `loaded` keeps every weight for (keeps_full_weights): SHORT_TOKENS, or
+    more for a small model; at most loaded.max_tokens."""
+    per_square = full_weights_bytes(loaded, 1, 1)  # bytes per token² (all stacks)
+    fits = math.isqrt(FULL_WEIGHTS_BYTES // per_square) if per_square else loaded.max_tokens
+    return min(loaded.max_tokens, max(SHORT_TOKENS, fits))
+
+
+def first_tokens(loaded: LoadedModel, limit: int) -> LoadedModel:
+    """The same model with texts cut to `limit` tokens (encode truncates to max_tokens): for a
+    computation that keeps every weight of every head, run on the start of a long text."""
+    return replace(loaded, max_tokens=min(limit, loaded.max_tokens))
+
+
+def long_run_tokens(loaded: LoadedModel, text: str, text_pair: str | None = None) -> int | None:
+    """The text's token count (before any cut) when run_attention would make it a long run (no
+    `attentions`), else None; tokenizes only."""
+    if native_sparse.is_native_sparse(loaded.config):
+        return None
+    encoding, full_length = encode(loaded, text, text_pair)
+    m = decoder_target_ids(loaded, decoder_target(text, text_pair)).shape[1] if loaded.kind == "encoder-decoder" else 0
+    return None if keeps_full_weights(loaded, encoding["input_ids"].shape[1], m) else full_length
+
+
+def first_tokens_notice(what: str, limit: int, n: int) -> str:
+    """Why a page's computation reads only the first `limit` of a text's n tokens, for the user."""
+    return (f"{what} keeps every weight of every head, so it runs on the first {limit:,} tokens of this "
+            f"{n:,}-token text.")
+
+
+def run_keeping_weights(loaded: LoadedModel, text: str, text_pair: str | None = None, max_chars: int | None = None,
+                        limit: int | None = None) -> AttentionRun:
+    """run_attention that always keeps every weight (`attentions`): a text that would make a long run
+    runs on its first `limit` tokens (full_weights_tokens by default), for computations that read
+    every weight of every head at once (a checkpoint series, two models compared)."""
+    check_text(text, text_pair, max_chars)
+    if long_run_tokens(loaded, text, text_pair) is not None:
+        loaded = first_tokens(loaded, limit or full_weights_tokens(loaded))
+    return run_attention(loaded, text, text_pair, max_chars=max_chars)
+
+
+def cut_notice(what: str, run: AttentionRun, max_tokens: int) -> str | None:
+    """first_tokens_notice when run_keeping_weights cut the text short of the model's own limit
+    `max_tokens` (LoadedModel.max_tokens), else None."""
+    return first_tokens_notice(what, run.n, run.n_input_tokens) if run.n < min(run.n_input_tokens, max_tokens) \
+        else None
 
 
 def _check_memory(loaded: LoadedModel, n: int, needed: int) -> None:

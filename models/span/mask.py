@@ -13,6 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.core.tiles import StackWeights, row_tiles
+
+TILE_SHARE = 8  # tiled_span_effect's tiles hold 1/8 of tiles.TILE_ELEMENTS weights
 RENORM_EPS = 1e-8  # keeps a row whose mass was all removed at zero instead of NaN
 
 
@@ -52,14 +55,15 @@ def soft_mask_torch(distance: torch.Tensor, z: torch.Tensor, ramp: float) -> tor
     return ((ramp + z - distance) / ramp).clamp(0.0, 1.0)
 
 
-def query_key_distance(n: int, causal: bool) -> np.ndarray:
-    """[n, n] distance from query i back to key j: i - j for decoders, |i - j| for encoders.
+def query_key_distance(n: int, causal: bool, rows: slice | None = None) -> np.ndarray:
+    """[n, n] distance from query i back to key j: i - j for decoders, |i - j| for encoders;
+    [r, n] for the queries `rows` only.
 
     For decoders the keys after the query get negative distances; the mask is 1 there, and
     their attention is already 0.
     """
     positions = np.arange(n)
-    distance = positions[:, None] - positions[None, :]
+    distance = positions[rows or slice(None), None] - positions[None, :]
     return distance if causal else np.abs(distance)
 
 
@@ -82,10 +86,11 @@ class SpanEffect:
     zeroed_share: float  # share of the cells a query may see whose mask is 0
 
 
-def apply_span(attention: np.ndarray, z: float, ramp: float, causal: bool) -> SpanEffect:
-    """Apply a span of z tokens with ramp R to one head's attention [n, n]."""
+def apply_span(attention: np.ndarray, z: float, ramp: float, causal: bool, rows: slice | None = None) -> SpanEffect:
+    """Apply a span of z tokens with ramp R to one head's attention [n, n], or to its query rows
+    `rows` of all n keys ([r, n])."""
     n = attention.shape[-1]
-    distance = query_key_distance(n, causal)
+    distance = query_key_distance(n, causal, rows)
     mask = soft_mask(distance, z, ramp)
     visible = distance >= 0  # for decoders, only the keys up to the query
     return SpanEffect(
@@ -94,6 +99,26 @@ def apply_span(attention: np.ndarray, z: float, ramp: float, causal: bool) -> Sp
         removed=(attention * (1.0 - mask)).sum(-1),
         zeroed_share=float((mask[visible] == 0).mean()),
     )
+
+
+def tiled_span_effect(weights: StackWeights, layer: int, head: int, z: float, ramp: float, shown: slice) -> SpanEffect:
+    """apply_span of one head of a stack kept whole or recomputed (a long run), in row tiles:
+    `removed` [n] and `zeroed_share` over the whole head, `mask` and `after` [s, s] for the queries
+    and keys `shown` only (a window, at most tiles.MAX_WINDOW a side)."""
+    _, _, n, k = weights.shape
+    removed, mask, after = np.zeros(n, np.float32), [], []
+    zeroed = visible = 0
+    for rows in row_tiles(weights, TILE_SHARE):  # a tile's float64 copies stay a few TILE_ELEMENTS / TILE_SHARE
+        block = weights.block(layer, slice(head, head + 1), rows, slice(0, k))[0].numpy()  # [r, n]
+        effect = apply_span(block, z, ramp, weights.causal, rows)
+        removed[rows] = effect.removed
+        seen = query_key_distance(n, weights.causal, rows) >= 0
+        zeroed, visible = zeroed + int((effect.mask[seen] == 0).sum()), visible + int(seen.sum())
+        inside = slice(max(rows.start, shown.start) - rows.start, min(rows.stop, shown.stop) - rows.start)
+        if inside.stop > inside.start:
+            mask.append(effect.mask[inside, shown])
+            after.append(effect.after[inside, shown])
+    return SpanEffect(np.concatenate(mask), np.concatenate(after), removed, zeroed / visible)
 
 
 class AdaptiveSpanMask(nn.Module):

@@ -14,6 +14,8 @@ from models.core.attention_fn import extra_mask
 from models.core.loading import LoadedModel
 from models.core.predictions import Candidate, top_candidates
 from models.core.run import check_token_by_token, encode, layers_to_array, model_inputs
+from models.core.tiles import StackWeights, row_tiles
+from models.sparse.patterns import HeadPatterns
 
 
 def coverage(attentions: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -23,6 +25,21 @@ def coverage(attentions: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """
     inside = (attentions * masks[None]).sum(axis=(-1, -2))
     return inside / attentions.sum(axis=(-1, -2))
+
+
+def tiled_coverage(weights: StackWeights, patterns: HeadPatterns) -> np.ndarray:
+    """coverage() of a stack kept whole or recomputed (a long run), in row tiles: [layers, heads].
+    The pattern's rows are built tile by tile, never an [n, n] mask."""
+    layers, heads, n, k = weights.shape
+    inside, total = np.zeros((layers, heads)), np.zeros((layers, heads))
+    for layer in range(layers):
+        for rows in row_tiles(weights, heads):
+            block = weights.block(layer, slice(0, heads), rows, slice(0, k)).double().numpy()  # [heads, r, k]
+            masks = [pattern.rows(n, rows.start, rows.stop) for pattern in patterns.patterns]  # [r, n] each
+            for head in range(heads):
+                inside[layer, head] += (block[head] * masks[head % len(masks)]).sum()
+            total[layer] += block.sum(axis=(1, 2))
+    return inside / total
 
 
 def enforceable(masks: np.ndarray, causal: bool) -> tuple[np.ndarray, int]:

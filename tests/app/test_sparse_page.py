@@ -150,15 +150,14 @@ def test_global_tokens_beyond_the_text_are_explained_on_the_live_model():
     assert "positions 0 to" in messages(at) and not at.exception
 
 
-def test_a_model_whose_attention_is_not_token_by_token_is_refused_on_the_live_view(tmp_path):
+def test_a_native_sparse_model_is_drawn_as_its_own_pattern_on_the_live_view(tmp_path):
     folder = save_tiny_longformer(tmp_path / "longformer")
     at = open_app(PAGE, view="Live model")
     set_state(at, model=str(folder), text=LONGFORMER_TEXT)
-    assert not at.exception
-    assert [e.value for e in at.error] == [
-        "This model family (longformer) returns its attention relative to a local window (self-attention: 12 × 5 "
-        "for 12 × 12 tokens), not token × token; it isn't supported on this page."]
-    assert not any(f["layout"].get("title", {}).get("text", "").startswith("Dense") for f in figures(at))
+    _healthy(at)
+    assert "(longformer) computes its own sparse attention" in messages(at)
+    assert not any(f["layout"].get("title", {}).get("text", "").startswith("Enforced") for f in figures(at))
+    assert array(figure(at, "longformer")["data"][0]["z"]).shape == (12, 12)  # n x n, not n x (window + 1)
     assert at.session_state["text"] == LONGFORMER_TEXT
 
 
