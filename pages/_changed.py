@@ -93,6 +93,14 @@ def _quoted(token: str) -> str:
     return f"“{markdown_literal(display_token(token))}”"
 
 
+def delta(text: str, color: str = "normal") -> dict:
+    """st.metric's delta arguments for a change written as `text` ("+0.0 points"): one that shows as
+    zero gets no arrow and no colour, rather than an arrow up."""
+    if float(text.split()[0]) == 0:
+        return dict(delta="no change", delta_color="off", delta_arrow="off")
+    return dict(delta=text, delta_color=color)
+
+
 def predictions_view(intact: list[Prediction], changed: list[Prediction], names: tuple[str, str]) -> None:
     """Each prediction's top tokens, intact and changed side by side, and what became of the intact top token."""
     columns = st.columns(len(intact))
@@ -100,7 +108,7 @@ def predictions_view(intact: list[Prediction], changed: list[Prediction], names:
         top = before.top[0]
         later = after.probability(top.token_id)
         column.metric(f"{_quoted(top.token)} ({before.where}): {names[0]} → {names[1]}",
-                      f"{top.probability:.1%} → {later:.1%}", f"{100 * (later - top.probability):+.1f} points",
+                      f"{top.probability:.1%} → {later:.1%}", **delta(f"{100 * (later - top.probability):+.1f} points"),
                       help=f"the most probable token of {names[0]}; with {names[1]} it ranks "
                            f"{after.rank(top.token_id)}")
     for before, after in zip(intact, changed):
@@ -121,8 +129,8 @@ def losses_view(labels: list[str], intact: TokenLosses, changed: TokenLosses, na
     """The mean loss of each, and the loss of every token side by side."""
     left, right = st.columns(2)
     left.metric(f"Mean loss on the text, {names[0]}", f"{intact.mean:.3f} nats")
-    right.metric(f"Mean loss on the text, {names[1]}", f"{changed.mean:.3f} nats", f"{changed.mean - intact.mean:+.3f}",
-                 delta_color="inverse")  # a higher loss is worse
+    right.metric(f"Mean loss on the text, {names[1]}", f"{changed.mean:.3f} nats",
+                 **delta(f"{changed.mean - intact.mean:+.3f}", "inverse"))  # a higher loss is worse
     title = f"Loss per token: {names[0]} (grey) and {names[1]} (orange)"
     show_figure(token_loss_figure(labels, intact.losses, changed.losses, names, title), file_name)
     if not lecture_mode():

@@ -25,6 +25,8 @@ def test_stats_heatmap_cells_are_clickable_heads_and_mark_the_baseline():
     assert rect.x0 < 1 < rect.x1 and rect.y0 < 2 < rect.y1
     shares = stats_heatmap(values / 2, "to self", "share", focused=(0, 0), title="t")
     assert (shares.data[0].zmin, shares.data[0].zmax) == (0, 1)
+    unchanged = stats_heatmap(np.zeros((3, 4)), "JS divergence", "nats", focused=(0, 0), title="t")
+    assert (unchanged.data[0].zmin, unchanged.data[0].zmax) == (0, 1)  # zero at the bottom, not mid-scale
 
 
 def test_stats_table_has_a_row_per_head_in_layer_head_order():

@@ -26,8 +26,8 @@ def stats_heatmap(values: np.ndarray, label: str, unit: str, focused: tuple[int,
         colorbar |= dict(tickvals=[baseline], ticktext=[f"uniform {baseline:.2f}"], ticks="outside")
     fig = go.Figure(go.Heatmap(
         z=values, x=list(range(heads)), y=list(range(layers)),
-        zmin=0, zmax=1 if share else max(float(np.nanmax(values)) if values.size else 1.0,
-                                        baseline or 0.0),
+        # all zeros (nothing changed) still gets a scale from 0, not one centred on it
+        zmin=0, zmax=1 if share else max(float(np.nanmax(values)) if values.size else 1.0, baseline or 0.0) or 1.0,
         colorscale=SCALES[unit], colorbar=colorbar, hoverinfo="skip",
         texttemplate="%{z:.2f}" if heads <= 16 else None, textfont=dict(size=11),
     ))

@@ -3,6 +3,7 @@ what changes (predictions, loss per token, every head's divergence) against the 
 intact case; head importance and the pruning curve; every kind of model, and the refusals."""
 import numpy as np
 import pytest
+from streamlit.proto.Metric_pb2 import Metric
 
 from models import load_model, run_attention
 from models.analysis.head_stats import HeadMetric, head_statistics
@@ -60,6 +61,9 @@ def test_with_no_head_off_every_output_is_the_intact_models_bit_for_bit(tiny_mod
     top = next_token_predictions(llama, TEXT).top[0]
     label = f"“{markdown_literal(top.token.strip())}” (next token)"
     assert _metric(at, label) == f"{top.probability:.1%} → {top.probability:.1%}"
+    unchanged = [m for m in at.metric if m.label.startswith((label, "Mean loss on the text, no head"))]
+    assert [(m.delta, m.proto.direction, m.proto.color) for m in unchanged] == [
+        ("no change", Metric.MetricDirection.NONE, Metric.MetricColor.GRAY)] * 2  # no arrow up for nothing
 
 
 def test_heads_off_from_a_link_change_what_the_model_says(tiny_models, llama):
