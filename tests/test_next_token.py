@@ -79,3 +79,25 @@ def test_a_second_text_is_read_after_the_first_as_the_run_reads_it(causal):
     run = run_attention(causal, "The capital of Italy", " is Rome.")
     prediction = next_token_predictions(causal, "The capital of Italy", text_pair=" is Rome.")
     assert prediction.tokens == run.tokens and prediction.position == run.n - 1
+
+
+def test_a_long_texts_predictions_attend_in_tiles_and_equal_eager(tmp_path, monkeypatch):
+    from models.core import attention_fn
+    from models.core import run as run_module
+    from tests.tiny_models import save_tiny_gpt_oss, save_tiny_llama
+
+    llama = load_model(str(save_tiny_llama(tmp_path / "llama")))
+    text = "The capital of Italy is Rome. " * 100  # 701 tokens: past what a run keeps every weight for
+    eager = next_token_predictions(llama, text, position=600)
+    monkeypatch.setattr(run_module, "FULL_WEIGHTS_BYTES", 0)
+    with attention_fn.recording() as calls:
+        lean = next_token_predictions(llama, text, position=600)
+    assert calls == []  # no call returned weights: every layer attended in row tiles
+    np.testing.assert_allclose(lean.probabilities, eager.probabilities, atol=1e-6)
+    assert [c.token_id for c in lean.top] == [c.token_id for c in eager.top]
+    sinks = load_model(str(save_tiny_gpt_oss(tmp_path / "gpt_oss")))  # not reproducible in tiles: eager, exact
+    expected = next_token_predictions(sinks, text, position=600).probabilities
+    np.testing.assert_allclose(next_token_predictions(sinks, text, position=600).probabilities, expected)
+    monkeypatch.setattr(run_module.long_run, "available_memory", lambda: 0)
+    with pytest.raises(RunError, match="needs about .* GB of memory"):  # and too big for eager: said before
+        next_token_predictions(sinks, text, position=600)

@@ -12,6 +12,7 @@ plain (eager weights) and tiled, every recomputed head must match. The probe als
 call plan, which stack and layer each attention call is (matched by tensor identity, as in
 models.core.scores). A model that fails gets NotRecomputable, saying where, and runs short.
 """
+import contextlib
 import weakref
 from dataclasses import dataclass, replace
 
@@ -267,6 +268,25 @@ def call_plan(loaded: LoadedModel, inputs: dict[str, torch.Tensor]) -> CallPlan:
     if isinstance(verdict, str):
         raise NotRecomputable(verdict)
     return verdict
+
+
+@contextlib.contextmanager
+def lean_attention(loaded: LoadedModel, inputs: dict[str, torch.Tensor]):
+    """In the block, every attention call of `loaded` attends in row tiles and keeps nothing: a
+    forward pass that needs only the model's outputs on a long text (its next-token logits) never
+    holds a head's n x n weights. `inputs` as for call_plan, whose NotRecomputable it raises for a
+    model the tiles can't reproduce."""
+    call_plan(loaded, inputs)
+
+    def attend(module, query, key, value, mask, scaling, **kwargs) -> torch.Tensor:
+        if kwargs.get("position_bias") is not None:
+            raise NotRecomputable("its attention adds a position bias the lean pass doesn't keep")
+        scaling = float(query.shape[-1] ** -0.5 if scaling is None else scaling)
+        inputs = AttentionInputs(query[0], key[0], scaling, kwargs.get("softcap"), None, _key_mask(mask))
+        return attend_in_tiles(inputs, value[0])[0][None]  # [1, q, heads, d_v]
+
+    with tiled(attend):
+        yield
 
 
 def _ffn_size(config) -> int:

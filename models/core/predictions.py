@@ -10,14 +10,25 @@ token (per-token losses: models.interventions.loss).
 Special tokens ([MASK], [PAD], <|endoftext|>) are left out of the top-k unless asked for
 (include_special=True, then marked); the probabilities and ranks stay the model's own.
 """
+import contextlib
+import inspect
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from models.core import long_run
 from models.core.loading import LoadedModel
-from models.core.run import RunError, encode, encode_ids, model_inputs
+from models.core.run import (
+    RunError,
+    check_memory,
+    encode,
+    encode_ids,
+    full_weights_bytes,
+    keeps_full_weights,
+    model_inputs,
+)
 from models.core.token_text import special_token_ids
 
 
@@ -133,10 +144,20 @@ def _check_causal(loaded: LoadedModel) -> None:
                        "the next token: pick a decoder such as smollm2 or gpt2.")
 
 
-def _logits(loaded: LoadedModel, input_ids: torch.Tensor) -> torch.Tensor:
-    """[n, vocab] float32 next-token logits of a causal LM for input_ids [1, n]."""
-    with torch.inference_mode():
-        return loaded.model(input_ids=input_ids.to(loaded.device), use_cache=False).logits[0].float().cpu()
+def _last_logits(loaded: LoadedModel, input_ids: torch.Tensor) -> torch.Tensor:
+    """[vocab] float32 logits after the last of input_ids [1, n], of a causal LM. A text a run would
+    keep no weights for attends in row tiles (long_run.lean_attention); a model those can't
+    reproduce runs eagerly if that fits in the memory available now, else a RunError."""
+    ids = input_ids.to(loaded.device)
+    n = ids.shape[1]
+    last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(loaded.model.forward).parameters else {}
+    with torch.inference_mode(), contextlib.ExitStack() as lean:
+        if not keeps_full_weights(loaded, n):
+            try:
+                lean.enter_context(long_run.lean_attention(loaded, {"input_ids": ids}))
+            except long_run.NotRecomputable:
+                check_memory(loaded, n, 3 * full_weights_bytes(loaded, n) // loaded.num_layers)  # one layer at once
+        return loaded.model(input_ids=ids, use_cache=False, **last_only).logits[0, -1].float().cpu()
 
 
 def next_token_predictions(loaded: LoadedModel, text: str | Sequence[int], top_k: int = 5, position: int | None = None,
@@ -156,7 +177,7 @@ def next_token_predictions(loaded: LoadedModel, text: str | Sequence[int], top_k
     position = n - 1 if position is None else position
     if not 0 <= position < n:
         raise RunError(f"Position {position} is outside the text's {n} tokens (0..{n - 1}).")
-    probabilities = _logits(loaded, input_ids[:, :position + 1])[position].softmax(dim=-1)  # [vocab]
+    probabilities = _last_logits(loaded, input_ids[:, :position + 1]).softmax(dim=-1)  # [vocab]
     ids = input_ids[0].tolist()
     return NextTokens(tokens=loaded.tokenizer.convert_ids_to_tokens(ids), position=position,
                       top=top_candidates(loaded.tokenizer, probabilities, top_k, include_special),

@@ -309,7 +309,7 @@ def cut_notice(what: str, run: AttentionRun, max_tokens: int) -> str | None:
         else None
 
 
-def _check_memory(loaded: LoadedModel, n: int, needed: int) -> None:
+def check_memory(loaded: LoadedModel, n: int, needed: int) -> None:
     free = long_run.available_memory()
     if needed > free:
         raise RunError(f"A run of {n:,} tokens of '{loaded.spec}' needs about {needed / 2**30:.1f} GB of memory and "
@@ -388,7 +388,7 @@ def run_attention(loaded: LoadedModel, text: str | Sequence[int], text_pair: str
             if with_scores:
                 raise ScoresUnavailable(f"Pre-softmax scores of every head are kept for runs of at most "
                                         f"{SHORT_TOKENS} tokens; this text has {n:,}.")
-            _check_memory(loaded, n, long_run.long_kept_bytes(plan, n, m) + long_run.working_bytes(loaded, n, m))
+            check_memory(loaded, n, long_run.long_kept_bytes(plan, n, m) + long_run.working_bytes(loaded, n, m))
             stacks = long_run.tiled_forward(loaded, inputs, plan, progress)
         except long_run.NotRecomputable as why:
             if tiled:
@@ -398,7 +398,7 @@ def run_attention(loaded: LoadedModel, text: str | Sequence[int], text_pair: str
     if native:
         _user_error(native_sparse.check_length, loaded.model, n)
     copies = 4 if with_scores else 2  # the model's tensors and our arrays (and the scores' q, k, scores, masks)
-    _check_memory(loaded, n, copies * full_weights_bytes(loaded, n, m) + long_run.working_bytes(loaded, n, m))
+    check_memory(loaded, n, copies * full_weights_bytes(loaded, n, m) + long_run.working_bytes(loaded, n, m))
     with torch.inference_mode(), contextlib.ExitStack() as hooks:
         calls = hooks.enter_context(recording()) if with_scores else None
         outputs = loaded.model(**inputs, output_attentions=True, use_cache=False)
