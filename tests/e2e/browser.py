@@ -1,12 +1,19 @@
 """A Chromium page on the app, with what a test needs to know about it."""
+import re
 from pathlib import Path
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.helpers import ROOT
 
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 RUN_TIMEOUT_MS = 120_000  # first model load on a busy 2-core machine
+CHART = '[data-testid="stPlotlyChart"]:not([data-stale="true"] *)'  # not the old copy a rerun is replacing
+
+
+def chart_titles(page: Page, start: str, chart: str = CHART) -> Locator:
+    """The titles of the charts (matching `chart`) whose title starts with `start`."""
+    return page.locator(f"{chart} .gtitle").filter(has_text=re.compile("^" + re.escape(start)))
 
 
 class BrowserPage:
@@ -42,6 +49,12 @@ class BrowserPage:
         expect(self.page.locator('[data-testid="stException"]')).to_have_count(0)
         expect(self.page.locator('[data-testid="stAlertContentError"]')).to_have_count(0)
         assert not self.errors, self.errors
+
+    def assert_healthy_offline(self, screenshot: str) -> None:
+        """Healthy, no request that tried to leave the machine, and a screenshot to look at."""
+        self.assert_healthy()
+        assert not self.blocked, f"the page tried to reach outside: {self.blocked}"
+        self.screenshot(screenshot)
 
     def screenshot(self, name: str) -> Path:
         """The whole page: Streamlit scrolls inside its main block, so grow the viewport to fit."""

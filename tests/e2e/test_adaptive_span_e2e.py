@@ -7,13 +7,10 @@ from playwright.sync_api import expect
 from models.span.corpus import generate_corpus
 from models.span.lm import SpanLMConfig, SpanTrainConfig, train_span_lm
 from models.span.runs import save_run
+from tests.e2e.browser import chart_titles
 
 CHART = '[data-testid="stPlotlyChart"]'
 TINY_TRAINING = "train_layers=1&train_heads=1&train_S=32&train_steps=20"
-
-
-def _title(page, start: str):
-    return page.locator(f"{CHART} .gtitle").filter(has_text=re.compile("^" + re.escape(start)))
 
 
 def _open(bp, query: str = "") -> None:
@@ -37,10 +34,10 @@ def test_span_page_draws_offline_follows_a_slider_and_opens_a_saved_run(browser_
     _open(bp)
     page = bp.page
     expect(page.locator(".katex").first).to_be_visible()  # the formula, rendered offline
-    expect(_title(page, "Soft span mask, S = 32, R = 4")).to_be_visible()
-    expect(_title(page, "Before: layer 0, head 0")).to_be_visible()
+    expect(chart_titles(page, "Soft span mask, S = 32, R = 4")).to_be_visible()
+    expect(chart_titles(page, "Before: layer 0, head 0")).to_be_visible()
     expect(page.locator(f"{CHART} .hm")).not_to_have_count(0)  # the heatmaps are drawn
-    expect(_title(page, "Learned spans, 2 layers × 2 heads")).to_be_visible()
+    expect(chart_titles(page, "Learned spans, 2 layers × 2 heads")).to_be_visible()
     expect(page.get_by_text("trained on the generated corpus · 12 steps")).to_be_visible()
     bp.assert_healthy()
     bp.screenshot("adaptive_span_default")
@@ -50,7 +47,7 @@ def test_span_page_draws_offline_follows_a_slider_and_opens_a_saved_run(browser_
     for _ in range(4):
         thumb.press("ArrowRight")
     bp.wait_idle()
-    expect(_title(page, "After the span mask (z = 10, R = 4)")).to_be_visible()
+    expect(chart_titles(page, "After the span mask (z = 10, R = 4)")).to_be_visible()
     assert "span_z=10" in page.url
     bp.assert_healthy()
     assert not bp.blocked, f"the page tried to reach outside: {bp.blocked}"
@@ -66,7 +63,7 @@ def test_training_from_the_page_shows_progress_and_opens_the_new_run(browser_pag
     expect(page.get_by_text(re.compile(r"Trained in \d+ s and saved as"))).to_be_visible()
     expect(page.locator('[data-testid="stProgress"]')).to_contain_text("Step 20 of 20")  # the bar stays
     bp.wait_idle()
-    expect(_title(page, "Learned spans, 1 layer × 1 head")).to_be_visible()
+    expect(chart_titles(page, "Learned spans, 1 layer × 1 head")).to_be_visible()
     expect(page.get_by_text("trained on the generated corpus · 20 steps")).to_be_visible()  # the new run is open
     bp.assert_healthy()
     assert not bp.blocked, f"the page tried to reach outside: {bp.blocked}"

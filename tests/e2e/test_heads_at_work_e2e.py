@@ -30,12 +30,6 @@ def _click_head(bp, layer: int, head: int, heads: int) -> None:
     bp.wait_idle()
 
 
-def _healthy_offline(bp, screenshot: str) -> None:
-    bp.assert_healthy()
-    assert not bp.blocked, f"the page tried to reach outside: {bp.blocked}"
-    bp.screenshot(screenshot)
-
-
 def test_a_link_with_heads_off_opens_with_them_off(browser_page, tiny_models):
     bp, page = browser_page, browser_page.page
     bp.open("/heads_at_work?" + urlencode(dict(model=tiny_models["llama"], text="The cat sat on the mat.",
@@ -45,7 +39,7 @@ def test_a_link_with_heads_off_opens_with_them_off(browser_page, tiny_models):
     expect(grid.locator(".shapelayer path")).to_have_count(1 + 2 * 5)  # the focus outline; per head a veil, a cross
     expect(_chart(page, "Loss per token").locator(".legendtext", has_text="2 heads off")).to_be_visible()
     expect(page.get_by_label("Heads switched off", exact=True)).to_have_value(re.compile(r"^1\.(2,1\.0|0,1\.2)$"))
-    _healthy_offline(bp, "heads_at_work_link")
+    bp.assert_healthy_offline("heads_at_work_link")
 
 
 def test_smollm2_a_click_switches_a_head_off_and_the_loss_moves(browser_page):
@@ -56,7 +50,7 @@ def test_smollm2_a_click_switches_a_head_off_and_the_loss_moves(browser_page):
     expect(page.get_by_text("No head is switched off")).to_be_visible()
     expect(_metric(page, "“Paris” (next token)")).to_have_text(re.compile(r"^77\.\d% → 77\.\d%$"))
     before = intact.inner_text()
-    _healthy_offline(bp, "heads_at_work_smollm2_intact")
+    bp.assert_healthy_offline("heads_at_work_smollm2_intact")
 
     _click_head(bp, 1, 4, heads=9)  # layer 1, head 4: " Paris" loses about a fifth of its probability
     changed = _metric(page, "Mean loss on the text, 1 head off")
@@ -65,7 +59,7 @@ def test_smollm2_a_click_switches_a_head_off_and_the_loss_moves(browser_page):
     assert changed.inner_text() != before
     expect(_metric(page, "“Paris” (next token): intact → 1 head off")).not_to_have_text(re.compile(r"→ 77\."))
     expect(_chart(page, "All heads").locator(".shapelayer path")).to_have_count(1 + 5)
-    _healthy_offline(bp, "heads_at_work_smollm2_head_off")
+    bp.assert_healthy_offline("heads_at_work_smollm2_head_off")
 
     _click_head(bp, 1, 4, heads=9)  # the same head again: on again
     expect(page.get_by_text("No head is switched off")).to_be_visible()
@@ -81,7 +75,7 @@ def test_smollm2_compressed_as_model_b(browser_page):
     bp.wait_idle()
     expect(_metric(page, "Parameters that are 0")).to_have_text(re.compile(r"→ 20\.0%$"))
     expect(_chart(page, "JS divergence of A")).to_be_visible()
-    _healthy_offline(bp, "compare_smollm2_pruned")
+    bp.assert_healthy_offline("compare_smollm2_pruned")
 
     page.goto(f"{bp.base_url}/compare?" + urlencode({"model": "smollm2", "text": PROMPT,
                                                      "model_b": "A, int8 (torchao)"}))
@@ -90,4 +84,4 @@ def test_smollm2_compressed_as_model_b(browser_page):
     expect(paris).to_have_text(re.compile(r"^77\.\d% → [78]\d\.\d%$"))  # int8 keeps the answer
     expect(_chart(page, "JS divergence of A")).to_be_visible()
     expect(page.get_by_text("CUDA")).to_have_count(0)  # torchao's kernel noise stays off the page
-    _healthy_offline(bp, "compare_smollm2_int8")
+    bp.assert_healthy_offline("compare_smollm2_int8")

