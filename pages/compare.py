@@ -191,8 +191,8 @@ def series_members(folder: str, is_demo: bool) -> list[Checkpoint]:
     try:
         checkpoints, problems = series_checkpoints(folder, settings_from_env())
     except SeriesError as error:
-        st.info(f"{error}" + (" Build the offline demo series with `python -m models.checkpoints --demo`."
-                              if is_demo else ""))
+        st.info(f"{error}" + (" Build the offline demo series on the Checkpoints page (*Train the demo series*, "
+                              "a few minutes) or with `python -m models.checkpoints --demo`." if is_demo else ""))
         return []
     if problems:
         st.warning("Left out of the series: " + " ".join(problems))

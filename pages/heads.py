@@ -300,10 +300,12 @@ def window_ui(q: int, k: int) -> tuple[slice, slice]:
     return slice(first_query, min(q, first_query + size)), slice(first_key, min(k, first_key + size))
 
 
-def rollout_token_ui(tokens: list[str]) -> int:
+def rollout_token_ui(tokens: list[str], causal: bool) -> int:
     labels = [f"{i} {display_token(t)}" for i, t in enumerate(tokens)]
     forget_unless_offered(ROLLOUT_TOKEN_KEY, labels)  # a token of another text
-    return labels.index(st.selectbox("Which input tokens does this token draw on?", labels, **bound(ROLLOUT_TOKEN_KEY)))
+    # a causal model's first token can only draw on itself: its last token is the telling default
+    return labels.index(st.selectbox("Which input tokens does this token draw on?", labels,
+                                     index=len(labels) - 1 if causal else 0, **bound(ROLLOUT_TOKEN_KEY)))
 
 
 def bertviz_ui() -> tuple[str, int, bool]:
@@ -370,7 +372,7 @@ def focused_section(key: tuple, stack, lens: MatrixView, how: Aggregation, layer
     if stack.causal and block == "all":
         st.caption("Grey cells are the masked future: a causal model's query never sees later tokens.")
     if how == Aggregation.ROLLOUT:
-        token = rollout_token_ui(lens.query_tokens)
+        token = rollout_token_ui(lens.query_tokens, stack.causal)
         bars = token_bars(shown[token], lens.key_tokens,
                           f"What “{display_token(lens.query_tokens[token])}” (position {token}) draws on "
                           f"after layer {layer}", "share of input")

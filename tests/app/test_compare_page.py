@@ -77,6 +77,7 @@ def test_without_a_series_model_b_is_asked_for():
     _healthy(at)
     text = messages(at)
     assert "Pick or type model B" in text and "python -m models.checkpoints --demo" in text
+    assert "on the Checkpoints page (*Train the demo series*" in text  # no shell needed
     assert not figures(at)
 
 

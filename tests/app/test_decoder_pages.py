@@ -80,6 +80,13 @@ def test_key_value_groups_are_marked_on_the_grid_and_in_the_focused_title(llama)
     assert _focused_title(at) == "Layer 0, mean of its 4 heads (self-attention)"  # no single key/value head
 
 
+def test_a_decoders_rollout_starts_at_its_last_token(llama):
+    at = open_app(None, model=llama, text=TEXT, aggregation="rollout")
+    _healthy(at)
+    options = at.selectbox(key="rollout_token").options
+    assert at.selectbox(key="rollout_token").value == options[-1]  # its first token draws on itself alone
+
+
 def test_an_encoder_has_no_key_value_marks(tiny_models):
     at = open_app(None, model=str(tiny_models["bert"]), text="The cat sat.")
     assert _focused_title(at) == "Layer 0, head 0 (self-attention)"
