@@ -1,6 +1,8 @@
 """AppTest helpers: start from app.py as the browser does, and read figures back as data."""
 import base64
+import html
 import json
+import re
 
 import numpy as np
 from streamlit.testing.v1 import AppTest
@@ -66,3 +68,16 @@ def array(value) -> np.ndarray:
 def messages(at: AppTest) -> str:
     """All errors, warnings and infos on the page, as one string to search."""
     return " | ".join(str(e.value) for kind in (at.error, at.warning, at.info) for e in kind)
+
+
+def topk_tables(at: AppTest) -> list[list[list[str]]]:
+    """The page's top-k tables (viz.predictions.topk_table's HTML) as rows of cell texts, the header
+    row first, spaces collapsed."""
+    found = []
+    for element in at.get("html"):
+        rows = [[" ".join(html.unescape(re.sub(r"<[^>]+>", " ", cell)).split())
+                 for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)]
+                for row in re.findall(r"<tr>(.*?)</tr>", element.proto.body)]
+        if rows and rows[0][0] == "rank":
+            found.append(rows)
+    return found

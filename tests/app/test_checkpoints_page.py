@@ -1,8 +1,6 @@
 """The Checkpoints page through AppTest: a tiny series from a folder, the demo series (built from
 the page with a stand-in trainer), hub ids offline, and every kind of bad input."""
 import errno
-import html
-import re
 
 import numpy as np
 import pandas as pd
@@ -13,7 +11,7 @@ import pages.checkpoints as checkpoints_page
 from models import load_model, run_attention
 from models.checkpoints.demo import demo_series_dir
 from models.core.predictions import fill_mask
-from tests.app.helpers import array, figure, figures, messages, open_app
+from tests.app.helpers import array, figure, figures, messages, open_app, topk_tables
 from tests.tiny_models import save_tiny_mlm_series
 from viz.labels import display_token
 
@@ -33,14 +31,8 @@ def _open_folder(folder, **query):
 
 def tables(at) -> list[pd.DataFrame]:
     """The page's top-k tables (HTML) as text frames: a column per checkpoint, a row per rank."""
-    frames = []
-    for element in at.get("html"):
-        rows = [[" ".join(html.unescape(re.sub(r"<[^>]+>", " ", cell)).split())
-                 for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)]
-                for row in re.findall(r"<tr>(.*?)</tr>", element.proto.body)]
-        if rows and rows[0][0] == "rank":
-            frames.append(pd.DataFrame([r[1:] for r in rows[1:]], columns=rows[0][1:], index=[r[0] for r in rows[1:]]))
-    return frames
+    return [pd.DataFrame([r[1:] for r in rows[1:]], columns=rows[0][1:], index=[r[0] for r in rows[1:]])
+            for rows in topk_tables(at)]
 
 
 def _healthy(at) -> None:

@@ -3,7 +3,6 @@ attention: 4 query heads, 2 key/value heads; rotary positions). The Heads page's
 next-token and fill-mask predictions, the induction probe and its link, decoder statistics; the
 special-token switch wherever predictions are listed; a GGUF model's first load."""
 import html
-import re
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from models.analysis.head_stats import HeadMetric, head_statistics
 from models.analysis.induction import induction_probe, probe_token_range
 from models.core.predictions import fill_mask, next_token_predictions
 from tests.app.helpers import array, figure, figures, messages, open_app, set_state
+from tests.app.helpers import topk_tables as tables
 from tests.tiny_models import save_tiny_bert_favouring_special, save_tiny_gpt2_favouring_special, write_llama_gguf
 from viz.labels import display_token
 
@@ -43,18 +43,6 @@ def _healthy(at) -> None:
 
 def _focused_title(at) -> str:
     return figure(at, "Layer ")["layout"]["title"]["text"]
-
-
-def tables(at) -> list[list[list[str]]]:
-    """The page's top-k tables (HTML) as rows of cell texts, the header row first."""
-    found = []
-    for element in at.get("html"):
-        rows = [[" ".join(html.unescape(re.sub(r"<[^>]+>", " ", cell)).split())
-                 for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)]
-                for row in re.findall(r"<tr>(.*?)</tr>", element.proto.body)]
-        if rows and rows[0][0] == "rank":
-            found.append(rows)
-    return found
 
 
 def _cells(candidates) -> list[str]:
