@@ -1,6 +1,7 @@
 """models.analysis and models.lens against hand-computed cases and the model's own attentions."""
 import numpy as np
 import pytest
+import torch
 from scipy.stats import entropy as scipy_entropy
 
 from models import load_model, run_attention
@@ -22,7 +23,7 @@ from models.analysis.head_stats import (
     uniform_entropy,
 )
 from models.analysis.matrix_view import matrix_view
-from models.analysis.numerics import entropy, pooled
+from models.analysis.numerics import BlockPool, entropy, max_in_block, pooled
 from models.analysis.pairs import has_pair, pair_block, pair_segments
 from models.analysis.words import WordSpans
 
@@ -59,6 +60,28 @@ def _mean_pool_reference(matrix: np.ndarray, size: int) -> np.ndarray:
     (q, k), rows, cols = matrix.shape, min(size, matrix.shape[0]), min(size, matrix.shape[1])
     return np.array([[matrix[r * q // rows:(r + 1) * q // rows, c * k // cols:(c + 1) * k // cols].mean()
                       for c in range(cols)] for r in range(rows)])
+
+
+def test_block_pool_takes_tiles_of_any_rows_and_heads():
+    """Tiles of 7 rows across row blocks of 4, over two groups of heads and two column ranges (each
+    starting at a column-block edge), against the blocks' means and maxima by hand."""
+    weights = torch.rand(4, 50, 37)
+    pool = BlockPool(4, 50, 37, 13)  # blocks of 4 rows x 3 columns
+    for heads in (slice(0, 3), slice(3, 4)):
+        for start in range(0, 50, 7):
+            rows = slice(start, min(50, start + 7))
+            pool.add(weights[heads, rows, :18], rows, slice(0, 18), heads)
+            pool.add(weights[heads, rows, 18:], rows, slice(18, 37), heads)
+    mean, maxima = pool.result()
+    blocks = [[weights[:, r:r + 4, c:c + 3] for c in range(0, 37, 3)] for r in range(0, 50, 4)]
+    np.testing.assert_allclose(mean, [[[b[h].mean() for b in row] for row in blocks] for h in range(4)], atol=1e-6)
+    np.testing.assert_array_equal(maxima, [[[b[h].max() for b in row] for row in blocks] for h in range(4)])
+
+
+def test_max_in_block_reads_only_that_block():
+    x = torch.tensor([[1.0, 5.0, 2.0, 9.0, 3.0], [7.0, 0.0, 1.0, 2.0, 8.0]])
+    assert max_in_block(x, torch.tensor([1, 0]), 2).tolist() == [9.0, 7.0]
+    assert max_in_block(x, torch.tensor([2, 2]), 2).tolist() == [3.0, 8.0]  # the last block is one column
 
 
 def test_pooled_bins_are_even_to_one_position():

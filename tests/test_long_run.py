@@ -241,7 +241,7 @@ def test_a_run_that_would_not_fit_is_refused_before_it_starts(folders, default_m
     loaded = load_model(str(folders["llama"]))
     run_attention(loaded, TEXT, tiled=True)  # probed (40 tokens): the long run is what must not start
     text = " ".join(f"w{i}" for i in range(5000))
-    monkeypatch.setattr(long_run, "available_memory", lambda: 50 << 20)
+    monkeypatch.setattr(long_run, "available_memory", lambda: 5 << 20)
     monkeypatch.setattr(long_run, "tiled_forward", lambda *args, **kwargs: pytest.fail("the model ran"))
     with pytest.raises(RunError, match=r"tokens of .* needs about .* GB of memory and 0.0 GB are free"):
         run_attention(loaded, text)

@@ -60,6 +60,13 @@ def block_reduce(x: torch.Tensor, dim: int, block: int, how: str) -> torch.Tenso
     return torch.cat(parts, dim) if len(parts) > 1 else parts[0]
 
 
+def max_in_block(x: torch.Tensor, block: torch.Tensor, size: int) -> torch.Tensor:
+    """x [..., c] -> [...]: the largest value of x within column block `block` [...] (blocks of
+    `size` consecutive columns, the last possibly shorter)."""
+    columns = (block[..., None] * size + torch.arange(size, device=x.device)).clamp_(max=x.shape[-1] - 1)
+    return x.gather(-1, columns).amax(-1)
+
+
 def _block_counts(n: int, block: int) -> torch.Tensor:
     """[ceil(n / block)] positions in each block."""
     blocks = -(-n // block)
@@ -70,10 +77,10 @@ def _block_counts(n: int, block: int) -> torch.Tensor:
 
 class BlockPool:
     """Mean- and max-pooling of [m, q, k] matrices over blocks of block_size(q, size) queries x
-    block_size(k, size) keys, accumulated from row tiles (a long run never holds a whole head).
+    block_size(k, size) keys, accumulated from tiles of rows (a long run never holds a whole head).
 
-    A tile's rows must start at a row-block edge and its columns at a column-block edge
-    (`tile_rows`, `align`); columns left out of every tile count as zero weight.
+    A tile may start at any row; its columns must start at a column-block edge (`align`).
+    Columns left out of every tile count as zero weight.
     """
 
     def __init__(self, m: int, q: int, k: int, size: int, device: torch.device | str = "cpu"):
@@ -82,24 +89,22 @@ class BlockPool:
         shape = (m, block_count(q, size), block_count(k, size))
         self.sums = torch.zeros(shape, device=device)
         self.maxima = torch.zeros(shape, device=device)
-
-    def tile_rows(self, budget: int) -> int:
-        """The most rows, whole row blocks, at most `budget` (but at least one block)."""
-        return max(self.rows, budget // self.rows * self.rows)
+        self.row_blocks = torch.arange(q, device=device) // self.rows  # [q] the row block of each query
 
     def align(self, cols: slice) -> slice:
         """cols widened to column-block edges (or the last key)."""
         return slice(cols.start // self.cols * self.cols, min(self.k, -(-cols.stop // self.cols) * self.cols))
 
-    def add(self, tile: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
-        """Pool tile [m, r, c] of rows x cols in; returns its row maxima [m, r]."""
+    def add(self, tile: torch.Tensor, rows: slice, cols: slice, matrices: slice = slice(None)) -> torch.Tensor:
+        """Pool tile [h, r, c] (rows x cols of the `matrices` of the m) in; returns its column-block
+        maxima [h, r, column blocks]."""
         col_sums, col_maxima = block_reduce(tile, 2, self.cols, "sum"), block_reduce(tile, 2, self.cols, "amax")
-        sums, maxima = block_reduce(col_sums, 1, self.rows, "sum"), block_reduce(col_maxima, 1, self.rows, "amax")
-        first_row, first_col = rows.start // self.rows, cols.start // self.cols
-        where = (slice(None), slice(first_row, first_row + sums.shape[1]), slice(first_col, first_col + sums.shape[2]))
-        self.sums[where] += sums
-        self.maxima[where] = torch.maximum(self.maxima[where], maxima)
-        return col_maxima.amax(-1)
+        first = cols.start // self.cols
+        where = (matrices, slice(None), slice(first, first + col_sums.shape[2]))
+        row_blocks = self.row_blocks[rows]
+        self.sums[where].index_add_(1, row_blocks, col_sums)
+        self.maxima[where].scatter_reduce_(1, row_blocks[None, :, None].expand_as(col_maxima), col_maxima, "amax")
+        return col_maxima
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(mean, max) float32 [m, row blocks, column blocks] on the CPU."""

@@ -20,7 +20,7 @@ import numpy as np
 import psutil
 import torch
 
-from models.analysis.numerics import BlockPool, block_count
+from models.analysis.numerics import BlockPool, block_count, max_in_block
 from models.core import tiles
 from models.core.attention_fn import recording, tiled
 from models.core.loading import LoadedModel
@@ -83,8 +83,8 @@ class RecomputedStack:
             part = slice(start, min(rows.stop, start + step))
             into = out[:, part.start - rows.start:part.stop - rows.start]
             if whole:
-                seen, _, weights = inputs.row_weights(heads, part)
-                into[..., seen] = weights
+                keys = inputs.keys_of(part)
+                into[..., keys.cols] = inputs.row_weights(heads, part, keys)[1]
             else:
                 into[...] = inputs.weights(self.lse[layer], heads, part, cols)
         return out
@@ -123,25 +123,30 @@ def _key_mask(mask) -> KeyMask | None:
 
 
 def attend_in_tiles(inputs: AttentionInputs, value: torch.Tensor, tile_rows: int | None = None):
-    """The eager attention of one call in row tiles: (output [q, heads, d_v], lse float64 [heads, q]
+    """The eager attention of one call in tiles: (output [q, heads, d_v], lse float64 [heads, q]
     on the CPU, the heads' BlockPool). value [kv_heads, k, d_v]; inputs on value's device.
 
-    A tile covers the keys its rows may see (AttentionInputs.row_weights), widened to the
-    overview's column blocks. LSE = row max - log(largest weight): the largest weight is
-    1 / sum(exp(logit - row max)), as softmax computed it.
+    A tile is `tile_rows` query rows of the heads sharing one key/value head, over the keys its
+    rows may see (widened to the overview's column blocks); it holds at most tiles.TILE_ELEMENTS
+    weights, so its softmax, pooling and product with the values read it from cache. A row's
+    LSE = its largest logit - log(its largest weight): the largest weight is
+    1 / sum(exp(logit - largest logit)), as softmax computed it, and the largest logit lies in
+    the column block holding the largest weight, so no pass over the whole row finds it.
     """
     heads, q, k = inputs.shape
     pool = BlockPool(heads, q, k, tiles.OVERVIEW_SIZE, value.device)
-    step = pool.tile_rows(tile_rows or tiles.tile_budget(q, k) // (heads * k))
+    step = tile_rows or max(1, tiles.tile_budget(q, k) // (inputs.group * k))
     output = value.new_empty(q, heads, value.shape[-1])
     lse = torch.empty(heads, q, dtype=torch.float64)  # on the CPU: MPS has no float64
-    every_head = slice(0, heads)
     for start in range(0, q, step):
         rows = slice(start, min(q, start + step))
-        cols, logits, weights = inputs.row_weights(every_head, rows, pool.align)  # [heads, r, c]
-        output[rows] = grouped_matmul(weights, value[:, cols], every_head, inputs.group).transpose(0, 1)
-        largest = pool.add(weights, rows, cols)  # [heads, r]
-        lse[:, rows] = logits.amax(-1).cpu().double() - largest.cpu().double().log()
+        keys = inputs.keys_of(rows, align=pool.align)  # the mask worked out once for every head
+        for group in inputs.head_groups():
+            logits, weights = inputs.row_weights(group, rows, keys)  # [g, r, c]
+            output[rows, group] = grouped_matmul(weights, value[:, keys.cols], group, inputs.group).transpose(0, 1)
+            largest, block = pool.add(weights, rows, keys.cols, group).max(-1)  # [g, r]
+            top = max_in_block(logits, block, pool.cols)
+            lse[group, rows] = top.cpu().double() - largest.cpu().double().log()
     return output, lse, pool
 
 

@@ -42,21 +42,46 @@ class KeyMask:
         return seen.expand(1, 1, len(q_idx), len(kv_idx))[0, 0]
 
 
-def grouped_matmul(left: torch.Tensor, right: torch.Tensor, heads: slice, group: int) -> torch.Tensor:
-    """[h, r, x] @ [kv_heads, x, y] -> [h, r, y]: query head heads.start + i times key/value head
-    (heads.start + i) // group, without repeating the key/value heads (grouped-query attention)."""
+def grouped_matmul(left: torch.Tensor, right: torch.Tensor, heads: slice, group: int, alpha: float = 1.0) -> torch.Tensor:
+    """alpha * [h, r, x] @ [kv_heads, x, y] -> [h, r, y]: query head heads.start + i times key/value
+    head (heads.start + i) // group, without repeating the key/value heads (grouped-query attention)."""
     out = left.new_empty(left.shape[0], left.shape[1], right.shape[-1])
     for kv_head in range(heads.start // group, (heads.stop - 1) // group + 1):
         first = max(heads.start, kv_head * group) - heads.start
         last = min(heads.stop, (kv_head + 1) * group) - heads.start
-        torch.matmul(left[first:last], right[kv_head], out=out[first:last])
+        # the heads sharing a key head as one matrix: one large product, not a batch of small ones
+        out[first:last].view(-1, out.shape[-1]).addmm_(left[first:last].flatten(0, 1), right[kv_head],
+                                                       beta=0, alpha=alpha)
     return out
 
 
-def seen_keys(visible: torch.Tensor | None, n_keys: int) -> slice:
-    """The keys from the first to the last that any row of visible [r, k] may see (all without a mask)."""
-    seen = None if visible is None else visible.any(0).nonzero()
-    return slice(int(seen[0]), int(seen[-1]) + 1) if seen is not None and len(seen) else slice(0, n_keys)
+@dataclass(frozen=True, eq=False)
+class TileKeys:
+    """The keys a tile of query rows attends, worked out once for every head of the tile.
+
+    Scores are computed over `cols`; within them, `hidden` bool [r, p] marks, over the columns
+    `partial` (relative to cols.start), the keys some row can't see (a causal tile's diagonal block).
+    """
+
+    cols: slice
+    partial: slice | None = None
+    hidden: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, visible: torch.Tensor, cols: slice | None, align: Callable[[slice], slice],
+           device: torch.device) -> "TileKeys":
+        """visible bool [r, c]: which keys of cols each row may see. cols None: visible covers every
+        key, and the tile keeps the keys from the first to the last any row may see, widened by align."""
+        seen_by = visible.sum(0, dtype=torch.int32)  # [c] rows that see each key
+        if cols is None:
+            seen = seen_by.nonzero()
+            cols = align(slice(int(seen[0]), int(seen[-1]) + 1) if len(seen) else slice(0, visible.shape[1]))
+            visible, seen_by = visible[:, cols], seen_by[cols]
+        some = (seen_by < visible.shape[0]).nonzero()  # keys some row can't see
+        if not len(some):
+            return cls(cols)
+        partial = slice(int(some[0]), int(some[-1]) + 1)
+        return cls(cols, partial, (~visible[:, partial]).to(device))
 
 
 def mask_rule(q_length: int, kv_length: int, q_offset: int = 0, kv_offset: int = 0, mask_function=None,
@@ -96,40 +121,38 @@ class AttentionInputs:
         """Query heads per key head."""
         return self.query.shape[0] // self.key.shape[0]
 
-    def visible(self, rows: slice) -> torch.Tensor | None:
-        """bool [r, k]: which keys the queries of `rows` may see; None without a mask (all)."""
-        return None if self.mask is None else self.mask.visible(rows, slice(0, self.key.shape[1]))
+    def head_groups(self) -> list[slice]:
+        """The query heads sharing each key/value head, in order."""
+        return [slice(first, first + self.group) for first in range(0, self.query.shape[0], self.group)]
 
-    def logits(self, heads: slice, rows: slice, cols: slice, visible: torch.Tensor | None = None) -> torch.Tensor:
-        """float32 [h, r, c]: what softmax sees, computed as the model's eager attention does.
-        `visible` [r, c]: the mask's block, where the caller has it already."""
-        keys = self.key[:, cols].transpose(-1, -2)  # [kv_heads, d_head, c]
-        scores = grouped_matmul(self.query[heads, rows], keys, heads, self.group).mul_(self.scaling)
+    def keys_of(self, rows: slice, cols: slice | None = None,
+                align: Callable[[slice], slice] = lambda cols: cols) -> TileKeys:
+        """The keys rows attend: `cols`, or without it whole rows: the keys from the first to the
+        last any of these rows may see (widened by `align`; the others' weight is 0)."""
+        if self.mask is None:
+            return TileKeys(slice(0, self.key.shape[1]) if cols is None else cols)
+        visible = self.mask.visible(rows, slice(0, self.key.shape[1]) if cols is None else cols)  # [r, c]
+        return TileKeys.of(visible, cols, align, self.query.device)
+
+    def logits(self, heads: slice, rows: slice, keys: TileKeys) -> torch.Tensor:
+        """float32 [h, r, c]: what softmax sees over keys.cols, computed as the model's eager attention does."""
+        cols = keys.cols
+        # the scale applied inside the product (as sdpa does), not in a pass of its own
+        scores = grouped_matmul(self.query[heads, rows], self.key[:, cols].transpose(-1, -2), heads,
+                                self.group, self.scaling)
         if self.softcap is not None:
             scores.div_(self.softcap).tanh_().mul_(self.softcap)
         if self.bias is not None:
             scores.add_(self.bias[heads, rows, cols])
-        if self.mask is not None:
-            self._mask(scores, self.mask.visible(rows, cols) if visible is None else visible)
+        if keys.partial is not None:
+            scores[..., keys.partial].masked_fill_(keys.hidden, BLOCKED)
         return scores
 
-    @staticmethod
-    def _mask(scores: torch.Tensor, visible: torch.Tensor) -> None:
-        # only the columns some query can't see are written: a causal tile's diagonal block
-        hidden = ~visible.to(scores.device)  # [r, c]
-        partial = hidden.any(0).nonzero()
-        if len(partial):
-            first, last = int(partial[0]), int(partial[-1]) + 1
-            scores[..., first:last].masked_fill_(hidden[:, first:last], BLOCKED)
-
-    def row_weights(self, heads: slice, rows: slice, align: Callable[[slice], slice] = lambda cols: cols):
-        """Whole rows: (cols, logits, weights), both float32 [h, r, c], softmax over the keys cols
-        from the first to the last these rows may see (widened by `align`); the other keys' weight
-        is 0. A causal tile stops at its last row."""
-        visible = self.visible(rows)  # [r, k], None without a mask
-        cols = align(seen_keys(visible, self.key.shape[1]))
-        logits = self.logits(heads, rows, cols, None if visible is None else visible[:, cols])
-        return cols, logits, torch.softmax(logits, dim=-1)
+    def row_weights(self, heads: slice, rows: slice, keys: TileKeys) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whole rows, keys from self.keys_of(rows): (logits, weights), both float32 [h, r, c],
+        softmax over keys.cols."""
+        logits = self.logits(heads, rows, keys)
+        return logits, torch.softmax(logits, dim=-1)
 
     def weights(self, lse: torch.Tensor, heads: slice, rows: slice, cols: slice) -> torch.Tensor:
         """float32 [h, r, c] softmax weights, given the log-sum-exp of every row: float64 [heads, q].
@@ -137,4 +160,5 @@ class AttentionInputs:
         logit - lse is formed in float64 (the two are close where weights matter), so a block of
         columns is exact to float32 rounding without the rest of its rows.
         """
-        return (self.logits(heads, rows, cols).double() - lse[heads, rows, None]).float().exp_()
+        logits = self.logits(heads, rows, self.keys_of(rows, cols))
+        return (logits.double() - lse[heads, rows, None]).float().exp_()

@@ -28,7 +28,7 @@ from models.analysis.numerics import BlockPool, block_pooled, block_size, readon
 
 OVERVIEW_SIZE = 96  # blocks a side of each head's overview image (viz.overview's largest thumbnail cell)
 MAX_WINDOW = 512  # rows and columns of exact weights a window may show
-TILE_ELEMENTS = 1 << 24  # weights held at once (64 MB in float32), and never more than one head's q x k
+TILE_ELEMENTS = 1 << 20  # weights held at once (4 MB in float32): a tile stays in cache through its passes
 
 # fn(done, total) after each layer of a long run, or of a view that recomputes every head; what it raises stops it
 Progress = Callable[[int, int], None]
@@ -97,12 +97,12 @@ def tile_budget(q: int, k: int) -> int:
     return min(TILE_ELEMENTS, q * k)
 
 
-def row_tiles(weights: StackWeights, heads: int, rows: slice | None = None, step: int = 1) -> Iterator[slice]:
+def row_tiles(weights: StackWeights, heads: int, rows: slice | None = None) -> Iterator[slice]:
     """Consecutive slices of `rows` (all queries) whose blocks over `heads` heads and all keys hold
-    at most tile_budget weights; each a multiple of `step` rows long (the last may be shorter)."""
+    at most tile_budget weights (or are one row)."""
     _, _, q, k = weights.shape
     rows = rows or slice(0, q)
-    size = max(step, tile_budget(q, k) // (heads * k) // step * step)
+    size = max(1, tile_budget(q, k) // (heads * k))
     for start in range(rows.start, rows.stop, size):
         yield slice(start, min(rows.stop, start + size))
 
@@ -130,7 +130,7 @@ def pooled_head(weights: StackWeights, layer: int, head: int | None, size: int) 
     """(mean, max) [<= size, <= size]: one head (or the layer mean) block-pooled, in row tiles."""
     _, heads, q, k = weights.shape
     pool = BlockPool(1, q, k, size)
-    for rows in row_tiles(weights, heads if head is None else 1, step=pool.rows):
+    for rows in row_tiles(weights, heads if head is None else 1):
         pool.add(_block(weights, layer, head, rows, slice(0, k))[None], rows, slice(0, k))
     mean, maxima = pool.result()
     return mean[0], maxima[0]
