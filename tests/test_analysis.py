@@ -23,7 +23,7 @@ from models.analysis.head_stats import (
     uniform_entropy,
 )
 from models.analysis.matrix_view import matrix_view
-from models.analysis.numerics import BlockPool, entropy, max_in_block, pooled
+from models.analysis.numerics import BlockPool, entropy, pooled
 from models.analysis.pairs import has_pair, pair_block, pair_segments
 from models.analysis.words import WordSpans
 
@@ -76,12 +76,6 @@ def test_block_pool_takes_tiles_of_any_rows_and_heads():
     blocks = [[weights[:, r:r + 4, c:c + 3] for c in range(0, 37, 3)] for r in range(0, 50, 4)]
     np.testing.assert_allclose(mean, [[[b[h].mean() for b in row] for row in blocks] for h in range(4)], atol=1e-6)
     np.testing.assert_array_equal(maxima, [[[b[h].max() for b in row] for row in blocks] for h in range(4)])
-
-
-def test_max_in_block_reads_only_that_block():
-    x = torch.tensor([[1.0, 5.0, 2.0, 9.0, 3.0], [7.0, 0.0, 1.0, 2.0, 8.0]])
-    assert max_in_block(x, torch.tensor([1, 0]), 2).tolist() == [9.0, 7.0]
-    assert max_in_block(x, torch.tensor([2, 2]), 2).tolist() == [3.0, 8.0]  # the last block is one column
 
 
 def test_pooled_bins_are_even_to_one_position():

@@ -60,13 +60,6 @@ def block_reduce(x: torch.Tensor, dim: int, block: int, how: str) -> torch.Tenso
     return torch.cat(parts, dim) if len(parts) > 1 else parts[0]
 
 
-def max_in_block(x: torch.Tensor, block: torch.Tensor, size: int) -> torch.Tensor:
-    """x [..., c] -> [...]: the largest value of x within column block `block` [...] (blocks of
-    `size` consecutive columns, the last possibly shorter)."""
-    columns = (block[..., None] * size + torch.arange(size, device=x.device)).clamp_(max=x.shape[-1] - 1)
-    return x.gather(-1, columns).amax(-1)
-
-
 def _block_counts(n: int, block: int) -> torch.Tensor:
     """[ceil(n / block)] positions in each block."""
     blocks = -(-n // block)
@@ -89,22 +82,22 @@ class BlockPool:
         shape = (m, block_count(q, size), block_count(k, size))
         self.sums = torch.zeros(shape, device=device)
         self.maxima = torch.zeros(shape, device=device)
-        self.row_blocks = torch.arange(q, device=device) // self.rows  # [q] the row block of each query
 
     def align(self, cols: slice) -> slice:
         """cols widened to column-block edges (or the last key)."""
         return slice(cols.start // self.cols * self.cols, min(self.k, -(-cols.stop // self.cols) * self.cols))
 
-    def add(self, tile: torch.Tensor, rows: slice, cols: slice, matrices: slice = slice(None)) -> torch.Tensor:
-        """Pool tile [h, r, c] (rows x cols of the `matrices` of the m) in; returns its column-block
-        maxima [h, r, column blocks]."""
-        col_sums, col_maxima = block_reduce(tile, 2, self.cols, "sum"), block_reduce(tile, 2, self.cols, "amax")
-        first = cols.start // self.cols
-        where = (matrices, slice(None), slice(first, first + col_sums.shape[2]))
-        row_blocks = self.row_blocks[rows]
-        self.sums[where].index_add_(1, row_blocks, col_sums)
-        self.maxima[where].scatter_reduce_(1, row_blocks[None, :, None].expand_as(col_maxima), col_maxima, "amax")
-        return col_maxima
+    def add(self, tile: torch.Tensor, rows: slice, cols: slice, matrices: slice = slice(None)) -> None:
+        """Pool tile [h, r, c] (rows x cols of the `matrices` of the m) in."""
+        first_col = cols.start // self.cols
+        for block in range(rows.start // self.rows, (rows.stop - 1) // self.rows + 1):
+            part = slice(max(rows.start, block * self.rows) - rows.start, min(rows.stop, (block + 1) * self.rows) - rows.start)
+            # rows first: a reduction across rows runs along contiguous keys, far faster than within short blocks
+            sums = block_reduce(tile[:, part].sum(1), 1, self.cols, "sum")  # [h, column blocks]
+            maxima = block_reduce(tile[:, part].amax(1), 1, self.cols, "amax")
+            where = (matrices, block, slice(first_col, first_col + sums.shape[1]))
+            self.sums[where] += sums
+            self.maxima[where] = torch.maximum(self.maxima[where], maxima)
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(mean, max) float32 [m, row blocks, column blocks] on the CPU."""

@@ -20,7 +20,7 @@ import numpy as np
 import psutil
 import torch
 
-from models.analysis.numerics import BlockPool, block_count, max_in_block
+from models.analysis.numerics import BlockPool, block_count
 from models.core import tiles
 from models.core.attention_fn import recording, tiled
 from models.core.loading import LoadedModel
@@ -128,10 +128,9 @@ def attend_in_tiles(inputs: AttentionInputs, value: torch.Tensor, tile_rows: int
 
     A tile is `tile_rows` query rows of the heads sharing one key/value head, over the keys its
     rows may see (widened to the overview's column blocks); it holds at most tiles.TILE_ELEMENTS
-    weights, so its softmax, pooling and product with the values read it from cache. A row's
-    LSE = its largest logit - log(its largest weight): the largest weight is
-    1 / sum(exp(logit - largest logit)), as softmax computed it, and the largest logit lies in
-    the column block holding the largest weight, so no pass over the whole row finds it.
+    weights, so its softmax, pooling and product with the values read it from cache.
+    LSE = row max - log(largest weight): the largest weight is 1 / sum(exp(logit - row max)), as
+    softmax computed it.
     """
     heads, q, k = inputs.shape
     pool = BlockPool(heads, q, k, tiles.OVERVIEW_SIZE, value.device)
@@ -144,9 +143,8 @@ def attend_in_tiles(inputs: AttentionInputs, value: torch.Tensor, tile_rows: int
         for group in inputs.head_groups():
             logits, weights = inputs.row_weights(group, rows, keys)  # [g, r, c]
             output[rows, group] = grouped_matmul(weights, value[:, keys.cols], group, inputs.group).transpose(0, 1)
-            largest, block = pool.add(weights, rows, keys.cols, group).max(-1)  # [g, r]
-            top = max_in_block(logits, block, pool.cols)
-            lse[group, rows] = top.cpu().double() - largest.cpu().double().log()
+            pool.add(weights, rows, keys.cols, group)
+            lse[group, rows] = logits.amax(-1).cpu().double() - weights.amax(-1).cpu().double().log()
     return output, lse, pool
 
 
