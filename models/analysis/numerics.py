@@ -91,10 +91,11 @@ class BlockPool:
         """Pool tile [h, r, c] (rows x cols of the `matrices` of the m) in."""
         first_col = cols.start // self.cols
         for block in range(rows.start // self.rows, (rows.stop - 1) // self.rows + 1):
-            part = slice(max(rows.start, block * self.rows) - rows.start, min(rows.stop, (block + 1) * self.rows) - rows.start)
+            first, last = max(rows.start, block * self.rows), min(rows.stop, (block + 1) * self.rows)
+            part = tile[:, first - rows.start:last - rows.start]  # [h, rows of this block, c]
             # rows first: a reduction across rows runs along contiguous keys, far faster than within short blocks
-            sums = block_reduce(tile[:, part].sum(1), 1, self.cols, "sum")  # [h, column blocks]
-            maxima = block_reduce(tile[:, part].amax(1), 1, self.cols, "amax")
+            sums = block_reduce(part.sum(1), 1, self.cols, "sum")  # [h, column blocks]
+            maxima = block_reduce(part.amax(1), 1, self.cols, "amax")
             where = (matrices, block, slice(first_col, first_col + sums.shape[1]))
             self.sums[where] += sums
             self.maxima[where] = torch.maximum(self.maxima[where], maxima)

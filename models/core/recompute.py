@@ -42,7 +42,8 @@ class KeyMask:
         return seen.expand(1, 1, len(q_idx), len(kv_idx))[0, 0]
 
 
-def grouped_matmul(left: torch.Tensor, right: torch.Tensor, heads: slice, group: int, alpha: float = 1.0) -> torch.Tensor:
+def grouped_matmul(left: torch.Tensor, right: torch.Tensor, heads: slice, group: int,
+                   alpha: float = 1.0) -> torch.Tensor:
     """alpha * [h, r, x] @ [kv_heads, x, y] -> [h, r, y]: query head heads.start + i times key/value
     head (heads.start + i) // group, without repeating the key/value heads (grouped-query attention)."""
     out = left.new_empty(left.shape[0], left.shape[1], right.shape[-1])
