@@ -36,9 +36,9 @@ import websockets
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-from benchmarks.server import start_server
 from models import load_model, run_attention
 from models.core.loading import DEFAULT_MODEL
+from tests.helpers import streamlit_process
 
 TIMEOUT_S = 300
 IDLE_S = 0.5  # before each timed step, as between a person's clicks
@@ -169,14 +169,12 @@ def main() -> None:
     loaded = load_model(args.model)  # float32, as the app loads it
     tokenizer, model = loaded.tokenizer, copy.deepcopy(loaded.model)
     model.set_attn_implementation("eager")  # transformers' own, for the bare forward
-    log_path = Path(tempfile.mkdtemp()) / "server.log"
-    server, url = start_server(log_path)
-    print(f"{args.model}, torch threads: {torch.get_num_threads()}")
-    print("| tokens | bare forward | run, kept | Heads page (server) | ratio | sent to browser | change head "
-          "| bertviz model_view | bertviz HTML |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    try:
-        client = HeadsPageClient(url)
+    with streamlit_process(Path(tempfile.mkdtemp())) as server:
+        print(f"{args.model}, torch threads: {torch.get_num_threads()}")
+        print("| tokens | bare forward | run, kept | Heads page (server) | ratio | sent to browser | change head "
+              "| bertviz model_view | bertviz HTML |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        client = HeadsPageClient(server.url)
         client.open(model=loaded.spec, text="warm up")  # the server loads the model once
         for n in args.tokens:
             row = measure(client, model, loaded, n, args.repeats)
@@ -186,9 +184,6 @@ def main() -> None:
                   f"| {row.page_ms / 1e3 / row.forward_s:.2f}x | {row.sent / 1e6:.2f} MB | {row.switch_ms:.0f} ms "
                   f"| {viz_s:.2f} s | {viz_bytes / 1e6:.1f} MB |", flush=True)
         client.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from playwright.async_api import async_playwright
 
-from benchmarks.server import CHROMIUM_ARGS, start_server
+from tests.helpers import CHROMIUM_ARGS, streamlit_process
 
 SESSION_TIMEOUT_MS = 600_000
 
@@ -71,35 +71,33 @@ async def session(browser, url: str, number: int, second_page: str, model: str) 
 
 
 async def main(args) -> None:
-    log = Path(tempfile.mkdtemp()) / "server.log"
-    server, url = start_server(log)
-    sampler = MemorySampler(server.pid)
-    sampler.start()
-    idle_mb = sampler.rss_mb()
-    print(f"{args.sessions} sessions x {args.rounds} rounds, models {', '.join(args.models)}, second page '{args.page}', "
-          f"server idle at {idle_mb:.0f} MB")
-    print("| round | sessions | errors | first view p50 / p90 / max | second page p50 / max | server memory after |")
-    print("|---:|---:|---:|---|---|---:|")
-    try:
-        async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            for round_number in range(1, args.rounds + 1):
-                results = await asyncio.gather(*(session(browser, url, i, args.page, args.models[i % len(args.models)])
-                                                 for i in range(args.sessions)))
-                firsts = sorted(r[0] for r in results)
-                seconds = sorted(r[1] for r in results)
-                p90 = firsts[int(0.9 * (len(firsts) - 1))]
-                print(f"| {round_number} | {len(results)} | {sum(r[2] for r in results)} "
-                      f"| {statistics.median(firsts):.1f} / {p90:.1f} / {firsts[-1]:.1f} s "
-                      f"| {statistics.median(seconds):.1f} / {seconds[-1]:.1f} s | {sampler.rss_mb():.0f} MB |")
-            await browser.close()
-    finally:
-        sampler.running = False
-        server.terminate()
-        server.wait(timeout=30)
-    loads = log.read_text().count("loading model")
+    with streamlit_process(Path(tempfile.mkdtemp())) as server:
+        sampler = MemorySampler(server.process.pid)
+        sampler.start()
+        idle_mb = sampler.rss_mb()
+        print(f"{args.sessions} sessions x {args.rounds} rounds, models {', '.join(args.models)}, second page "
+              f"'{args.page}', server idle at {idle_mb:.0f} MB")
+        print("| round | sessions | errors | first view p50 / p90 / max | second page p50 / max | server memory after |")
+        print("|---:|---:|---:|---|---|---:|")
+        try:
+            async with async_playwright() as playwright:
+                browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                                           args=list(CHROMIUM_ARGS))
+                for round_number in range(1, args.rounds + 1):
+                    results = await asyncio.gather(*(session(browser, server.url, i, args.page,
+                                                             args.models[i % len(args.models)])
+                                                     for i in range(args.sessions)))
+                    firsts = sorted(r[0] for r in results)
+                    seconds = sorted(r[1] for r in results)
+                    p90 = firsts[int(0.9 * (len(firsts) - 1))]
+                    print(f"| {round_number} | {len(results)} | {sum(r[2] for r in results)} "
+                          f"| {statistics.median(firsts):.1f} / {p90:.1f} / {firsts[-1]:.1f} s "
+                          f"| {statistics.median(seconds):.1f} / {seconds[-1]:.1f} s | {sampler.rss_mb():.0f} MB |")
+                await browser.close()
+        finally:
+            sampler.running = False
+    loads = server.log.read_text().count("loading model")
     print(f"\nmodel loads in the server log: {loads}; peak server memory {max(sampler.samples):.0f} MB")
-
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

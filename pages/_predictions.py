@@ -3,7 +3,14 @@ a masked LM's fill-mask at each mask token; other models get a short note."""
 import streamlit as st
 
 from models import AttentionRun, LoadedModel, RunError
-from models.core.predictions import FillMask, NextTokens, NoMaskError, fill_mask, next_token_predictions
+from models.core.predictions import (
+    FillMask,
+    NextTokens,
+    NoMaskError,
+    fill_mask,
+    next_token_predictions,
+    run_next_tokens,
+)
 from pages._probe import Probe, probe_ids
 from pages._shared import bound, cached_model, lecture_mode
 from pages._widgets import forget_unless_offered, special_tokens_ui
@@ -13,6 +20,15 @@ from viz.theme import LECTURE_SCALE
 
 AFTER_KEY, TOP_K_KEY, SPECIAL_KEY = "predict_after", "top_k", "special"
 TOP_K_CHOICES = (3, 5, 10, 20)
+
+
+def next_tokens(loaded: LoadedModel, run: AttentionRun, key: tuple, probe: Probe | None, position: int, top_k: int,
+                include_special: bool) -> NextTokens:
+    """From the run's kept hidden states (no forward pass); by a forward pass of its own for a model
+    whose head models.core.lm_head can't reproduce."""
+    if run.final_hidden is not None:
+        return run_next_tokens(loaded, run, position, top_k, include_special)
+    return cached_next_tokens(*key, probe, position, top_k, include_special)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)  # each holds a [vocab] distribution
@@ -68,11 +84,11 @@ def _what_follows(run: AttentionRun, prediction: NextTokens) -> str:
             f"{len(prediction.probabilities):,}.")
 
 
-def next_token_section(run: AttentionRun, key: tuple, probe: Probe | None) -> None:
+def next_token_section(loaded: LoadedModel, run: AttentionRun, key: tuple, probe: Probe | None) -> None:
     position, top_k, special = controls_ui(run)
     last = run.n - 1
     shown = [last] if position == last else [position, last]
-    predictions = [cached_next_tokens(*key, probe, p, top_k, special) for p in shown]
+    predictions = [next_tokens(loaded, run, key, probe, p, top_k, special) for p in shown]
     _table([_column(run, p) for p in shown], [p.top for p in predictions])
     if position != last:
         st.markdown(_what_follows(run, predictions[0]))
@@ -103,7 +119,7 @@ def predictions_section(loaded: LoadedModel, run: AttentionRun, key: tuple, prob
     try:
         if loaded.has_lm_head:
             st.subheader("Next-token predictions")
-            next_token_section(run, key, probe)
+            next_token_section(loaded, run, key, probe)
         elif loaded.has_mlm_head:
             st.subheader("Fill-mask predictions")
             fill_mask_section(loaded, key)

@@ -115,7 +115,7 @@ def progress_bar(what: str) -> Iterator[Progress]:
 
 def overview_grid(attentions) -> ThumbnailGrid:
     """attentions [layers, heads, q, k] as the all-heads thumbnail grid (pooled in torch, drawn in viz)."""
-    return thumbnail_grid(pooled(attentions, thumbnail_cell(attentions.shape[1])))
+    return thumbnail_grid(pooled(attentions, thumbnail_cell(*attentions.shape[:2])))
 
 
 CALLBACK_FAILURE_KEY = "_callback_failure"

@@ -131,7 +131,7 @@ def cached_grid(spec: str, text: str, text_b: str, probe: Probe | None, stack_na
         images = stack.weights.overview()[POOLS.index(pool)]  # [layers, heads, <= 96, <= 96]
     else:
         images = cached_lens(spec, text, text_b, probe, stack_name, words, block).apply(stack.attentions)
-    cell = thumbnail_cell(images.shape[1])
+    cell = thumbnail_cell(*images.shape[:2])
     return thumbnail_grid(pooled(images, cell) if pool == "mean" else block_pooled(images, cell)[1])
 
 

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from models import RunError, load_model, run_attention
-from models.core.predictions import Candidate, next_token_predictions
+from models.core.lm_head import final_logits
+from models.core.predictions import Candidate, next_token_predictions, run_next_tokens
+from models.core.run import encode, model_inputs
 from models.interventions.loss import token_losses
 
 TEXT = "The capital of Italy is Rome. Paris is"
@@ -101,3 +103,80 @@ def test_a_long_texts_predictions_attend_in_tiles_and_equal_eager(tmp_path, monk
     monkeypatch.setattr(run_module.long_run, "available_memory", lambda: 0)
     with pytest.raises(RunError, match="needs about .* GB of memory"):  # and too big for eager: said before
         next_token_predictions(sinks, text, position=600)
+
+
+def _own_logits(loaded, text: str) -> torch.Tensor:
+    """[n, vocab] the model's own logits at every position, as run_attention tokenizes `text`."""
+    encoding, _ = encode(loaded, text)
+    with torch.inference_mode():
+        return loaded.model(**model_inputs(loaded, encoding)).logits[0].float()
+
+
+def _assert_kept_logits(loaded, run, expected: torch.Tensor, positions, atol: float) -> None:
+    """The logits from the run's kept hidden states equal `expected` [n, vocab] at `positions`, and so
+    do the predictions run_next_tokens gives there."""
+    for position in positions:
+        kept = final_logits(loaded, torch.tensor(run.final_hidden[position]))  # [vocab]
+        torch.testing.assert_close(kept, expected[position], atol=atol, rtol=0)
+        prediction = run_next_tokens(loaded, run, position, top_k=3)
+        probabilities = expected[position].softmax(-1)
+        assert [c.token_id for c in prediction.top] == probabilities.topk(3).indices.tolist()
+        np.testing.assert_allclose(prediction.probabilities, probabilities.numpy(), atol=1e-6)
+        assert prediction.position == position and prediction.tokens == run.tokens
+
+
+def test_a_runs_kept_hidden_states_give_the_models_own_logits(causal):
+    run = run_attention(causal, TEXT)
+    assert run.final_hidden.shape == (run.n, causal.config.hidden_size) and run.final_hidden.dtype == np.float32
+    _assert_kept_logits(causal, run, _own_logits(causal, TEXT), (run.n - 1, 2), atol=1e-5)
+    at_two = run_next_tokens(causal, run, 2)
+    assert at_two.following == next_token_predictions(causal, TEXT, position=2).following
+    assert run_next_tokens(causal, run).following is None and run_next_tokens(causal, run).position == run.n - 1
+    with pytest.raises(RunError, match="outside the text's"):
+        run_next_tokens(causal, run, run.n)
+
+
+def test_a_long_runs_kept_hidden_states_give_the_models_own_logits(tmp_path, monkeypatch):
+    from models.core import run as run_module
+    from tests.tiny_models import save_tiny_llama
+
+    llama = load_model(str(save_tiny_llama(tmp_path / "llama")))
+    text = "The capital of Italy is Rome. " * 100  # 701 tokens
+    expected = _own_logits(llama, text)  # eager, every weight
+    monkeypatch.setattr(run_module, "FULL_WEIGHTS_BYTES", 0)
+    run = run_attention(llama, text)
+    assert run.attentions is None and run.n == expected.shape[0]  # a long run: attention in row tiles
+    _assert_kept_logits(llama, run, expected, (run.n - 1, 600), atol=1e-4)
+
+
+def test_final_logit_soft_capping_is_applied(tmp_path):
+    from tests.tiny_models import save_tiny_gemma2
+
+    gemma = load_model(str(save_tiny_gemma2(tmp_path / "gemma2")))
+    gemma.model.config.final_logit_softcapping = 0.05  # tiny, so that capping changes every logit
+    run = run_attention(gemma, TEXT)
+    expected = _own_logits(gemma, TEXT)  # [n, vocab]
+    for position in (run.n - 1, 2):
+        hidden = torch.tensor(run.final_hidden[position])
+        torch.testing.assert_close(final_logits(gemma, hidden), expected[position], atol=1e-6, rtol=0)
+        uncapped = gemma.model.get_output_embeddings()(hidden)
+        assert float(uncapped.abs().max()) > 0.1 > float(expected[position].abs().max())
+
+
+def test_a_head_that_does_more_than_the_lm_head_keeps_no_hidden_states(tmp_path):
+    from tests.tiny_models import save_tiny_granite
+
+    granite = load_model(str(save_tiny_granite(tmp_path / "granite")))
+    run = run_attention(granite, TEXT)
+    assert run.final_hidden is None
+    with pytest.raises(RunError, match="kept no final hidden states"):
+        run_next_tokens(granite, run)
+    expected = _own_logits(granite, TEXT)[-1].softmax(-1)  # its predictions run the model, as before
+    np.testing.assert_allclose(next_token_predictions(granite, TEXT).probabilities, expected.numpy(), atol=1e-6)
+
+
+def test_smollm2s_kept_hidden_states_give_its_own_logits(smollm2):
+    text = "The capital of France is"
+    run = run_attention(smollm2, text)
+    _assert_kept_logits(smollm2, run, _own_logits(smollm2, text), (run.n - 1,), atol=1e-4)
+    assert run_next_tokens(smollm2, run).top[0].token == " Paris"

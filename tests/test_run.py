@@ -140,16 +140,19 @@ INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def _fed(loaded, forward) -> dict[str, torch.Tensor]:
-    """The inputs `forward()` gives loaded.model's forward (the last call)."""
-    calls = []
-    hook = loaded.model.register_forward_pre_hook(
-        lambda module, args, kwargs: calls.append({k: kwargs[k] for k in INPUT_NAMES if kwargs.get(k) is not None}),
-        with_kwargs=True)
+    """The inputs `forward()` gives the model: its last call of loaded.model's forward, or of its base
+    model's where only that runs (a decoder's run_attention: models.core.run._forward)."""
+    calls = {}
+    hooks = [module.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.__setitem__(module, {k: kwargs[k] for k in INPUT_NAMES
+                                                                if kwargs.get(k) is not None}), with_kwargs=True)
+        for module in {loaded.model, loaded.model.base_model}]
     try:
         forward()
     finally:
-        hook.remove()
-    return calls[-1]
+        for hook in hooks:
+            hook.remove()
+    return calls[loaded.model] if loaded.model in calls else calls[loaded.model.base_model]
 
 
 @pytest.mark.parametrize("kind, pair, segments", [("bert", None, False), ("bert", PAIR, False), ("roberta", PAIR, False),

@@ -14,6 +14,7 @@ from viz.overview import (
     GAP,
     OUTLINE_WIDTH,
     PALETTE_LEVELS,
+    TARGET_WIDTH,
     heads_overview,
     kv_groups,
     thumbnail_cell,
@@ -93,11 +94,21 @@ def test_stretched_thumbnails_compress_their_repeated_rows():
     assert len(grid.png) < width * height / 3  # ~1 byte a distinct value; a pixel is 1 byte raw
 
 
+def test_a_tall_grids_image_has_no_more_pixels_than_the_page_can_show():
+    """SmolLM2's 30 layers x 9 heads in 96-pixel cells made a 3,060-pixel-tall image drawn 912 pixels
+    high: the browser sampled two pixels of three away, after the page had sent them (0.9 MB)."""
+    grid = thumbnail_grid(np.random.default_rng(0).random((30, 9, 8, 8), dtype=np.float32))
+    height = Image.open(io.BytesIO(grid.png)).size[1]
+    drawn = heads_overview(grid, (0, 0), "all heads").layout.height - 90  # the title's 90 pixels aside
+    assert 1.5 * drawn < height <= 2 * drawn  # half a screen pixel per image pixel: a 2x screen's every pixel
+    assert thumbnail_cell(6, 12) == thumbnail_cell(1, 12) == TARGET_WIDTH // 12 - GAP  # wide grids keep their cells
+
+
 def test_overview_image_has_one_thumbnail_per_head():
     attentions = np.random.default_rng(0).dirichlet(np.ones(20), size=(3, 5, 20)).astype(np.float32)
     grid = thumbnail_grid(attentions)
     image = Image.open(io.BytesIO(grid.png))
-    assert grid.cell == thumbnail_cell(5)
+    assert grid.cell == thumbnail_cell(3, 5)
     assert image.size == (5 * (grid.cell + GAP) - GAP, 3 * (grid.cell + GAP) - GAP)
     fig = heads_overview(grid, focused=(2, 3), title="all heads")
     points = fig.data[1]

@@ -87,7 +87,7 @@ def test_every_long_view_stays_under_2_mb_at_8192_tokens():
     distance = np.abs(np.subtract.outer(np.arange(OVERVIEW_SIZE), np.arange(OVERVIEW_SIZE)))
     widths = rng.uniform(1, 30, (30, 9, 1, 1))  # SmolLM2's 30 x 9 heads, each its own reach, a little noise
     heads = np.exp(-distance / widths) * rng.uniform(0.98, 1.0, (30, 9, OVERVIEW_SIZE, OVERVIEW_SIZE))
-    means, maxima = block_pooled(heads.astype(np.float32), thumbnail_cell(9))
+    means, maxima = block_pooled(heads.astype(np.float32), thumbnail_cell(30, 9))
     overview = heads_overview(thumbnail_grid(maxima), (0, 0), "All heads", kv_heads=3)
     text = shaded_text(labels, tokens, rng.random(LONG), LONG - 1, "Where it looks")
     sizes = [len(view.encode()) for view in (pooled.to_json(), window.to_json(), overview.to_json(), text)]

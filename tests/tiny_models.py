@@ -280,6 +280,18 @@ def save_tiny_llama(folder: Path, positions: int = 8192) -> Path:
     return folder
 
 
+def save_tiny_granite(folder: Path) -> Path:
+    """A decoder whose logits are its LM head's divided by logits_scaling (Granite): more than the
+    head models.core.lm_head applies, so its runs keep no final hidden states."""
+    config = tf.GraniteConfig(vocab_size=400, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=2, logits_scaling=4.0,
+                              bos_token_id=0, eos_token_id=0, pad_token_id=0, architectures=["GraniteForCausalLM"])
+    torch.manual_seed(0)
+    tf.GraniteForCausalLM(config).save_pretrained(folder)
+    gpt2_tokenizer().save_pretrained(folder)
+    return folder
+
+
 def save_tiny_gpt_oss(folder: Path) -> Path:
     """A decoder whose attention adds a learned "sink" logit per head to every softmax (GPT-OSS):
     weights a long run can't recompute from q and k."""

@@ -18,6 +18,8 @@ from viz.theme import ATTENTION_SCALE, HIGHLIGHT_COLOR, base_layout
 
 GAP = 6  # pixels between thumbnails: room for the focus outline, which must not cover a head's edge
 TARGET_WIDTH = 1100  # pixels of the whole grid, whatever the head count
+GRID_HEIGHT = 760  # screen pixels the grid is drawn in per layer-to-head ratio, up to MAX_RATIO
+MAX_RATIO = 1.2  # a taller grid (more layers than heads) is drawn MAX_RATIO x GRID_HEIGHT high
 OUTLINE_WIDTH = 2  # screen pixels; the grid shows at ~0.5-1 screen pixel per image pixel
 PALETTE_LEVELS = 255  # colour levels of a thumbnail; palette index 255 is the white gap
 
@@ -30,9 +32,12 @@ class ThumbnailGrid:
     heads: int
 
 
-def thumbnail_cell(heads: int) -> int:
-    """The side of one thumbnail in pixels: the grid is about TARGET_WIDTH wide."""
-    return int(np.clip(TARGET_WIDTH // heads - GAP, 16, 96))
+def thumbnail_cell(layers: int, heads: int) -> int:
+    """The side of one thumbnail in pixels: the grid is about TARGET_WIDTH wide, and at most twice
+    as tall as heads_overview draws it (half a screen pixel per image pixel, one a device pixel
+    on a 2x screen): the browser would sample a taller image's extra pixels away."""
+    tallest = int(2 * GRID_HEIGHT * MAX_RATIO) // layers
+    return int(np.clip(min(TARGET_WIDTH // heads, tallest) - GAP, 16, 96))
 
 
 @functools.cache  # sampling the colour scale costs more than the PNG itself
@@ -46,12 +51,12 @@ def _palette(scale: str) -> bytes:
 def thumbnail_grid(thumbnails: np.ndarray) -> ThumbnailGrid:
     """thumbnails [layers, heads, q, k] -> PNG grid; each head scaled to its own maximum.
 
-    Pass thumbnails mean-pooled to at most thumbnail_cell(heads) a side (models.analysis.numerics.pooled):
+    Pass thumbnails mean-pooled to at most thumbnail_cell(layers, heads) a side (models.analysis.numerics.pooled):
     each is stretched or sampled to the cell by nearest neighbour. The image is a palette PNG
     (one byte a pixel), which encodes several times faster and smaller than RGB.
     """
     layers, heads, q, k = thumbnails.shape
-    cell = thumbnail_cell(heads)
+    cell = thumbnail_cell(layers, heads)
     peak = np.maximum(thumbnails.max(axis=(2, 3), keepdims=True), 1e-9)
     levels = np.rint((PALETTE_LEVELS - 1) * thumbnails / peak).astype(np.uint8)  # [layers, heads, q, k]
     rows, cols = np.arange(cell) * q // cell, np.arange(cell) * k // cell
@@ -123,7 +128,8 @@ def heads_overview(grid: ThumbnailGrid, focused: tuple[int, int], title: str, kv
                    line=dict(color=HIGHLIGHT_COLOR, width=OUTLINE_WIDTH))
     bottom, right = grid.layers * step - GAP - 0.5, grid.heads * step - GAP - 0.5  # the image's far edges
     marks, labels = kv_group_marks(groups, step, bottom)
-    layout = base_layout(title, height=int(90 + 760 * min(grid.layers / grid.heads, 1.2)) + (20 if marks else 0))
+    grid_height = GRID_HEIGHT * min(grid.layers / grid.heads, MAX_RATIO)
+    layout = base_layout(title, height=int(90 + grid_height) + (20 if marks else 0))
     layout.update(
         shapes=marks + [outline], annotations=labels, dragmode=False, clickmode="event+select",
         # ranges fixed to the image: autorange would pad them for the (invisible) markers' screen size

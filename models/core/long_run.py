@@ -193,18 +193,20 @@ class TiledForward:
 
 
 def tiled_forward(loaded: LoadedModel, inputs: dict[str, torch.Tensor], plan: CallPlan,
-                  progress: tiles.Progress | None = None, tile_rows: int | None = None) -> dict[str, RecomputedStack]:
-    """Run the model (without its LM head) on inputs in tiled mode; its stacks by name.
+                  progress: tiles.Progress | None = None,
+                  tile_rows: int | None = None) -> tuple[dict[str, RecomputedStack], torch.Tensor | None]:
+    """Run the model (without its LM head) on inputs in tiled mode: (its stacks by name, the base
+    model's last_hidden_state [1, n, hidden], None where its outputs have none).
 
     Whatever `progress` raises stops the run and propagates; what was kept is dropped first.
     """
     recorder = TiledForward(plan, progress, tile_rows)
     try:
         with torch.inference_mode(), tiled(recorder):
-            loaded.model.base_model(**inputs, use_cache=False)
+            outputs = loaded.model.base_model(**inputs, use_cache=False)
         if recorder.done != len(plan.calls):
             raise NotRecomputable(f"it made {recorder.done} attention calls where the probe made {len(plan.calls)}")
-        return recorder.stacks(loaded.kind == "decoder")
+        return recorder.stacks(loaded.kind == "decoder"), getattr(outputs, "last_hidden_state", None)
     finally:
         recorder.kept.clear()
         recorder.biases.clear()
@@ -236,7 +238,7 @@ def _probe(loaded: LoadedModel, inputs: dict[str, torch.Tensor]) -> CallPlan | s
     if isinstance(plan, str):
         return plan
     try:
-        stacks = tiled_forward(loaded, inputs, plan, tile_rows=PROBE_TILE_ROWS)
+        stacks, _ = tiled_forward(loaded, inputs, plan, tile_rows=PROBE_TILE_ROWS)
     except Exception as error:  # a model's code that can't take a KeyMask, or gives a per-head mask
         return f"its forward pass fails when attention runs in tiles ({type(error).__name__}: {error})"
     for name, layers in named.items():

@@ -19,8 +19,10 @@ import numpy as np
 import torch
 
 from models.core import long_run
+from models.core.lm_head import final_logits
 from models.core.loading import LoadedModel
 from models.core.run import (
+    AttentionRun,
     RunError,
     check_memory,
     encode,
@@ -173,12 +175,39 @@ def next_token_predictions(loaded: LoadedModel, text: str | Sequence[int], top_k
     encoding, _ = (encode(loaded, text, text_pair, max_chars=max_chars) if isinstance(text, str)
                    else encode_ids(loaded, text))
     input_ids = encoding["input_ids"]  # [1, n]
-    n = input_ids.shape[1]
+    position = _checked_position(position, input_ids.shape[1])
+    logits = _last_logits(loaded, input_ids[:, :position + 1])  # [vocab]
+    return _next_tokens(loaded, input_ids[0].tolist(), position, logits, top_k, include_special)
+
+
+def run_next_tokens(loaded: LoadedModel, run: AttentionRun, position: int | None = None, top_k: int = 5,
+                    include_special: bool = False) -> NextTokens:
+    """next_token_predictions of the run's own tokens, from the hidden states the run kept
+    (AttentionRun.final_hidden) through the LM head (models.core.lm_head): no forward pass. Raises
+    RunError for a model that isn't a causal LM, a run that kept no hidden states (a model whose
+    head lm_head can't reproduce: use next_token_predictions), or a position outside its tokens."""
+    _check_causal(loaded)
+    if run.final_hidden is None:
+        raise RunError(f"This run of '{loaded.spec}' kept no final hidden states to predict from.")
+    position = _checked_position(position, run.n)
+    logits = final_logits(loaded, torch.tensor(run.final_hidden[position]))  # [vocab]; a copy: the run is read-only
+    return _next_tokens(loaded, loaded.tokenizer.convert_tokens_to_ids(run.tokens), position, logits, top_k,
+                        include_special)
+
+
+def _checked_position(position: int | None, n: int) -> int:
+    """position, the last token's for None; a RunError outside the n tokens."""
     position = n - 1 if position is None else position
     if not 0 <= position < n:
         raise RunError(f"Position {position} is outside the text's {n} tokens (0..{n - 1}).")
-    probabilities = _last_logits(loaded, input_ids[:, :position + 1]).softmax(dim=-1)  # [vocab]
-    ids = input_ids[0].tolist()
+    return position
+
+
+def _next_tokens(loaded: LoadedModel, ids: list[int], position: int, logits: torch.Tensor, top_k: int,
+                 include_special: bool) -> NextTokens:
+    """NextTokens of the logits [vocab] after ids[position]."""
+    probabilities = logits.softmax(dim=-1)  # [vocab]
     return NextTokens(tokens=loaded.tokenizer.convert_ids_to_tokens(ids), position=position,
                       top=top_candidates(loaded.tokenizer, probabilities, top_k, include_special),
-                      probabilities=probabilities.numpy(), following=ids[position + 1] if position + 1 < n else None)
+                      probabilities=probabilities.numpy(),
+                      following=ids[position + 1] if position + 1 < len(ids) else None)

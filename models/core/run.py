@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from transformers import BatchEncoding
 
-from models.core import long_run, native_sparse, tiles
+from models.core import lm_head, long_run, native_sparse, tiles
 from models.core.attention_fn import recording
 from models.core.loading import LoadedModel
 from models.core.scores import ScoreStack, ScoresUnavailable, capture_scores
@@ -53,6 +53,7 @@ class AttentionRun:
     score_stacks: dict[str, ScoreStack] | None = None  # with_scores=True: q, k, raw scores per stack
     recomputed: dict[str, "long_run.RecomputedStack"] | None = None  # a long run's stacks by name
     notice: str | None = None  # why the run is shorter than the model's limit, beyond `truncated`
+    final_hidden: np.ndarray | None = None  # [n, hidden] float32: a causal LM's last_hidden_state (models.core.lm_head)
 
     @property
     def scores(self) -> np.ndarray | None:
@@ -334,6 +335,19 @@ def _short_instead(loaded: LoadedModel, text: str, text_pair: str | None, with_s
                                  f"recomputed from queries and keys, and {why}.")
 
 
+def _forward(loaded: LoadedModel) -> torch.nn.Module:
+    """What a run calls: a decoder's base model, whose last hidden states give any position's logits
+    on demand (models.core.lm_head), not the logits of every position (n x vocab floats)."""
+    return loaded.model.base_model if loaded.kind == "decoder" else loaded.model
+
+
+def _final_hidden(loaded: LoadedModel, inputs: dict[str, torch.Tensor], hidden: torch.Tensor | None) -> np.ndarray | None:
+    """hidden [1, n, hidden] as a run keeps it: for a causal LM whose head lm_head.final_logits reproduces."""
+    if hidden is None or loaded.kind != "decoder" or not lm_head.reproduces_logits(loaded, inputs["input_ids"]):
+        return None
+    return hidden[0].float().cpu().numpy()
+
+
 def run_attention(loaded: LoadedModel, text: str | Sequence[int], text_pair: str | None = None,
                   with_scores: bool = False, max_chars: int | None = None, progress: tiles.Progress | None = None,
                   tiled: bool | None = None) -> AttentionRun:
@@ -345,7 +359,9 @@ def run_attention(loaded: LoadedModel, text: str | Sequence[int], text_pair: str
     For encoder-decoder models `text_pair` is the decoder's text (teacher-forced); without it
     the decoder reads `text` itself. with_scores=True also keeps the pre-softmax scores
     (models.core.scores; raises ScoresUnavailable where a model can't give them, and for long runs).
-    `max_chars` refuses longer texts with a RunError (a server's cap).
+    `max_chars` refuses longer texts with a RunError (a server's cap). A causal LM's run keeps its
+    final hidden states (`final_hidden`), from which predictions.run_next_tokens gives the next
+    token at any position without running the model again.
 
     Runs that keeps_full_weights refuses are long runs (models.core.long_run): `progress(done,
     total)` is called after each attention layer, and whatever it raises stops the run, which
@@ -389,19 +405,20 @@ def run_attention(loaded: LoadedModel, text: str | Sequence[int], text_pair: str
                 raise ScoresUnavailable(f"Pre-softmax scores of every head are kept for runs of at most "
                                         f"{SHORT_TOKENS} tokens; this text has {n:,}.")
             check_memory(loaded, n, long_run.long_kept_bytes(plan, n, m) + long_run.working_bytes(loaded, n, m))
-            stacks = long_run.tiled_forward(loaded, inputs, plan, progress)
+            stacks, hidden = long_run.tiled_forward(loaded, inputs, plan, progress)
         except long_run.NotRecomputable as why:
             if tiled:
                 raise RunError(f"'{loaded.spec}' can't run in tiles: {why}.") from why
             return _short_instead(loaded, text, text_pair, with_scores, max_chars, str(why))
-        return AttentionRun(**common, attentions=None, recomputed=stacks)
+        return AttentionRun(**common, attentions=None, recomputed=stacks,
+                            final_hidden=_final_hidden(loaded, inputs, hidden))
     if native:
         _user_error(native_sparse.check_length, loaded.model, n)
     copies = 4 if with_scores else 2  # the model's tensors and our arrays (and the scores' q, k, scores, masks)
     check_memory(loaded, n, copies * full_weights_bytes(loaded, n, m) + long_run.working_bytes(loaded, n, m))
     with torch.inference_mode(), contextlib.ExitStack() as hooks:
         calls = hooks.enter_context(recording()) if with_scores else None
-        outputs = loaded.model(**inputs, output_attentions=True, use_cache=False)
+        outputs = _forward(loaded)(**inputs, output_attentions=True, use_cache=False)
     seq2seq = loaded.kind == "encoder-decoder"
     named = model_attentions(loaded, outputs)
     if native:
@@ -420,4 +437,5 @@ def run_attention(loaded: LoadedModel, text: str | Sequence[int], text_pair: str
         decoder_attentions=layers_to_array(named[DECODER]) if seq2seq else None,
         cross_attentions=layers_to_array(named[CROSS]) if seq2seq else None,
         score_stacks=capture_scores(calls, named) if with_scores else None,
+        final_hidden=_final_hidden(loaded, inputs, getattr(outputs, "last_hidden_state", None)),
     )

@@ -103,6 +103,38 @@ def test_next_token_predictions_after_the_text_and_after_a_chosen_token(llama):
     assert f"rank {at_two.rank(at_two.following):,} of 400" in follows
 
 
+def _passes(at, **values) -> list[int]:
+    """set_state(at, **values), returning the tokens of each forward pass of the tiny Llama meanwhile
+    (its base model's: every pass of the LM calls it)."""
+    from transformers import LlamaModel
+
+    passes, forward = [], LlamaModel.forward
+
+    def counted(self, input_ids=None, **kwargs):
+        passes.append(input_ids.shape[1])
+        return forward(self, input_ids=input_ids, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LlamaModel, "forward", counted)
+        set_state(at, **values)
+    _healthy(at)
+    return passes
+
+
+def test_the_predictions_run_no_second_forward_pass(llama):
+    at = open_app(None, model=llama, text=TEXT)  # loads the model, probes its LM head once
+    text = "The capital of France is Paris. The capital of"  # a new text: the model runs
+    passes = _passes(at, text=text)
+    loaded = load_model(llama)
+    run = run_attention(loaded, text)
+    assert passes == [run.n]  # the run's own; the predictions after the text read its hidden states
+    [table] = tables(at)
+    assert [row[1] for row in table[1:]] == _cells(next_token_predictions(loaded, text).top)
+    assert _passes(at, predict_after=f"2 {display_token(run.labels[2])}") == []
+    [table] = tables(at)
+    assert [row[1] for row in table[1:]] == _cells(next_token_predictions(loaded, text, position=2).top)
+
+
 def test_predictions_stay_on_the_page_in_lecture_mode(llama):
     at = open_app(None, model=llama, text=TEXT, lecture="true")
     _healthy(at)

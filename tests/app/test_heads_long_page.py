@@ -84,7 +84,7 @@ def test_a_long_text_shows_a_progress_bar_and_every_view(folders, progress_texts
 def test_overview_is_mean_or_max_pooled_from_the_runs_overview(folders):
     at = open_app(PAGE, model=folders["llama"], text=TEXT)
     means, maxima = _run(folders["llama"]).weights().overview()
-    cell = thumbnail_cell(6)
+    cell = thumbnail_cell(2, 6)
     assert _png(figure(at, "All heads")) == thumbnail_grid(pooled(means, cell)).png
     at.segmented_control(key="pool").set_value("max").run()
     assert _png(figure(at, "All heads")) == thumbnail_grid(block_pooled(maxima, cell)[1]).png
@@ -206,7 +206,7 @@ def test_short_runs_keep_their_views_and_get_max_pooling_and_the_text_view_too()
     at = open_app(PAGE, text=text, layer="2", head="5", text_token="3", pool="max")
     run = cached_run("minilm", text, "")
     assert run.attentions is not None
-    assert _png(figure(at, "All heads")) == thumbnail_grid(block_pooled(run.attentions, thumbnail_cell(12))[1]).png
+    assert _png(figure(at, "All heads")) == thumbnail_grid(block_pooled(run.attentions, thumbnail_cell(6, 12))[1]).png
     assert array(figure(at, "Layer 2, head 5")["data"][0]["z"]).shape == (run.n, run.n)  # today's heatmap
     np.testing.assert_allclose([v for _, v in _shaded(at)], run.attentions[2, 5, 3], atol=5e-5)
     at.segmented_control(key="text_view").set_value("attention it receives").run()

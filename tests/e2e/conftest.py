@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.e2e.browser import RUN_TIMEOUT_MS, BrowserPage
-from tests.helpers import streamlit_server
+from tests.helpers import CHROMIUM_ARGS, streamlit_server
 
 CHROMIUM = os.environ.get("EXPLORER_CHROMIUM", "/usr/bin/chromium")
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1")
@@ -34,7 +34,7 @@ def browser():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            args=list(CHROMIUM_ARGS),
         )
         yield browser
         browser.close()
