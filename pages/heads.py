@@ -525,14 +525,14 @@ def statistics_section(key: tuple, stack, focused: tuple[int, int], default: Hea
 
 def bertviz_section(key: tuple, run, words: bool, layer: int, head: int) -> None:
     with section("bertviz, offline"):
-        view, max_tokens, one_layer = bertviz_ui()
-        if view == BERTVIZ_OFF:
-            st.caption("bertviz's head, model and neuron views of this run, drawn without any network.")
-            return
-        if run.attentions is None:
+        if run.attentions is None:  # nothing to choose: say so before offering controls that can't work
             st.info(f"bertviz draws from every weight of a run; this text's {run.n:,} tokens make a long run, which "
                     "keeps none (see the pooled image, zoom window and text view above). Its views work on texts of "
                     "up to 512 tokens.")
+            return
+        view, max_tokens, one_layer = bertviz_ui()
+        if view == BERTVIZ_OFF:
+            st.caption("bertviz's head, model and neuron views of this run, drawn without any network.")
             return
         layers = (layer,) if one_layer else tuple(range(run.num_layers))
         try:

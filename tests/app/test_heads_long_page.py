@@ -77,6 +77,8 @@ def test_a_long_text_shows_a_progress_bar_and_every_view(folders, progress_texts
     assert any(t.startswith("All heads") for t in titles)
     assert any("all 1,171 × 1,171 tokens" in t for t in titles) and any("exact" in t for t in titles)
     assert at.get("progress") == []  # the bar is gone once the run is done
+    assert any("bertviz draws from every weight" in i.value for i in at.info)  # said before any choice is offered
+    assert "bertviz" not in [control.key for control in at.segmented_control]
     at.run()  # cached: no second run, no bar
     assert len(progress_texts) == 2
 
