@@ -11,7 +11,7 @@ from models import DEFAULT_MODEL, PRESETS, LoadedModel, ModelLoadError, RunError
 from models.analysis.head_stats import HeadMetric
 from models.checkpoints.demo import demo_series_dir
 from models.checkpoints.discovery import Checkpoint, SeriesError
-from models.compare.alignment import AlignedRuns, AlignmentError, align_runs
+from models.compare.alignment import AlignedRuns, AlignmentError, align_runs, shared_start
 from models.compare.divergence import MATCH_QUERIES, HeadMatching, head_divergence, js_divergence, match_heads
 from models.compare.series import SeriesStatistics, run_series, series_checkpoints, series_statistics
 from models.core.run import first_tokens_notice, full_weights_tokens, long_run_tokens, run_keeping_weights
@@ -95,12 +95,23 @@ def cached_limit(spec_a: str, spec_b: str, text: str, text_b: str, change_b: Cha
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
+def cached_start(spec_a: str, spec_b: str, text: str, change_b: Change = None) -> str:
+    """The text A and B are compared on: all of it, or its start both read whole keeping every weight."""
+    models = (_model(spec_a), _model(spec_b, change_b))
+    return shared_start(models, text, min(full_weights_tokens(loaded) for loaded in models))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
 def cached_alignment(spec_a: str, spec_b: str, text: str, text_b: str, change_b: Change = None) -> AlignedRuns:
-    """A and B on common positions; change_b (pages._changed.compressed) makes B a compressed copy of spec_b."""
+    """A and B on common positions; change_b (pages._changed.compressed) makes B a compressed copy of spec_b.
+    A single text is cut to the start both read whole; a sentence pair to each model's first tokens."""
+    if not text_b:
+        start = cached_start(spec_a, spec_b, text, change_b)
+        return align_runs(*_loaded_run(spec_a, start, ""), *_loaded_run(spec_b, start, "", change_b), start)
     limit = cached_limit(spec_a, spec_b, text, text_b, change_b)
     limit = limit and limit[0]
     return align_runs(*_loaded_run(spec_a, text, text_b, None, limit),
-                      *_loaded_run(spec_b, text, text_b, change_b, limit), text, text_b or None)
+                      *_loaded_run(spec_b, text, text_b, change_b, limit), text, text_b)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -223,7 +234,11 @@ def load_pair(spec_a: str, spec_b: str, text: str, text_b: str,
             return None
     try:
         with st.spinner("Running both models…"):
-            if limit := cached_limit(spec_a, spec_b, text, text_b, change_b):
+            if not text_b and (start := cached_start(spec_a, spec_b, text, change_b)) != text:
+                st.info(f"Comparing A and B head by head keeps every weight of every head, so it runs on the start "
+                        f"of this text both models read whole: its first {len(start.split()):,} of "
+                        f"{len(text.split()):,} words.")
+            elif text_b and (limit := cached_limit(spec_a, spec_b, text, text_b, change_b)):
                 st.info(first_tokens_notice("Comparing A and B head by head", *limit))
             aligned = cached_alignment(spec_a, spec_b, text, text_b, change_b)
     except RunError as error:

@@ -5,7 +5,7 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 
 from models import load_model, run_attention
-from models.compare.alignment import AlignmentError, align_runs, align_words, text_words
+from models.compare.alignment import AlignmentError, align_runs, align_words, shared_start, text_words
 from models.compare.divergence import head_divergence, js_divergence, match_heads, pairwise_head_divergence
 from tests.tiny_models import save_tiny_gemma_style
 from viz.compare import (
@@ -221,3 +221,11 @@ def test_matching_heatmap_rings_the_closest_heads():
     assert fig.data[0].customdata[2][1] == ["L0 h1", "L1 h0"]  # row 2 (A's L1 h0), column 1 (B's L0 h1)
     table = matching_table(matching.best_layer, matching.best_head, matching.best_divergence, None)
     assert table["closest B head"].tolist() == matching.best_head.ravel().tolist()
+
+
+def test_shared_start_is_the_whole_text_when_it_fits_and_refuses_when_no_word_does(tiny_models):
+    models = [load_model(str(tiny_models[kind])) for kind in ("bert", "gpt2")]
+    assert shared_start(models, "The cat sat.", 512) == "The cat sat."
+    assert shared_start(models, "The cat sat on the mat.", 6) == "The cat"  # the tiny GPT-2 (a 400-piece BPE) reaches 6 first
+    with pytest.raises(AlignmentError, match="Not even the text's first word fits in 2 tokens"):
+        shared_start(models, "The cat sat.", 2)  # BERT's [CLS] and [SEP] alone

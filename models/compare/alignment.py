@@ -6,9 +6,12 @@ that can't be done an AlignmentError says why.
 
     aligned = align_runs(loaded_a, run_a, loaded_b, run_b, text, text_pair)
     aligned.a, aligned.b                      # [layers, heads, m, m] on the same m positions
+
+A text too long for either model is compared on its start both read whole (`shared_start`).
 """
+import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 
@@ -226,6 +229,28 @@ def align_words(run_a: AttentionRun, words_a: TextWords, run_b: AttentionRun, wo
     return AlignedRuns(_labels(units, words_a, words_b, run_a.tokens, run_b.tokens, keep_specials),
                        _merged(run_a.attentions, run_a.tokens, words_a, units_a, keep_specials),
                        _merged(run_b.attentions, run_b.tokens, words_b, units_b, keep_specials), "word", notice)
+
+
+def shared_start(models: Sequence[LoadedModel], text: str, limit: int) -> str:
+    """The longest start of `text`, ending where a word ends, that every model reads whole in at most
+    `limit` tokens (its special tokens counted): models with different tokenizers, each cut to its
+    own first `limit` tokens, would read different words. `text` itself when it fits. Tokenizes
+    only, about log2(words) times per model. Raises AlignmentError when not even the first word fits.
+    """
+    def fits(end: int) -> bool:
+        return all(encode(loaded, text[:end])[1] <= limit for loaded in models)
+
+    if fits(len(text)):
+        return text
+    ends = [match.start() for match in re.finditer(r"\s+", text) if match.start()]  # where words end
+    fitting = 0  # binary search: the starts ending at ends[:fitting] fit
+    high = len(ends)
+    while fitting < high:
+        middle = (fitting + high) // 2
+        fitting, high = (middle + 1, high) if fits(ends[middle]) else (fitting, middle)
+    if fitting == 0:
+        raise AlignmentError(f"Not even the text's first word fits in {limit:,} tokens of both models.")
+    return text[:ends[fitting - 1]]
 
 
 def align_runs(loaded_a: LoadedModel, run_a: AttentionRun, loaded_b: LoadedModel, run_b: AttentionRun,

@@ -7,7 +7,7 @@ import pytest
 
 from models import load_model, run_attention
 from models.checkpoints.demo import demo_series_dir
-from models.compare.alignment import align_runs
+from models.compare.alignment import align_runs, shared_start
 from models.compare.divergence import head_divergence, match_heads
 from models.core.predictions import next_token_predictions
 from models.interventions import compression
@@ -124,9 +124,27 @@ def test_different_tokenizers_are_compared_word_by_word(tiny_models):
     assert labels == ["0 Tokenizers", "1 disagree", "2 ,", "3 don", "4 &#x27;t", "5 they", "6 ?"]
 
 
-def test_words_that_cannot_be_aligned_are_refused_and_the_text_kept(tiny_models):
-    text = "word " * 700  # tiny BERT reads 512 tokens, tiny GPT-2 1024
-    at = open_app(PAGE, model_a=str(tiny_models["bert"]), model_b=str(tiny_models["gpt2"]), text=text)
+def test_a_text_too_long_for_either_model_is_compared_on_the_start_both_read(tiny_models):
+    text = " ".join(f"w{i % 50}" for i in range(700))  # tiny BERT reads 512 tokens, tiny GPT-2 1024
+    spec_a, spec_b = str(tiny_models["bert"]), str(tiny_models["gpt2"])
+    at = open_app(PAGE, model_a=spec_a, model_b=spec_b, text=text)
+    _healthy(at)
+    start = shared_start((load_model(spec_a), load_model(spec_b)), text, 512)
+    words = len(start.split())
+    assert f"its first {words:,} of 700 words" in messages(at) and at.session_state["text"] == text
+    def longest(part: str) -> int:
+        return max(len(load_model(spec).tokenizer(part)["input_ids"]) for spec in (spec_a, spec_b))
+    assert longest(start) <= 512 < longest(text[:text.index(" ", len(start) + 1)])  # the longest start, to a word
+    expected = _runs(spec_a, spec_b, start)
+    assert expected.level == "word" and expected.a.shape[-1] == words
+    np.testing.assert_allclose(array(figure(at, "A (bert): layer 0, head 0")["data"][0]["z"]), expected.a[0, 0],
+                               atol=1e-6)
+
+
+def test_a_sentence_pair_too_long_for_either_model_is_refused_and_the_text_kept(tiny_models):
+    text = "word " * 700
+    at = open_app(PAGE, model_a=str(tiny_models["bert"]), model_b=str(tiny_models["gpt2"]), text=text,
+                  text_b="A second sentence.")
     assert not at.exception and not at.error
     assert "can't be compared on this text" in messages(at) and "too long for model A" in messages(at)
     assert at.session_state["text"] == text
