@@ -10,7 +10,7 @@ from plotly.subplots import make_subplots
 
 from viz.heatmap import attention_heatmap
 from viz.labels import axis_labels, display_token, escape
-from viz.theme import ATTENTION_SCALE, HIGHLIGHT_COLOR, MASKED_COLOR, style
+from viz.theme import ATTENTION_SCALE, HIGHLIGHT_COLOR, MASKED_COLOR, log_ticks, style
 
 MASK_PIXELS = 1024  # a mask is pooled to at most this many pixels a side (4096 -> 4x4 cells a pixel)
 ACTIVE_RGB = np.array([8, 48, 107])  # the darkest blue of ATTENTION_SCALE
@@ -178,21 +178,27 @@ def cosine_figure(cosine: np.ndarray) -> go.Figure:
 
 def cost_figure(points) -> go.Figure:
     """points (models.sparse.cost.CostPoint list): measured time and memory, dense vs masked,
-    and the block-sparse estimate."""
+    and the block-sparse estimate, on log-log axes labelled in plain numbers (1-2-5 ticks)."""
     sizes = [p.n for p in points]
-    columns = {
-        "time per call (ms)": {name: [1e3 * getattr(p, f"{field}_seconds") for p in points] for name, field in FIELDS},
-        "peak memory (MB)": {name: [getattr(p, f"{field}_bytes") / 2**20 for p in points] for name, field in FIELDS},
+    panels = {  # subplot title: (unit, values per series)
+        "Time per call": ("ms", {name: [1e3 * getattr(p, f"{field}_seconds") for p in points]
+                                 for name, field in FIELDS}),
+        "Peak memory": ("MB", {name: [getattr(p, f"{field}_bytes") / 2**20 for p in points] for name, field in FIELDS}),
     }
-    fig = make_subplots(rows=1, cols=2, subplot_titles=list(columns))
-    for col, series in enumerate(columns.values(), start=1):
+    fig = make_subplots(rows=1, cols=2, subplot_titles=list(panels))
+    for col, (title, (unit, series)) in enumerate(panels.items(), start=1):
         for name, values in series.items():
             dash = "dot" if "estimate" in name else "solid"
             fig.add_trace(go.Scatter(x=sizes, y=values, name=name, legendgroup=name, showlegend=col == 1,
-                                     mode="lines+markers", line=dict(color=SERIES[name], width=3, dash=dash)),
+                                     mode="lines+markers", line=dict(color=SERIES[name], width=3, dash=dash),
+                                     hovertemplate=f"n = %{{x:,}}: %{{y:.3g}} {unit}<extra>{name}</extra>"),
                           row=1, col=col)
-    fig.update_xaxes(type="log", title="sequence length n", tickvals=sizes, ticktext=[str(s) for s in sizes])
-    fig.update_yaxes(type="log", dtick="D2")
+        shown = [v for values in series.values() for v in values if v > 0]
+        ticks = log_ticks(min(shown), max(shown))
+        fig.update_yaxes(type="log", title=f"{title.lower()} ({unit}, log scale)", tickvals=ticks,
+                         ticktext=[f"{t:g}" for t in ticks], row=1, col=col)
+    fig.update_xaxes(type="log", title="sequence length n (tokens, log scale)", tickvals=sizes,
+                     ticktext=[f"{s:,}" for s in sizes])
     fig = style(fig, "Dense vs masked attention, measured on this machine", height=440)
     fig.update_layout(legend=dict(orientation="h", y=-0.25), margin=dict(b=90))
     return fig

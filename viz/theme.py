@@ -1,6 +1,7 @@
 """Shared look of every figure: colours, fonts, and the export settings of the modebar."""
 import re
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
@@ -36,6 +37,13 @@ def plotly_config(name: str, image_format: str = "png") -> dict:
         "toImageButtonOptions": {"format": image_format, "filename": file_stem(name), "scale": 3},
         "modeBarButtonsToRemove": ["lasso2d", "select2d"],
     }
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """1-2-5 ticks (10, 20, 50, 100, ...) from lo to hi; powers of ten alone over more than 3 decades."""
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+    multiples = (1, 2, 5) if len(decades) <= 4 else (1,)
+    return [m * 10**e for e in decades for m in multiples if lo <= m * 10**e <= hi]
 
 
 def base_layout(title: str, height: int) -> dict:
