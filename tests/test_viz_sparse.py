@@ -1,8 +1,9 @@
-"""viz.sparse: the Sparse page's cost chart reads without a legend of its axes."""
+"""viz.sparse: the Sparse page's cost chart reads without a legend of its axes, and its layers are
+numbered as on every other page."""
 import numpy as np
 
 from models.sparse.cost import CostPoint
-from viz.sparse import cost_figure
+from viz.sparse import cosine_figure, cost_figure, path_figure
 
 
 def _point(n: int) -> CostPoint:
@@ -24,3 +25,13 @@ def test_cost_axes_have_titles_with_units_and_plain_number_ticks():
     for axis in (fig.layout.xaxis, fig.layout.xaxis2):
         assert axis.title.text.startswith("sequence length n (tokens")
         assert list(axis.ticktext) == ["256", "512", "1,024", "2,048"]
+
+
+def test_cosine_names_layers_from_zero_like_the_layer_slider():
+    fig = cosine_figure(np.linspace(1, 0.5, 7))  # embeddings + 6 layers
+    assert list(fig.data[0].x) == ["embeddings"] + [f"layer {k}" for k in range(6)]
+
+
+def test_a_path_counts_the_layers_it_passes():
+    fig = path_figure([7, 5, 3], 8)
+    assert fig.layout.yaxis.title.text == "layers passed" and list(fig.layout.yaxis.tickvals) == [0, 1, 2]

@@ -116,7 +116,7 @@ def distance_figure(distance: np.ndarray) -> go.Figure:
 
 
 def path_figure(steps: list[int], n: int) -> go.Figure:
-    """The path drawn through the layers: the key at layer 0 at the bottom, the query on top."""
+    """The path drawn through the layers: the key at the bottom (no layer passed), the query on top."""
     hops = len(steps) - 1
     upward = steps[::-1]  # key first: it is the information that travels
     layers = np.arange(hops + 1)
@@ -126,11 +126,12 @@ def path_figure(steps: list[int], n: int) -> go.Figure:
         go.Scatter(x=upward, y=layers, mode="lines+markers+text", text=[str(p) for p in upward],
                    textposition="top center", textfont=dict(size=16), showlegend=False,
                    marker=dict(size=16, color=HIGHLIGHT_COLOR), line=dict(color=HIGHLIGHT_COLOR, width=3),
-                   hovertemplate="after layer %{y}: position %{x} holds the key's information<extra></extra>"),
+                   hovertemplate="after %{y} layer(s): position %{x} holds the key's information<extra></extra>"),
     ])
     pad = max(1.0, 0.04 * n)  # room for the labels at the ends
     fig.update_xaxes(title="position", range=[-pad, n - 1 + pad], zeroline=False)
-    fig.update_yaxes(title="after layer", tickvals=list(layers), range=[-0.4, hops + 0.6], zeroline=False)
+    # a count of layers passed, not a layer's index (those start at 0): 0 is the key itself
+    fig.update_yaxes(title="layers passed", tickvals=list(layers), range=[-0.4, hops + 0.6], zeroline=False)
     route = " → ".join(map(str, steps))
     title = f"Query {steps[0]} receives key {steps[-1]} after {hops} layer(s): {route}"
     return style(fig, title, height=300 + 40 * hops)
@@ -167,8 +168,9 @@ def overlay_figure(attention: np.ndarray, mask: np.ndarray, tokens: list[str], t
 
 
 def cosine_figure(cosine: np.ndarray) -> go.Figure:
-    """Per-layer cosine similarity of the sparse run's hidden states to the dense run's."""
-    names = ["embeddings"] + [f"layer {layer}" for layer in range(1, len(cosine))]
+    """cosine [layers + 1] (EnforcedRun.cosine): the sparse run's hidden states against the dense run's,
+    after the embeddings and after each layer, the layers numbered from 0 as on every page."""
+    names = ["embeddings"] + [f"layer {layer}" for layer in range(len(cosine) - 1)]
     fig = go.Figure(go.Bar(x=names, y=cosine, marker_color=SERIES["dense"], text=[f"{c:.3f}" for c in cosine],
                            textposition="outside", hovertemplate="%{x}: cosine %{y:.4f}<extra></extra>"))
     fig.update_xaxes(title="hidden states after")
