@@ -75,6 +75,11 @@ LECTURE_CSS = """
   .stMainBlockContainer p, .stMainBlockContainer label, .stMainBlockContainer li,
   .stMainBlockContainer button, .stMainBlockContainer input { font-size: 1.35rem !important; }
   .stMainBlockContainer [data-testid="stCaptionContainer"] p { font-size: 1.15rem !important; }
+  /* a slider's value sits above its thumb at a fixed offset made for small type: anchor it by its
+     bottom instead, and make room for it under the label */
+  .stMainBlockContainer [data-testid="stSlider"] [role="group"] { margin-top: 1rem; }
+  .stMainBlockContainer [data-testid="stSliderThumbValue"] { top: auto !important; bottom: 100%; }
+  .stMainBlockContainer [data-testid="stSliderThumbValue"] p { line-height: 1.2; }
   [data-testid="stToolbar"], [data-testid="stDecoration"] { display: none; }
 </style>
 """
