@@ -19,6 +19,14 @@ FIRST_LOAD_MS = 900_000  # the conversion: ~20 s on a quiet machine, minutes on 
 TEXT = "The capital of France is"
 
 
+def _assert_label_fits(button) -> None:
+    """The button's whole label shows: no part of it is clipped (an ellipsis)."""
+    expect(button).to_be_visible()
+    clipped = button.evaluate("b => [b, ...b.querySelectorAll('*')].filter(e => e.scrollWidth > e.clientWidth + 1)"
+                              ".map(e => e.tagName + ': ' + e.textContent)")
+    assert not clipped, clipped
+
+
 def test_heads_page_predicts_paris_marks_kv_groups_and_runs_the_probe(browser_page, data_dir):
     bp, page = browser_page, browser_page.page
     converting = not any((data_dir / "converted").glob("SmolLM2-*"))
@@ -35,8 +43,15 @@ def test_heads_page_predicts_paris_marks_kv_groups_and_runs_the_probe(browser_pa
         "Layer 0, head 0 (self-attention) · key/value head 0, shared with heads 0–2")
     expect(page.locator(f"{CHART} .annotation-text").filter(has_text=re.compile(r"^kv \d$"))).to_have_count(3)
     bp.assert_healthy_offline("smollm2_heads")
+    probe = page.get_by_role("button", name="Run the induction probe")
+    for lecture in ("false", "true"):  # at the default 1280-wide window, and large type on a projector
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto(f"{bp.base_url}/?" + urlencode(dict(model="smollm2", text=TEXT, lecture=lecture)))
+        bp.wait_idle()
+        _assert_label_fits(probe)
+        bp.screenshot(f"smollm2_probe_button_lecture_{lecture}")
 
-    page.get_by_role("button", name="Run the induction probe").click()
+    probe.click()
     bp.wait_idle()
     assert "input=induction-probe" in page.url
     expect(page.get_by_text("Showing the induction probe, not your text")).to_be_visible()
