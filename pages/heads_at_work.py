@@ -103,7 +103,7 @@ def heads_off_input(container, stack: str, counts: tuple[int, ...], label: str) 
     from_link = key not in st.session_state
     raw = (st.query_params.get(key) if from_link else st.session_state[key]) or ""
     parsed = parse_heads(raw, counts)
-    rejected = parsed.malformed + parsed.out_of_range
+    rejected = parsed.rejected  # as typed: the message quotes the user's own order
     explained = st.session_state.setdefault(EXPLAINED_KEY, {})
     if rejected and explained.get(key) != raw:  # a link's value shows in the box until the next run: said once
         explained[key] = raw
