@@ -15,6 +15,7 @@ from pages._shared import (
     TEXT_B_KEY,
     TEXT_KEY,
     bound,
+    link_value_explained,
     remember_link_values,
     report_callback_failure,
     report_link_values,
@@ -51,18 +52,41 @@ def navigation_ui(app_pages: list) -> None:
         st.divider()
 
 
+def preset_label(spec: str) -> str:
+    """What the model picker shows for a model: a preset with its note ("smollm2 (decoder LLM, works offline)")."""
+    return f"{spec} ({PRESET_NOTES[spec]})" if spec in PRESET_NOTES else spec
+
+
+def linked_model(raw: str) -> str:
+    """The model a link names: its plain key, hub id or folder; links made while the URL held the picker's
+    label ("smollm2 (decoder LLM, works offline)") name the preset too."""
+    return next((spec for spec in PRESET_NOTES if raw == preset_label(spec)), raw)
+
+
+def model_ui() -> None:
+    """The model picker, its value in the URL as the plain key (?model=smollm2).
+
+    Not bound with bind="query-params": Streamlit would write the formatted label into the URL. The
+    link's value seeds the picker on a session's first run; every run writes the value back, and
+    leaves it out at the default, as bound widgets do."""
+    if MODEL_KEY not in st.session_state and MODEL_KEY in st.query_params:
+        st.session_state[MODEL_KEY] = linked_model(st.query_params[MODEL_KEY])
+        link_value_explained(MODEL_KEY)  # an old label link names the same model: nothing to warn about
+    spec = st.selectbox("Model: a preset, a hub id or a local folder", PRESETS, accept_new_options=True,
+                        format_func=preset_label, key=MODEL_KEY,
+                        help="Type a hub id (e.g. bert-base-cased) or the path of a saved model or checkpoint folder.")
+    linked = spec if spec and spec != DEFAULT_MODEL else None
+    if st.query_params.get(MODEL_KEY) != linked:
+        if linked is None:
+            del st.query_params[MODEL_KEY]
+        else:
+            st.query_params[MODEL_KEY] = linked
+
+
 def sidebar_ui() -> None:
     """The model and text every page reads; their values live in the URL."""
     with st.sidebar:
-        st.selectbox(
-            "Model: a preset, a hub id or a local folder",
-            PRESETS,
-            index=0,
-            accept_new_options=True,
-            format_func=lambda spec: f"{spec} ({PRESET_NOTES[spec]})" if spec in PRESET_NOTES else spec,
-            help="Type a hub id (e.g. bert-base-cased) or the path of a saved model or checkpoint folder.",
-            **bound(MODEL_KEY),
-        )
+        model_ui()
         st.text_area("Text", value=DEFAULT_TEXT, height=120, **bound(TEXT_KEY))
         st.text_area(
             "Second text (optional)",

@@ -113,6 +113,17 @@ def progress_bar(what: str) -> Iterator[Progress]:
         bar.empty()
 
 
+def duration(seconds: float) -> str:
+    """A duration as a reader wants it: "45 s", or "3 min" from 90 s on."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def time_left(started: float, done: int, total: int) -> str:
+    """ "about 3 min left" after `done` of `total` equal steps begun at time.perf_counter() `started`,
+    at the pace so far (on a shared machine the pace changes: an estimate, said as one)."""
+    return f"about {duration((time.perf_counter() - started) / done * (total - done))} left"
+
+
 def overview_grid(attentions) -> ThumbnailGrid:
     """attentions [layers, heads, q, k] as the all-heads thumbnail grid (pooled in torch, drawn in viz)."""
     return thumbnail_grid(pooled(attentions, thumbnail_cell(*attentions.shape[:2])))

@@ -3,6 +3,8 @@ model's attention, and a small model whose heads learn their spans while you wat
 import pages._preload  # noqa: F401  (first: see its docstring)
 
 # isort: split
+import time
+
 import streamlit as st
 
 from models.core.tiles import MAX_WINDOW
@@ -28,6 +30,7 @@ from pages._shared import (
     link_value_explained,
     run_app_instead,
     show_figure,
+    time_left,
 )
 from pages._widgets import focus_ui, forget_unless_offered
 from viz.adaptive_span import (
@@ -196,9 +199,10 @@ def train_section(has_runs: bool) -> None:
         with st.form("span_training", border=False):
             source, upload, model_config, train_config = training_ui()
             submitted = st.form_submit_button("Train", type="primary", icon=":material/model_training:")
-        st.caption(f"At the defaults training takes about a minute on 2 CPU cores. Changing a control on the page "
-                   f"while it runs stops it. Ahead of time: `python -m models.span --steps "
-                   f"{DEFAULT_TRAINING.steps}`.")
+        st.caption(f"At the defaults ({DEFAULT_TRAINING.steps:,} steps) training takes from half a minute on a quiet "
+                   "2-core CPU to many minutes when other work shares the machine; the bar estimates the time left. "
+                   "Changing a control on the page while it runs stops it. Ahead of time: `python -m models.span "
+                   f"--steps {DEFAULT_TRAINING.steps}`.")
     if submitted:
         train_and_save(source, upload, model_config, train_config)
 
@@ -220,11 +224,13 @@ def train_and_save(source: str, upload, model_config: SpanLMConfig, train_config
         if chosen is None:
             return
         bar = st.progress(0.0, text="Starting…")
+        started = time.perf_counter()
 
         def report(progress: TrainProgress) -> None:
-            bar.progress(progress.step / progress.total_steps,
-                         text=f"Step {progress.step} of {progress.total_steps}: loss {progress.lm_loss:.3f} "
-                              f"nats/char, mean span {progress.spans.mean():.1f} characters")
+            step, total = progress.step, progress.total_steps
+            bar.progress(step / total, text=f"Step {step} of {total}: loss {progress.lm_loss:.3f} nats/char, mean span "
+                                            f"{progress.spans.mean():.1f} characters"
+                                            + (f", {time_left(started, step, total)}" if 0 < step < total else ""))
 
         run = train_span_lm(chosen[0], model_config, train_config, report, source=chosen[1])
         name = save_run(run)
@@ -244,8 +250,8 @@ def learned_section() -> None:
     train_section(bool(runs))
     runs = list_runs()
     if not runs:
-        st.info("No trained run on this machine yet: train one above (about a minute), or ahead of time with "
-                "`python -m models.span`.")
+        st.info("No trained run on this machine yet: train one above (half a minute to many minutes on 2 CPU cores, "
+                "depending on what else runs), or ahead of time with `python -m models.span`.")
         return
     info = run_picker_ui(runs)
     st.caption(f"{info.created} · trained on the {info.source} · {info.steps} steps · final loss "

@@ -593,11 +593,12 @@ def render() -> None:
     stack = stacks[stack_ui(list(stacks), STACK_KEY)]
     grouped = f" ({loaded.num_key_value_heads} key/value heads: grouped-query attention)" \
         if loaded.num_key_value_heads < loaded.num_heads else ""
-    left, right = st.columns([4, 1], vertical_alignment="center")
-    left.caption(f"{loaded.spec}: {loaded.kind} ({loaded.config.model_type}), {run.num_layers} layers × "
+    # a row whose button takes its label's width (a fixed column cut "Run the induction probe" short)
+    header = st.container(horizontal=True, vertical_alignment="center")
+    header.caption(f"{loaded.spec}: {loaded.kind} ({loaded.config.model_type}), {run.num_layers} layers × "
                  f"{run.num_heads} heads{grouped}, {len(stack.query_tokens)} × {len(stack.key_tokens)} tokens.")
     if probe is None and loaded.kind == "decoder":
-        probe_button(right, {STATISTICS_KEY: True})
+        probe_button(header, {STATISTICS_KEY: True})
     if probe is not None:
         statistics = cached_statistics(*key, "self-attention")
         st.markdown(induction_line(statistics))

@@ -25,11 +25,13 @@ from pages._shared import (
     current_run,
     current_spec,
     current_texts,
+    duration,
     lecture_mode,
     link_value_explained,
     run_app_instead,
     safe_callback,
     show_figure,
+    time_left,
 )
 from pages._widgets import METRIC_LABELS, focus_on_click, focus_ui, metric_ui, stack_ui
 from pages.heads import SELF_STACKS, cached_grid, lazy_section, statistics_of
@@ -103,7 +105,7 @@ def heads_off_input(container, stack: str, counts: tuple[int, ...], label: str) 
     from_link = key not in st.session_state
     raw = (st.query_params.get(key) if from_link else st.session_state[key]) or ""
     parsed = parse_heads(raw, counts)
-    rejected = parsed.malformed + parsed.out_of_range
+    rejected = parsed.rejected  # as typed: the message quotes the user's own order
     explained = st.session_state.setdefault(EXPLAINED_KEY, {})
     if rejected and explained.get(key) != raw:  # a link's value shows in the box until the next run: said once
         explained[key] = raw
@@ -336,15 +338,11 @@ def changed_name(off: dict[str, list[Head]], how: str) -> str:
     return f"{count} head{'s' if count > 1 else ''} off" + (" (mean)" if how == MEAN else "")
 
 
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
-
-
 def curve_section(spec: str, source: tuple[str, tuple[str, ...]], stack: str, counts: tuple[int, ...]) -> None:
     name, texts = source
     runs = curve_runs(sum(counts))
     try:
-        cost = f"{runs} runs of the model over {name}, about {_duration(runs * cached_pass_seconds(spec, texts))} here"
+        cost = f"{runs} runs of the model over {name}, about {duration(runs * cached_pass_seconds(spec, texts))} here"
     except LossError:
         cost = "needs a language-model head"
     box = lazy_section(f"Pruning curve: the loss as heads are removed ({cost})", CURVE_KEY)
@@ -355,8 +353,7 @@ def curve_section(spec: str, source: tuple[str, tuple[str, ...]], stack: str, co
         start = time.perf_counter()
 
         def progress(done: int, total: int) -> None:
-            left = (time.perf_counter() - start) / done * (total - done)
-            bar.progress(done / total, text=f"Switching heads off: run {done} of {total}, about {_duration(left)} left")
+            bar.progress(done / total, text=f"Switching heads off: run {done} of {total}, {time_left(start, done, total)}")
 
         try:
             curve = cached_curve(spec, texts, stack, progress)

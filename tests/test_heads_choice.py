@@ -30,6 +30,10 @@ def test_heads_are_read_from_text_and_what_is_not_a_head_is_listed(text, heads, 
     assert (parsed.heads, parsed.malformed, parsed.out_of_range) == (heads, malformed, out_of_range)
 
 
+def test_what_is_not_a_head_is_quoted_back_in_the_order_typed():
+    assert parse_heads("9.9, x, 0.1, 3.0, -1", COUNTS).rejected == ["9.9", "x", "3.0", "-1"]
+
+
 def test_heads_are_written_sorted_without_repeats_and_read_back():
     heads = [(2, 3), (0, 1), (2, 3), (10, 0)]
     assert heads_text(heads) == "0.1,2.3,10.0"

@@ -1,5 +1,7 @@
 """viz.heads_at_work: switched-off heads marked on the grid and on layers x heads maps, the loss per token
 side by side, the pruning curve."""
+import re
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,11 @@ def test_pruning_curve_draws_the_importance_order_over_each_random_order():
     assert len([t for t in fig.data if t.name == "random order"]) == 2 * 2
     assert sum(bool(t.showlegend) for t in fig.data) == 2
     assert fig.layout.yaxis2.range == pytest.approx((0, 1.05))
+
+
+def test_pruning_curve_hover_writes_percentages_as_the_page_does():
+    """One decimal, as the predictions' "77.3%": "9.7% of heads off", "83.0% agreement"."""
+    fig = pruning_curve_figure(np.linspace(0, 1, 3), np.ones(3), np.ones(3), np.ones((1, 3)), np.ones((1, 3)), "c")
+    percents = [fmt for t in fig.data
+                for fmt in re.findall(r"%\{[xy]:([^}]*%|[^}]*\}%)", t.hovertemplate)]  # "%{x:.1f}%", "%{y:.1%}"
+    assert len(percents) == 6 and set(percents) == {".1f}%", ".1%"}, percents

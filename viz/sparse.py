@@ -10,7 +10,7 @@ from plotly.subplots import make_subplots
 
 from viz.heatmap import attention_heatmap
 from viz.labels import axis_labels, display_token, escape
-from viz.theme import ATTENTION_SCALE, HIGHLIGHT_COLOR, MASKED_COLOR, style
+from viz.theme import ATTENTION_SCALE, HIGHLIGHT_COLOR, MASKED_COLOR, log_ticks, style
 
 MASK_PIXELS = 1024  # a mask is pooled to at most this many pixels a side (4096 -> 4x4 cells a pixel)
 ACTIVE_RGB = np.array([8, 48, 107])  # the darkest blue of ATTENTION_SCALE
@@ -116,7 +116,7 @@ def distance_figure(distance: np.ndarray) -> go.Figure:
 
 
 def path_figure(steps: list[int], n: int) -> go.Figure:
-    """The path drawn through the layers: the key at layer 0 at the bottom, the query on top."""
+    """The path drawn through the layers: the key at the bottom (no layer passed), the query on top."""
     hops = len(steps) - 1
     upward = steps[::-1]  # key first: it is the information that travels
     layers = np.arange(hops + 1)
@@ -126,11 +126,12 @@ def path_figure(steps: list[int], n: int) -> go.Figure:
         go.Scatter(x=upward, y=layers, mode="lines+markers+text", text=[str(p) for p in upward],
                    textposition="top center", textfont=dict(size=16), showlegend=False,
                    marker=dict(size=16, color=HIGHLIGHT_COLOR), line=dict(color=HIGHLIGHT_COLOR, width=3),
-                   hovertemplate="after layer %{y}: position %{x} holds the key's information<extra></extra>"),
+                   hovertemplate="after %{y} layer(s): position %{x} holds the key's information<extra></extra>"),
     ])
     pad = max(1.0, 0.04 * n)  # room for the labels at the ends
     fig.update_xaxes(title="position", range=[-pad, n - 1 + pad], zeroline=False)
-    fig.update_yaxes(title="after layer", tickvals=list(layers), range=[-0.4, hops + 0.6], zeroline=False)
+    # a count of layers passed, not a layer's index (those start at 0): 0 is the key itself
+    fig.update_yaxes(title="layers passed", tickvals=list(layers), range=[-0.4, hops + 0.6], zeroline=False)
     route = " → ".join(map(str, steps))
     title = f"Query {steps[0]} receives key {steps[-1]} after {hops} layer(s): {route}"
     return style(fig, title, height=300 + 40 * hops)
@@ -167,8 +168,9 @@ def overlay_figure(attention: np.ndarray, mask: np.ndarray, tokens: list[str], t
 
 
 def cosine_figure(cosine: np.ndarray) -> go.Figure:
-    """Per-layer cosine similarity of the sparse run's hidden states to the dense run's."""
-    names = ["embeddings"] + [f"layer {layer}" for layer in range(1, len(cosine))]
+    """cosine [layers + 1] (EnforcedRun.cosine): the sparse run's hidden states against the dense run's,
+    after the embeddings and after each layer, the layers numbered from 0 as on every page."""
+    names = ["embeddings"] + [f"layer {layer}" for layer in range(len(cosine) - 1)]
     fig = go.Figure(go.Bar(x=names, y=cosine, marker_color=SERIES["dense"], text=[f"{c:.3f}" for c in cosine],
                            textposition="outside", hovertemplate="%{x}: cosine %{y:.4f}<extra></extra>"))
     fig.update_xaxes(title="hidden states after")
@@ -178,21 +180,27 @@ def cosine_figure(cosine: np.ndarray) -> go.Figure:
 
 def cost_figure(points) -> go.Figure:
     """points (models.sparse.cost.CostPoint list): measured time and memory, dense vs masked,
-    and the block-sparse estimate."""
+    and the block-sparse estimate, on log-log axes labelled in plain numbers (1-2-5 ticks)."""
     sizes = [p.n for p in points]
-    columns = {
-        "time per call (ms)": {name: [1e3 * getattr(p, f"{field}_seconds") for p in points] for name, field in FIELDS},
-        "peak memory (MB)": {name: [getattr(p, f"{field}_bytes") / 2**20 for p in points] for name, field in FIELDS},
+    panels = {  # subplot title: (unit, values per series)
+        "Time per call": ("ms", {name: [1e3 * getattr(p, f"{field}_seconds") for p in points]
+                                 for name, field in FIELDS}),
+        "Peak memory": ("MB", {name: [getattr(p, f"{field}_bytes") / 2**20 for p in points] for name, field in FIELDS}),
     }
-    fig = make_subplots(rows=1, cols=2, subplot_titles=list(columns))
-    for col, series in enumerate(columns.values(), start=1):
+    fig = make_subplots(rows=1, cols=2, subplot_titles=list(panels))
+    for col, (title, (unit, series)) in enumerate(panels.items(), start=1):
         for name, values in series.items():
             dash = "dot" if "estimate" in name else "solid"
             fig.add_trace(go.Scatter(x=sizes, y=values, name=name, legendgroup=name, showlegend=col == 1,
-                                     mode="lines+markers", line=dict(color=SERIES[name], width=3, dash=dash)),
+                                     mode="lines+markers", line=dict(color=SERIES[name], width=3, dash=dash),
+                                     hovertemplate=f"n = %{{x:,}}: %{{y:.3g}} {unit}<extra>{name}</extra>"),
                           row=1, col=col)
-    fig.update_xaxes(type="log", title="sequence length n", tickvals=sizes, ticktext=[str(s) for s in sizes])
-    fig.update_yaxes(type="log", dtick="D2")
+        shown = [v for values in series.values() for v in values if v > 0]
+        ticks = log_ticks(min(shown), max(shown))
+        fig.update_yaxes(type="log", title=f"{title.lower()} ({unit}, log scale)", tickvals=ticks,
+                         ticktext=[f"{t:g}" for t in ticks], row=1, col=col)
+    fig.update_xaxes(type="log", title="sequence length n (tokens, log scale)", tickvals=sizes,
+                     ticktext=[f"{s:,}" for s in sizes])
     fig = style(fig, "Dense vs masked attention, measured on this machine", height=440)
     fig.update_layout(legend=dict(orientation="h", y=-0.25), margin=dict(b=90))
     return fig

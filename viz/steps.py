@@ -3,6 +3,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from viz.labels import escape
+from viz.theme import log_ticks
 
 LOG_STEPS_FROM = 10  # a log step axis once the last step is this many times the first
 MAX_STEP_TICKS = 12  # a tick at every checkpoint up to this many, on a page-wide figure
@@ -28,7 +29,7 @@ def step_axis(fig: go.Figure, steps: list[int | None], labels: list[str] = (), t
     if 0 < len(ticks_at) <= max_ticks:
         fig.update_xaxes(tickvals=_spread(ticks_at, np.log10 if log else np.asarray))
     elif log:
-        fig.update_xaxes(tickvals=_log_ticks(min(steps), max(steps)))
+        fig.update_xaxes(tickvals=log_ticks(min(steps), max(steps)))
     fig.update_xaxes(type="log" if log else "linear", tickformat=",")
     fig.update_xaxes(title="training step" + (" (log scale)" if log else ""), row=title_row)
     return list(steps)
@@ -43,10 +44,3 @@ def _spread(ticks: list[int], position) -> list[int]:
         if where[kept[-1]] - where[index] >= gap:
             kept.append(index)
     return [ticks[i] for i in reversed(kept)]
-
-
-def _log_ticks(lo: int, hi: int) -> list[int]:
-    """1-2-5 ticks (10, 20, 50, 100, ...) from lo to hi; powers of ten alone over more than 3 decades."""
-    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
-    multiples = (1, 2, 5) if len(decades) <= 4 else (1,)
-    return [m * 10**e for e in decades for m in multiples if lo <= m * 10**e <= hi]

@@ -1,6 +1,7 @@
 """Shared look of every figure: colours, fonts, and the export settings of the modebar."""
 import re
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
@@ -38,6 +39,13 @@ def plotly_config(name: str, image_format: str = "png") -> dict:
     }
 
 
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """1-2-5 ticks (10, 20, 50, 100, ...) from lo to hi; powers of ten alone over more than 3 decades."""
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+    multiples = (1, 2, 5) if len(decades) <= 4 else (1,)
+    return [m * 10**e for e in decades for m in multiples if lo <= m * 10**e <= hi]
+
+
 def base_layout(title: str, height: int) -> dict:
     """The shared look as a layout dict; `title` is plain text (escaped here). Figures drawn on
     every rerun are built in one go from it: each later fig.update_* costs milliseconds."""
@@ -67,6 +75,11 @@ LECTURE_CSS = """
   .stMainBlockContainer p, .stMainBlockContainer label, .stMainBlockContainer li,
   .stMainBlockContainer button, .stMainBlockContainer input { font-size: 1.35rem !important; }
   .stMainBlockContainer [data-testid="stCaptionContainer"] p { font-size: 1.15rem !important; }
+  /* a slider's value sits above its thumb at a fixed offset made for small type: anchor it by its
+     bottom instead, and make room for it under the label */
+  .stMainBlockContainer [data-testid="stSlider"] [role="group"] { margin-top: 1rem; }
+  .stMainBlockContainer [data-testid="stSliderThumbValue"] { top: auto !important; bottom: 100%; }
+  .stMainBlockContainer [data-testid="stSliderThumbValue"] p { line-height: 1.2; }
   [data-testid="stToolbar"], [data-testid="stDecoration"] { display: none; }
 </style>
 """

@@ -22,6 +22,7 @@ class ParsedHeads:
     heads: list[Head]  # sorted, distinct, each a head of the model
     malformed: list[str]  # parts that aren't layer.head
     out_of_range: list[str]  # layer.head parts the model doesn't have
+    rejected: list[str]  # both of the above, in the order they were written (to quote back to the user)
 
 
 def heads_text(heads: Iterable[Head]) -> str:
@@ -32,18 +33,16 @@ def heads_text(heads: Iterable[Head]) -> str:
 def parse_heads(text: str, counts: tuple[int, ...]) -> ParsedHeads:
     """Heads from text such as "17.3,18.6" (commas, semicolons or spaces between them) for a stack
     with counts[layer] heads in each layer; what can't be read or isn't in the model is listed apart."""
-    heads, malformed, out_of_range = set(), [], []
+    heads, malformed, out_of_range, rejected = set(), [], [], []
     for part in filter(None, _SEPARATORS.split(text.strip())):
         match = _HEAD.fullmatch(part)
-        if match is None:
-            malformed.append(part)
-            continue
-        layer, head = int(match[1]), int(match[2])
+        layer, head = (int(match[1]), int(match[2])) if match else (len(counts), 0)
         if layer < len(counts) and head < counts[layer]:
             heads.add((layer, head))
-        else:
-            out_of_range.append(part)
-    return ParsedHeads(sorted(heads), malformed, out_of_range)
+            continue
+        (out_of_range if match else malformed).append(part)
+        rejected.append(part)
+    return ParsedHeads(sorted(heads), malformed, out_of_range, rejected)
 
 
 def toggled(heads: Iterable[Head], head: Head) -> list[Head]:

@@ -1,4 +1,5 @@
 """The Adaptive attention span page through AppTest, with tiny saved runs in a tmp data folder."""
+import time
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from models.span.corpus import generate_corpus
 from models.span.lm import SpanLMConfig, SpanTrainConfig, train_span_lm
 from models.span.mask import apply_span
 from models.span.runs import list_runs, load_run, save_run
+from pages._shared import time_left
 from tests.app.helpers import array, figure, messages, open_app
 
 PAGE = "pages/adaptive_span.py"
@@ -98,6 +100,15 @@ def test_without_runs_the_page_says_how_to_get_one():
     at = open_app(PAGE)
     assert "No trained run" in messages(at)
     assert at.expander[0].proto.expanded  # the training form is open
+
+
+def test_training_time_is_stated_as_a_range_and_the_bar_estimates_what_is_left():
+    at = open_app(PAGE)
+    said = " ".join(c.value for c in at.caption) + messages(at)
+    assert "about a minute" not in said  # it took 18 min on this shared 2-core machine
+    assert "many minutes when other work shares the machine" in said
+    assert time_left(time.perf_counter() - 10, 1, 4) == "about 30 s left"  # the pace so far: 10 s a step
+    assert time_left(time.perf_counter() - 60, 1, 4) == "about 3 min left"
 
 
 def test_a_saved_run_opens_with_all_its_views(saved_run):

@@ -128,7 +128,7 @@ def test_bad_link_values_are_explained_once_and_the_rest_kept(tiny_models):
                   ablation="random")
     assert not at.exception and not at.error
     said = messages(at)
-    assert f"'{markdown_literal('zz, 7.7')}'" in said and "2 layers × 4 heads" in said
+    assert f"'{markdown_literal('7.7, zz')}'" in said and "2 layers × 4 heads" in said  # in the link's order
     assert f"'{markdown_literal('999')}'" in said and f"'{markdown_literal('random')}'" in said
     assert figure(at, "Loss per token")["data"][1]["name"] == "1 head off"
     set_state(at)

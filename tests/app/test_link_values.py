@@ -76,3 +76,17 @@ def test_a_link_with_a_metrics_identifier_instead_of_its_label_is_refused_with_a
     said = messages(at)
     assert f"'{markdown_literal('to-previous')}'" in said and f"'{markdown_literal('layer-mean')}'" in said
     assert at.session_state["metric"] == "entropy" and at.session_state["aggregation"] == "one head"
+
+
+def test_the_url_holds_the_models_plain_key_and_label_links_still_open_it():
+    """The picker shows "smollm2 (decoder LLM, works offline)"; the URL says model=smollm2. The Sparse page's
+    pattern view loads no model, so nothing here loads one."""
+    at = open_app("pages/sparse.py")
+    assert "model" not in at.query_params  # the default, as bound controls leave it out
+    assert "smollm2 (decoder LLM, works offline)" in at.selectbox(key="model").options
+    at.selectbox(key="model").set_value("smollm2").run()
+    assert at.query_params["model"] == "smollm2"
+    for link in ("smollm2", "smollm2 (decoder LLM, works offline)", "bert-base-cased"):  # a label: an older link
+        at = open_app("pages/sparse.py", model=link)
+        assert at.session_state["model"] == link.split(" (")[0] and at.query_params["model"] == link.split(" (")[0]
+        assert not at.warning and not at.exception, [w.value for w in at.warning]

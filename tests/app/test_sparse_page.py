@@ -122,8 +122,11 @@ def test_live_model_coverage_enforced_run_and_no_mlm_head():
     cover = array(figure(at, "Share of each head")["data"][0]["z"])
     assert cover.shape == (6, 12) and (cover > 0).all() and (cover <= 100).all()
     assert figure(at, "Dense: layer 0, head 0") and figure(at, "Enforced: layer 0, head 0")
-    cosine = array(figure(at, "How close the sparse run")["data"][0]["y"])
-    assert cosine.shape == (7,) and cosine[0] == 1
+    cosine = figure(at, "How close the sparse run")["data"][0]
+    assert array(cosine["y"]).shape == (7,) and array(cosine["y"])[0] == 1
+    layers = [f"layer {k}" for k in range(6)]  # numbered as the layer slider (0 .. 5) and the coverage
+    assert cosine["x"] == ["embeddings", *layers] and figure(at, "Share of each head")["data"][0]["y"] == layers
+    assert at.slider(key="layer").max == 5
     assert "has no masked-LM head" in messages(at)
     at.slider(key="layer").set_value(4).run()
     assert figure(at, "Dense: layer 4, head 0")

@@ -31,6 +31,18 @@ def _bertviz_frame(page):
     return page.frame_locator('iframe[srcdoc*="bertviz"]')
 
 
+def _assert_slider_values_clear(page) -> None:
+    """Each slider's value (large type in lecture mode) sits between its label and its thumb, overlapping neither."""
+    sliders = page.locator('[data-testid="stMain"] [data-testid="stSlider"]')
+    expect(sliders.first).to_be_visible()
+    for slider in sliders.all():
+        value = slider.get_by_test_id("stSliderThumbValue")
+        label = slider.get_by_test_id("stWidgetLabel").locator("p").bounding_box()
+        text, thumb = value.bounding_box(), value.locator("..").bounding_box()
+        assert text["y"] + text["height"] <= thumb["y"] + 0.5, (text, thumb)
+        assert text["y"] >= label["y"] + label["height"] - 0.5, (label, text)
+
+
 def test_lecture_mode_aggregation_export_and_offline_bertviz(browser_page):
     bp, page = browser_page, browser_page.page
     bp.open(f"/?lecture=true&text={TEXT.replace(' ', '+')}")
@@ -38,6 +50,7 @@ def test_lecture_mode_aggregation_export_and_offline_bertviz(browser_page):
     expect(page.locator('[data-testid="stExpandSidebarButton"]')).to_have_count(1)  # one click brings it back
     expect(page.locator("h1").first).to_have_css("font-size", "54.4px")  # 3.4rem, up from 2.75rem
     expect(page.get_by_text(STATISTICS, exact=True)).to_be_visible()  # folded into an expander
+    _assert_slider_values_clear(page)
     bp.screenshot("heads_depth_lecture")
 
     _segment(page, "layer mean")

@@ -4,7 +4,7 @@ click; the Compare page sets it against minilm across two tokenizers. The e2e se
 data folder, so the conversion happens once per test session, in the first test here."""
 import importlib.util
 import re
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
 from playwright.sync_api import expect
@@ -17,6 +17,18 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec(gguf.SMOLLM2_PACKAGE) i
 CHART = '[data-testid="stPlotlyChart"]:not([data-stale="true"] *)'
 FIRST_LOAD_MS = 900_000  # the conversion: ~20 s on a quiet machine, minutes on a busy one
 TEXT = "The capital of France is"
+
+
+def _linked_model(page) -> str:
+    return parse_qs(urlparse(page.url).query)["model"][0]
+
+
+def _assert_label_fits(button) -> None:
+    """The button's whole label shows: no part of it is clipped (an ellipsis)."""
+    expect(button).to_be_visible()
+    clipped = button.evaluate("b => [b, ...b.querySelectorAll('*')].filter(e => e.scrollWidth > e.clientWidth + 1)"
+                              ".map(e => e.tagName + ': ' + e.textContent)")
+    assert not clipped, clipped
 
 
 def test_heads_page_predicts_paris_marks_kv_groups_and_runs_the_probe(browser_page, data_dir):
@@ -35,8 +47,16 @@ def test_heads_page_predicts_paris_marks_kv_groups_and_runs_the_probe(browser_pa
         "Layer 0, head 0 (self-attention) · key/value head 0, shared with heads 0–2")
     expect(page.locator(f"{CHART} .annotation-text").filter(has_text=re.compile(r"^kv \d$"))).to_have_count(3)
     bp.assert_healthy_offline("smollm2_heads")
+    assert _linked_model(page) == "smollm2"  # the key, not the picker's label "smollm2 (decoder LLM, …)"
+    probe = page.get_by_role("button", name="Run the induction probe")
+    for lecture in ("true", "false"):  # large type on a projector, and at the default 1280-wide window
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto(f"{bp.base_url}/?" + urlencode(dict(model="smollm2", text=TEXT, lecture=lecture)))
+        bp.wait_idle()
+        _assert_label_fits(probe)
+        bp.screenshot(f"smollm2_probe_button_lecture_{lecture}")
 
-    page.get_by_role("button", name="Run the induction probe").click()
+    probe.click()
     bp.wait_idle()
     assert "input=induction-probe" in page.url
     expect(page.get_by_text("Showing the induction probe, not your text")).to_be_visible()
@@ -55,6 +75,11 @@ def test_heads_page_predicts_paris_marks_kv_groups_and_runs_the_probe(browser_pa
     page.goto(shared)  # the probe's link opens the probe
     bp.wait_idle()
     expect(chart_titles(page, "Layer 18, head 6 ")).to_be_visible()
+    page.locator('[data-testid="stSidebar"]').get_by_text("Sparse attention", exact=True).click()
+    bp.wait_idle()
+    assert "/sparse" in page.url and _linked_model(page) == "smollm2"  # kept on another page
+    expect(page.get_by_role("combobox", name="Model: a preset, a hub id or a local folder")).to_have_value(
+        "smollm2 (decoder LLM, works offline)")  # the picker still shows the offline mark
 
 
 def test_compare_page_sets_smollm2_against_minilm_word_by_word(browser_page):
