@@ -44,6 +44,7 @@ from pages._shared import (
     show_figure,
 )
 from pages._widgets import focus_ui, special_tokens_ui
+from viz.labels import markdown_literal
 from viz.sparse import (
     cosine_figure,
     cost_figure,
@@ -282,7 +283,8 @@ def live_view(patterns: HeadPatterns) -> None:
     n = min(run.n, SHORT_TOKENS) if run.attentions is None else run.n  # the enforced run keeps every weight twice
     masks = patterns.masks(n, run.num_heads)  # [heads, n, n]
     st.caption(f"{loaded.spec}: {run.num_layers} layers × {run.num_heads} heads, n = {run.n:,} tokens, special "
-               "tokens included (position 0 is the first token, e.g. [CLS]). Pattern: " + patterns.label)
+               f"tokens included (position 0 is the first token, here “{markdown_literal(run.tokens[0])}”). Pattern: "
+               + patterns.label)
     layer, head = focus_ui(run.num_layers, run.num_heads)
     figures, predictions = st.container(), st.container()
     with predictions:  # drawn below the figures, read first: the enforced run's predictions depend on it

@@ -128,8 +128,15 @@ def test_live_model_coverage_enforced_run_and_no_mlm_head():
     assert cosine["x"] == ["embeddings", *layers] and figure(at, "Share of each head")["data"][0]["y"] == layers
     assert at.slider(key="layer").max == 5
     assert "has no masked-LM head" in messages(at)
+    assert any("position 0 is the first token, here “[CLS]”" in c.value.replace("\\", "") for c in at.caption)
     at.slider(key="layer").set_value(4).run()
     assert figure(at, "Dense: layer 4, head 0")
+
+
+def test_live_model_names_a_decoders_own_first_token(tiny_models):
+    at = open_app(PAGE, view="Live model", model=str(tiny_models["gpt2"]), text="The cat sat.")
+    _healthy(at)
+    assert any("position 0 is the first token, here “The”" in c.value for c in at.caption)
 
 
 def test_live_model_with_full_pattern_stays_dense():
