@@ -104,14 +104,14 @@ def cached_start(spec_a: str, spec_b: str, text: str, change_b: Change = None) -
 @st.cache_data(max_entries=8, show_spinner=False)
 def cached_alignment(spec_a: str, spec_b: str, text: str, text_b: str, change_b: Change = None) -> AlignedRuns:
     """A and B on common positions; change_b (pages._changed.compressed) makes B a compressed copy of spec_b.
-    A single text is cut to the start both read whole; a sentence pair to each model's first tokens."""
-    if not text_b:
-        start = cached_start(spec_a, spec_b, text, change_b)
+    A text too long for either is cut to the start both read whole when their tokenizers differ, else
+    (and a sentence pair) to the first tokens."""
+    if not text_b and (start := cached_start(spec_a, spec_b, text, change_b)) != text:
         return align_runs(*_loaded_run(spec_a, start, ""), *_loaded_run(spec_b, start, "", change_b), start)
     limit = cached_limit(spec_a, spec_b, text, text_b, change_b)
     limit = limit and limit[0]
     return align_runs(*_loaded_run(spec_a, text, text_b, None, limit),
-                      *_loaded_run(spec_b, text, text_b, change_b, limit), text, text_b)
+                      *_loaded_run(spec_b, text, text_b, change_b, limit), text, text_b or None)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -238,7 +238,7 @@ def load_pair(spec_a: str, spec_b: str, text: str, text_b: str,
                 st.info(f"Comparing A and B head by head keeps every weight of every head, so it runs on the start "
                         f"of this text both models read whole: its first {len(start.split()):,} of "
                         f"{len(text.split()):,} words.")
-            elif text_b and (limit := cached_limit(spec_a, spec_b, text, text_b, change_b)):
+            elif limit := cached_limit(spec_a, spec_b, text, text_b, change_b):
                 st.info(first_tokens_notice("Comparing A and B head by head", *limit))
             aligned = cached_alignment(spec_a, spec_b, text, text_b, change_b)
     except RunError as error:

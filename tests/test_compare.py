@@ -227,5 +227,6 @@ def test_shared_start_is_the_whole_text_when_it_fits_and_refuses_when_no_word_do
     models = [load_model(str(tiny_models[kind])) for kind in ("bert", "gpt2")]
     assert shared_start(models, "The cat sat.", 512) == "The cat sat."
     assert shared_start(models, "The cat sat on the mat.", 6) == "The cat"  # the tiny GPT-2 (a 400-piece BPE) reaches 6 first
+    assert shared_start(models[:1] * 2, "The cat sat on the mat.", 6) == "The cat sat on the mat."  # one tokenizer
     with pytest.raises(AlignmentError, match="Not even the text's first word fits in 2 tokens"):
         shared_start(models, "The cat sat.", 2)  # BERT's [CLS] and [SEP] alone

@@ -234,13 +234,15 @@ def align_words(run_a: AttentionRun, words_a: TextWords, run_b: AttentionRun, wo
 def shared_start(models: Sequence[LoadedModel], text: str, limit: int) -> str:
     """The longest start of `text`, ending where a word ends, that every model reads whole in at most
     `limit` tokens (its special tokens counted): models with different tokenizers, each cut to its
-    own first `limit` tokens, would read different words. `text` itself when it fits. Tokenizes
+    own first `limit` tokens, would read different words. `text` itself when it fits, or when every
+    model tokenizes it alike (cut to their first `limit` tokens, they read the same words). Tokenizes
     only, about log2(words) times per model. Raises AlignmentError when not even the first word fits.
     """
     def fits(end: int) -> bool:
         return all(encode(loaded, text[:end])[1] <= limit for loaded in models)
 
-    if fits(len(text)):
+    if fits(len(text)) or len({tuple(encode(loaded, text)[0]["input_ids"][0, :limit].tolist())
+                               for loaded in models}) == 1:
         return text
     ends = [match.start() for match in re.finditer(r"\s+", text) if match.start()]  # where words end
     fitting = 0  # binary search: the starts ending at ends[:fitting] fit
