@@ -54,6 +54,7 @@ from pages._widgets import (
     forget_unless_offered,
     metric_ui,
     stack_ui,
+    token_default,
 )
 from viz.bars import token_bars
 from viz.bertviz_offline import (
@@ -302,10 +303,11 @@ def window_ui(q: int, k: int) -> tuple[slice, slice]:
 
 def rollout_token_ui(tokens: list[str], causal: bool) -> int:
     labels = [f"{i} {display_token(t)}" for i, t in enumerate(tokens)]
-    forget_unless_offered(ROLLOUT_TOKEN_KEY, labels)  # a token of another text
     # a causal model's first token can only draw on itself: its last token is the telling default
-    return labels.index(st.selectbox("Which input tokens does this token draw on?", labels,
-                                     index=len(labels) - 1 if causal else 0, **bound(ROLLOUT_TOKEN_KEY)))
+    index = len(labels) - 1 if causal else 0
+    index = None if token_default(ROLLOUT_TOKEN_KEY, labels[index]) is None else index
+    return labels.index(st.selectbox("Which input tokens does this token draw on?", labels, index=index,
+                                     **bound(ROLLOUT_TOKEN_KEY)))
 
 
 def bertviz_ui() -> tuple[str, int, bool]:
@@ -428,7 +430,7 @@ def text_view_ui(queries: int, keys: int, rollout: bool) -> tuple[int, bool]:
              "looks at it (its column)" + (" — the rollout has rows only" if rollout else ""))
     row = direction != RECEIVED
     count = queries if row else keys
-    token = left.number_input("Token (position)", 0, count - 1, count - 1,
+    token = left.number_input("Token (position)", 0, count - 1, token_default(TEXT_TOKEN_KEY, count - 1),
                               **int_control_state(TEXT_TOKEN_KEY, 0, count - 1, "token", "this text"))
     return int(token), row
 
