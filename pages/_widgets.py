@@ -77,7 +77,7 @@ def focus_on_click(chart_key: str, layer_key: str = "layer", head_key: str = "he
 
 
 def forget_unless_offered(key: str, options) -> None:
-    """Drop the control's value (one, or a list) if it isn't among `options` any more: a token of
+    """Drop the control's value (one, or a list) if it isn't among `options` any more: a mask of
     another text, a metric this model lacks. The control then shows its default (a token picker uses
     token_default instead)."""
     value = st.session_state.get(key)
