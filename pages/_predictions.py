@@ -13,7 +13,7 @@ from models.core.predictions import (
 )
 from pages._probe import Probe, probe_ids
 from pages._shared import bound, cached_model, lecture_mode
-from pages._widgets import forget_unless_offered, special_tokens_ui
+from pages._widgets import special_tokens_ui, token_default
 from viz.labels import display_token, markdown_literal
 from viz.predictions import topk_table
 from viz.theme import LECTURE_SCALE
@@ -54,8 +54,8 @@ def controls_ui(run: AttentionRun | None) -> tuple[int | None, int, bool]:
     position = None
     if run is not None:
         labels = [_label(run, i) for i in range(run.n)]
-        forget_unless_offered(AFTER_KEY, labels)  # a token of another text
-        chosen = columns[0].selectbox("Also predict after token", labels, index=run.n - 1, **bound(AFTER_KEY),
+        last = None if token_default(AFTER_KEY, labels[-1]) is None else run.n - 1
+        chosen = columns[0].selectbox("Also predict after token", labels, index=last, **bound(AFTER_KEY),
                                       help="the model's next-token distribution at any position of the text: what "
                                            "it expected there, next to what the text has")
         position = labels.index(chosen)

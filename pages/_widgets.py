@@ -3,7 +3,7 @@ values left over from an option that is gone. Each returns what it read."""
 import streamlit as st
 
 from models.analysis.head_stats import HeadMetric, Metric
-from pages._shared import bound, int_control_state, safe_callback
+from pages._shared import bound, current_spec, current_texts, int_control_state, safe_callback
 
 # What the head-statistic pickers show, and so what links hold (old links name them so: keep them).
 METRIC_LABELS = {HeadMetric.ENTROPY: "entropy", HeadMetric.MEAN_DISTANCE: "mean distance",
@@ -13,13 +13,33 @@ METRIC_LABELS = {HeadMetric.ENTROPY: "entropy", HeadMetric.MEAN_DISTANCE: "mean 
                  HeadMetric.TO_FIRST_TOKEN: "to first token", HeadMetric.INDUCTION: "induction"}
 
 
-def index_control(container, label: str, count: int, key: str, what: str, scope: str = "this model") -> int:
+CHOSEN_FOR_KEY = "_chosen_for"  # control key -> (model, text, second text) its value was last shown for
+
+
+def token_default(key: str, default):
+    """The default to draw a token picker (a position or label in the text) with: `default`, or None
+    when the model or text changed since the control was last drawn. A token chosen for the old
+    text is then replaced by `default` from code, and Streamlit wants such a control drawn without
+    a default of its own. A link's token stays: it was given for the text the link opens with."""
+    shown_for = (current_spec(), *current_texts())
+    chosen_for = st.session_state.setdefault(CHOSEN_FOR_KEY, {})
+    changed = chosen_for.get(key, shown_for) != shown_for
+    chosen_for[key] = shown_for
+    if changed and key in st.session_state:
+        st.session_state[key] = default  # not popped: a bound control would take the opening link's value back
+        return None
+    return default
+
+
+def index_control(container, label: str, count: int, key: str, what: str, scope: str = "this model",
+                  of_text: bool = False) -> int:
     """An index 0 .. count - 1 from a slider bound to the URL at `key`. With a single possible
     value it is shown as text (a slider needs two values); `what` and `scope` name the value in
-    messages ("layer", "this model")."""
+    messages ("layer", "this model"); of_text: a token of the text (token_default)."""
+    default = token_default(key, 0) if of_text else 0
     state = int_control_state(key, 0, count - 1, what, scope)  # first says why a link's value isn't shown
     if count > 1:
-        return container.slider(label, 0, count - 1, 0, **state)
+        return container.slider(label, 0, count - 1, default, **state)
     st.session_state[key] = 0  # no widget holds the value: else a link's would be explained on every run
     container.caption(f"{label}: 0, the only one")
     return 0
@@ -57,8 +77,9 @@ def focus_on_click(chart_key: str, layer_key: str = "layer", head_key: str = "he
 
 
 def forget_unless_offered(key: str, options) -> None:
-    """Drop the control's value (one, or a list) if it isn't among `options` any more: a token of
-    another text, a metric this model lacks. The control then shows its default."""
+    """Drop the control's value (one, or a list) if it isn't among `options` any more: a mask of
+    another text, a metric this model lacks. The control then shows its default (a token picker uses
+    token_default instead)."""
     value = st.session_state.get(key)
     if any(v not in options for v in (value if isinstance(value, list) else [value])):
         st.session_state.pop(key, None)

@@ -54,6 +54,7 @@ from pages._widgets import (
     forget_unless_offered,
     metric_ui,
     stack_ui,
+    token_default,
 )
 from viz.bars import token_bars
 from viz.bertviz_offline import (
@@ -302,10 +303,11 @@ def window_ui(q: int, k: int) -> tuple[slice, slice]:
 
 def rollout_token_ui(tokens: list[str], causal: bool) -> int:
     labels = [f"{i} {display_token(t)}" for i, t in enumerate(tokens)]
-    forget_unless_offered(ROLLOUT_TOKEN_KEY, labels)  # a token of another text
     # a causal model's first token can only draw on itself: its last token is the telling default
-    return labels.index(st.selectbox("Which input tokens does this token draw on?", labels,
-                                     index=len(labels) - 1 if causal else 0, **bound(ROLLOUT_TOKEN_KEY)))
+    index = len(labels) - 1 if causal else 0
+    index = None if token_default(ROLLOUT_TOKEN_KEY, labels[index]) is None else index
+    return labels.index(st.selectbox("Which input tokens does this token draw on?", labels, index=index,
+                                     **bound(ROLLOUT_TOKEN_KEY)))
 
 
 def bertviz_ui() -> tuple[str, int, bool]:
@@ -383,13 +385,14 @@ def focused_section(key: tuple, stack, lens: MatrixView, how: Aggregation, layer
 def long_focused_section(key: tuple, stack, how: Aggregation, layer: int, head: int, pool: str, title: str,
                          name: str, kv_note: str = "") -> tuple[np.ndarray | None, list[str], list[str]]:
     """A long run's focused head (or layer mean, or rollout): the whole of it pooled to one image, and a
-    window of its exact weights. Returns the window shown (matrix, query labels, key labels); the
-    rollout has no window (None)."""
+    window of its exact weights, with controls for it. Returns the window shown (matrix, query labels,
+    key labels); the rollout has no window, nor its controls (None)."""
     _, _, q, k = stack.weights.shape
-    rows, cols = window_ui(q, k)
-    if how == Aggregation.ROLLOUT:
-        image, value_name = long_rollout(key, stack, layer, None), "mean rollout"
+    rollout = how == Aggregation.ROLLOUT  # exact rollout values cost a whole rollout per query: no zoom window
+    if rollout:
+        image, value_name, window = long_rollout(key, stack, layer, None), "mean rollout", None
     else:
+        window = rows, cols = window_ui(q, k)
         image = cached_pooled_head(*key[:3], stack.name, layer, head if how == Aggregation.HEAD else None)
         image, value_name = image[POOLS.index(pool)], f"{pool} weight"
     row_block, col_block = block_size(q, POOLED_SIZE), block_size(k, POOLED_SIZE)
@@ -398,15 +401,17 @@ def long_focused_section(key: tuple, stack, how: Aggregation, layer: int, head: 
     whole, zoomed = st.columns(2)  # the whole head beside the window it zooms into
     with whole:
         show(pooled_heatmap(image, row_block, col_block, f"{title}: all {q:,} × {k:,} tokens", value_name,
-                            stack.causal, (rows, cols)), name + "_pooled")
+                            stack.causal, window), name + "_pooled")
         if not lecture_mode():
-            st.caption(f"The whole head at a glance: each pixel is the {value_name} of a block of {row_block} queries "
-                       f"× {col_block} keys (the Pooling control; the rollout is always a mean); colours stop "
-                       "darkening at the top 2% of blocks, so an attention sink doesn't wash out the rest. The red "
-                       "box is the zoom window, shown beside it: exact weights, with hover."
+            st.caption(f"The whole {'rollout' if rollout else 'head'} at a glance: each pixel is the {value_name} of "
+                       f"a block of {row_block} queries × {col_block} keys"
+                       + ("" if rollout else " (the Pooling control)") + "; colours stop darkening at the top 2% "
+                       "of blocks, so an attention sink doesn't wash out the rest. "
+                       + ("Exact rollout values cost a whole rollout per query: the text view below shows one "
+                          "token's row." if rollout else
+                          "The red box is the zoom window, shown beside it: exact weights, with hover.")
                        + (" Grey: the masked future." if stack.causal else ""))
-    if how == Aggregation.ROLLOUT:
-        zoomed.info("Exact rollout values cost a whole rollout per query: the text view below shows one token's row.")
+    if rollout:
         return None, [], []
     matrix = tiles.window(stack.weights, layer, head if how == Aggregation.HEAD else None, rows, cols)
     query_labels, key_labels = stack.query_labels[rows], stack.key_labels[cols]
@@ -428,7 +433,7 @@ def text_view_ui(queries: int, keys: int, rollout: bool) -> tuple[int, bool]:
              "looks at it (its column)" + (" — the rollout has rows only" if rollout else ""))
     row = direction != RECEIVED
     count = queries if row else keys
-    token = left.number_input("Token (position)", 0, count - 1, count - 1,
+    token = left.number_input("Token (position)", 0, count - 1, token_default(TEXT_TOKEN_KEY, count - 1),
                               **int_control_state(TEXT_TOKEN_KEY, 0, count - 1, "token", "this text"))
     return int(token), row
 

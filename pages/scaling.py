@@ -97,7 +97,7 @@ def focus_ui(layers: int, heads: int, queries: int) -> tuple[int, int, int]:
     return (index_control(left, "Layer", layers, LAYER_KEY, "layer"),
             index_control(middle, "Head", heads, HEAD_KEY, "head"),
             index_control(right, "Query token (position) for the neuron view", queries, QUERY_KEY, "query token",
-                          "this text"))
+                          "this text", of_text=True))
 
 
 def random_vectors_section() -> tuple[int, int]:

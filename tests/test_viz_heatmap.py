@@ -1,7 +1,9 @@
 """viz: token labels, the focused-head heatmap, the all-heads overview, export settings."""
 import base64
+import html
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -27,10 +29,18 @@ PAYLOAD = '<img src=x onerror="alert(1)">'
 
 
 def test_tokens_are_escaped_and_readable():
-    assert escape(PAYLOAD) == "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;"
+    assert escape(PAYLOAD) == "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;"
     assert display_token("Ġthe") == "the" and display_token("▁the") == "the" and display_token("##ing") == "##ing"
     assert display_token("a\x00b") == "a\\x00b"
     assert axis_labels(["the", "the", PAYLOAD]) == ["0 the", "1 the", "2 " + escape(PAYLOAD)]
+
+
+def test_escape_uses_only_references_plotly_decodes():
+    typed = """He said "hi" & left <b>now</b> O'Neil"""
+    escaped = escape(typed)
+    assert html.unescape(escaped) == typed and "<" not in escaped and '"' not in escaped
+    # plotly.js (svg_text_utils) decodes numeric references and of the named ones only these
+    assert set(re.findall(r"&([a-z]+);", escaped)) <= {"amp", "lt", "gt"}
 
 
 def test_heatmap_carries_the_matrix_and_safe_labels():

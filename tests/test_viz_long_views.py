@@ -10,7 +10,7 @@ from viz.heatmap import attention_heatmap, masked_future
 from viz.labels import axis_labels
 from viz.overview import heads_overview, thumbnail_cell, thumbnail_grid
 from viz.pooled import colour_limit, future_blocks, pooled_heatmap
-from viz.text_view import leading_spaces, shaded_text
+from viz.text_view import BEFORE, BEFORE_LINES, first_in_view, leading_spaces, shaded_text
 from viz.theme import HIGHLIGHT_COLOR
 
 LONG = 8192
@@ -70,6 +70,26 @@ def test_a_token_that_is_only_a_space_or_a_line_break_is_drawn_as_one():
     html = shaded_text(["Chapter", "Ġ", "0", "Ċ", "Next"], ["Chapter", "Ġ", "0", "Ċ", "Next"], np.ones(5), None, "t")
     assert "Ġ" not in html and "Ċ" not in html
     assert html.count("\u00a0</span>") == 1 and "↵</span><br>" in html and "“\u00a0” 1" in html
+
+
+def test_the_box_opens_on_the_chosen_token_with_the_text_before_folded():
+    tokens = ["Ġword"] * 2000
+    labels = [PAYLOAD] * 10 + ["word"] * 1990  # markup typed early: into the folded part
+    html = shaded_text(labels, tokens, np.ones(2000), 1999, "t")
+    folded, shown = html.split("</details>")
+    start = 1999 - BEFORE
+    assert f"Tokens 0–{start - 1:,} come before: show them</summary>" in folded
+    assert folded.count("<span") == start and 'title="0 · weight' in folded  # folded, still on the page
+    assert shown.count("<span") == 2000 - start and "outline" in shown.split("<span")[-1]
+    assert "<img" not in html and folded.count("&lt;img") == 10 + 5  # the tokens and the largest, escaped
+
+
+def test_a_few_line_breaks_before_the_chosen_token_end_what_stays_in_view():
+    tokens = ["Ġa", "Ċ", "Ġb", "Ċ", "Ġc", "ĊĊ", "Ġd", "Ċ", "Ġe", "Ġf"]
+    assert first_in_view(tokens, 9) == 2  # after the BEFORE_LINES-th break back from 9
+    assert BEFORE_LINES == 4 and first_in_view(tokens, 4) == 0 and first_in_view(tokens, None) == 0
+    assert first_in_view(["Ġa"] * 500, 300, scale=2.0) == 300 - BEFORE // 4  # larger type: fewer tokens
+    assert "<details>" not in shaded_text(["a"] * 5, ["Ġa"] * 5, np.ones(5), 4, "t")  # all of it in view
 
 
 def test_every_long_view_stays_under_2_mb_at_8192_tokens():

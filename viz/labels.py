@@ -31,8 +31,11 @@ def display_token(token: str) -> str:
 
 
 def escape(text: str) -> str:
-    """Escape for plotly's HTML-like text: shows the characters, never renders them."""
-    return html.escape(text, quote=True)
+    """Escape for plotly's HTML-like text and for HTML alike: shows the characters, never renders them.
+
+    Quotes become numeric references (&#34;, &#x27;): plotly.js decodes those, but of the named
+    ones only &amp; &lt; &gt; and a few symbols (not &quot;), so "&quot;" would show as typed."""
+    return html.escape(text, quote=True).replace("&quot;", "&#34;")
 
 
 def axis_labels(tokens: list[str], start: int = 0) -> list[str]:

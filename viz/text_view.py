@@ -14,6 +14,8 @@ from viz.theme import ATTENTION_SCALE, HIGHLIGHT_COLOR
 
 LEVELS = 100  # shades between no weight and the largest
 LARGEST = 5  # tokens named above the text: on a long text most lie outside the visible part of the box
+BEFORE = 80  # at most this many tokens (at scale 1) and
+BEFORE_LINES = 4  # line breaks stay in view above the chosen one; earlier text is folded above them
 DARK_FROM = 0.55  # from this shade on, white letters read better than black
 SPACE_MARKERS = ("Ġ", "▁")  # byte-level BPE and SentencePiece mark a leading space so
 BLANK_MARKERS = "ĠĊ▁ \n"  # a token of only these is whitespace (byte-level BPE writes a newline "Ċ")
@@ -41,14 +43,26 @@ def _shown(label: str, token: str) -> str:
     return escape(display_token(label))
 
 
+def first_in_view(tokens: list[str], chosen: int | None, scale: float = 1.0) -> int:
+    """The first position left unfolded, so the box opens with `chosen` in view (st.html runs no
+    script that could scroll to it): at most BEFORE / scale² tokens and BEFORE_LINES line breaks
+    before it; 0 (nothing folded) when that reaches the start or no token is chosen."""
+    if chosen is None:
+        return 0
+    start = max(0, chosen - int(BEFORE / scale ** 2))
+    breaks = [i for i in range(start, chosen) if "Ċ" in tokens[i]]
+    return breaks[-BEFORE_LINES] + 1 if len(breaks) >= BEFORE_LINES else start
+
+
 def shaded_text(labels: list[str], tokens: list[str], values: np.ndarray, chosen: int | None, title: str,
                 value_name: str = "weight", scale: float = 1.0) -> str:
     """HTML of the text, token by token, each shaded by values[i] / max(values); hover (a title)
     gives position and value. labels [n] as a reader sees them (AttentionRun.labels), tokens [n]
     as the tokenizer writes them (for spaces and line breaks), values [n] >= 0. `chosen` (a position
     of this text, or None) is outlined, and the LARGEST values are named above the text with their
-    positions; `scale` enlarges the type (lecture mode). Every token is
-    escaped: none can become markup."""
+    positions; `scale` enlarges the type (lecture mode). The box opens on `chosen`: the text
+    before a few lines above it (first_in_view) is folded into a <details> the reader can open,
+    still part of the page. Every token is escaped: none can become markup."""
     values = np.asarray(values, dtype=np.float64)
     peak = float(values.max()) if values.size and values.max() > 0 else 1.0
     levels = np.rint(LEVELS * np.clip(values / peak, 0, 1)).astype(int)
@@ -62,10 +76,13 @@ def shaded_text(labels: list[str], tokens: list[str], values: np.ndarray, chosen
         parts.append(f"{' ' if spaces[i] and not blank else ''}<span style=\"background:{shades[levels[i]]};"
                      f"color:{ink}{outline}\" title=\"{i} · {value_name} {values[i]:.4f}\">{shown}</span>"
                      + "<br>" * token.count("Ċ"))
+    start = first_in_view(tokens, chosen, scale)
+    folded = (f"<details><summary style=\"cursor:pointer;color:#555\">Tokens 0–{start - 1:,} come before: "
+              f"show them</summary>{''.join(parts[:start])}</details>" if start else "")
     top = np.argsort(-values, kind="stable")[:LARGEST]  # where the weight is, wherever the box is scrolled
     largest = " · ".join(f"“{_shown(labels[i], tokens[i])}” {i} ({values[i]:.4f})" for i in top)
     return (f"<div style=\"font-weight:600;margin-bottom:4px\">{escape(title)}</div>"
             f"<div style=\"font-size:0.85rem;margin-bottom:4px\">Largest: {largest}</div>"
             "<div style=\"max-height:420px;overflow-y:auto;line-height:1.9;white-space:pre-wrap;"
             f"border:1px solid #ddd;padding:8px;font-size:{scale:.2f}rem;font-family:DejaVu Sans, Arial, sans-serif\">"
-            + "".join(parts) + "</div>")
+            + folded + "".join(parts[start:]) + "</div>")

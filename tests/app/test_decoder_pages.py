@@ -322,3 +322,18 @@ def test_a_gguf_models_first_load_converts_it_once_with_a_toast(tiny_models, tmp
     assert _focused_title(at).endswith("· key/value head 0, shared with heads 0–1")
     set_state(at, head=2)
     assert not at.toast  # later runs read the converted copy
+
+
+def test_token_pickers_drop_a_token_of_the_old_text(llama):
+    at = open_app(None, model=llama, text=TEXT, aggregation="rollout")
+    loaded = load_model(llama)
+    run = run_attention(loaded, TEXT)
+    set_state(at, predict_after=f"2 {display_token(run.labels[2])}", rollout_token=f"3 {display_token(run.labels[3])}")
+    assert at.selectbox(key="predict_after").value.startswith("2 ")
+    longer = TEXT + " France is Paris. The capital of Spain is Madrid."
+    new = run_attention(loaded, longer)
+    set_state(at, text=longer)
+    _healthy(at)
+    last = f"{new.n - 1} {display_token(new.labels[-1])}"
+    assert at.selectbox(key="predict_after").value == last
+    assert at.selectbox(key="rollout_token").value == last  # a causal model's default: its last token

@@ -142,6 +142,12 @@ def test_rollout_is_pooled_and_its_row_shaded(folders, progress_texts):
     np.testing.assert_allclose([v for _, v in _shaded(at)], tiles.rollout_row(weights, 1, 900), atol=5e-5)
     assert at.segmented_control(key="text_view").options == ["its attention"]
     assert "Computing the rollout: layer 2 of 2…" in progress_texts
+    # no zoom window: neither its controls, nor its box, nor words about it
+    assert not figure(at, "Attention rollout up to layer 1")["layout"].get("shapes")
+    assert not [w for w in at.number_input if w.key in ("window_query", "window_key")]
+    assert not [w for w in at.select_slider if w.key == "window"]
+    captions = " ".join(c.value for c in at.caption)
+    assert "red box" not in captions and "text view below shows one token's row" in captions
 
 
 def test_head_statistics_are_computed_in_tiles_with_a_progress_bar(folders, progress_texts):

@@ -123,3 +123,36 @@ def test_a_load_that_left_out_the_output_head_says_so_and_shows_the_attention(ti
         "cls.predictions.transform.LayerNorm.bias, ...), so this model makes no predictions here; its attention "
         "is complete."]
     assert _focused(at)["data"][0]["type"] == "heatmap"
+
+
+# --- the text view's token belongs to the text it was chosen for ---
+
+def _text_token(at) -> int:
+    return at.number_input(key="text_token").value
+
+
+def test_a_new_text_opens_the_text_view_on_its_last_token():
+    at = open_app(PAGE, text="Birds fly south in winter.")  # [CLS] birds fly south in winter . [SEP]
+    assert _text_token(at) == 7
+    at.text_area(key="text").set_value("Hi").run()  # [CLS] hi [SEP]: 7 is no token of it
+    assert _text_token(at) == 2 and "is not in this text" not in messages(at)
+    at.text_area(key="text").set_value("Birds fly south in winter, and they fly back north in spring.").run()
+    assert _text_token(at) == 15  # not the 2 left over from "Hi"
+    assert not at.exception
+
+
+def test_a_token_the_user_chose_is_dropped_with_its_text():
+    at = open_app(PAGE, text="Birds fly south in winter.")
+    at.number_input(key="text_token").set_value(3).run()
+    assert "Where “south” (3) looks" in " ".join(h.proto.body for h in at.get("html"))
+    at.text_area(key="text").set_value("Birds fly south in winter, and they fly back north in spring.").run()
+    assert _text_token(at) == 15
+
+
+def test_a_links_token_stays_for_the_links_text_only():
+    at = open_app(PAGE, text="Birds fly south in winter.", text_token="2")
+    assert _text_token(at) == 2
+    at.slider(key="layer").set_value(3).run()  # another control: the link's token stays
+    assert _text_token(at) == 2
+    at.text_area(key="text").set_value("Birds fly back north in spring.").run()
+    assert _text_token(at) == 8

@@ -123,3 +123,10 @@ def test_lecture_mode_enlarges_the_figures():
         return figure(at, "100 random pairs")["layout"]["font"]["size"]
 
     assert font_size(open_app(PAGE, **FAST, lecture="true")) > font_size(open_app(PAGE, **FAST))
+
+
+def test_the_neuron_views_query_token_starts_over_with_a_new_text():
+    at = open_app(PAGE, **FAST, text="The animal did not cross the street.")
+    at.slider(key="neuron_query").set_value(5).run()
+    at.text_area(key="text").set_value("The street was wide.").run()
+    assert at.slider(key="neuron_query").value == 0

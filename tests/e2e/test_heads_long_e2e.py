@@ -68,6 +68,10 @@ def test_heads_page_on_2500_tokens_of_smollm2(browser_page):
     page.get_by_label("Token (position)").press("Enter")
     bp.wait_idle()
     expect(page.get_by_text(re.compile(r"Where “.*” \(2100\) looks"))).to_be_visible()
+    chosen = page.locator('span[title^="2100 · weight"]')
+    chosen.locator("xpath=ancestor::div[contains(@style, 'overflow-y')]").scroll_into_view_if_needed()
+    expect(chosen).to_be_in_viewport()  # the box opens on it, the text before folded
+    expect(page.get_by_text("Tokens 0–").first).to_be_visible()
     page.get_by_role("radio", name="attention it receives").click()
     bp.wait_idle()
     expect(page.get_by_text(re.compile(r"Who looks at “.*” \(2100\)"))).to_be_visible()

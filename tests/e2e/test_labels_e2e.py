@@ -28,3 +28,15 @@ def test_byte_level_words_show_the_texts_characters(browser_page, tiny_models):
     bp.assert_healthy()
     assert not bp.blocked, f"the page tried to reach outside: {bp.blocked}"
     bp.screenshot("heads_words_byte_level")
+
+
+def test_quotes_ampersands_and_markup_show_as_typed(browser_page):
+    bp = browser_page
+    bp.open("/?text=" + quote("""He said "hi" & left <b>now</b> O'Neil"""))
+    ticks = bp.page.locator(f"{CHART} .ytick text")
+    for label in ('3 "', '5 "', "6 &", "8 <", "10 >", "11 now", "17 '"):
+        expect(ticks.filter(has_text=label).first).to_be_attached()
+    assert ticks.filter(has_text="&quot;").count() == 0 and ticks.filter(has_text="&#").count() == 0
+    assert bp.page.locator(f"{CHART} b").count() == 0  # <b> is text, not bold
+    bp.assert_healthy()
+    bp.screenshot("heads_quotes_and_markup")
