@@ -182,7 +182,7 @@ def applied_section(z: int, ramp: int) -> None:
     with right:
         show_figure(span_heatmap(effect.after, effect.mask, labels, f"After the span mask (z = {z}, R = {ramp})",
                                  run.causal, top, ticks), f"{stem}_after")
-    st.caption("Grey cells on the right: keys the span cuts off (mask 0)" +
+    st.caption(f"Grey cells {'just above' if long else 'on the right'}: keys the span cuts off (mask 0)" +
                (", and the future a causal model never sees." if run.causal else "."))
     columns = st.columns(3)
     columns[0].metric("Cells set to zero", f"{effect.zeroed_share:.0%}",
