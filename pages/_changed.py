@@ -14,12 +14,14 @@ import streamlit as st
 from models import AttentionRun, LoadedModel, run_attention
 from models.core.predictions import NoMaskError
 from models.core.settings import settings_from_env
+from models.core.tiles import Progress
 from models.interventions.ablation import Head, ablated_stacks
 from models.interventions.compression import pruned_l1, quantized_int8
 from models.interventions.embedding import cosine_similarity, sentence_embedding
 from models.interventions.loss import LossError, TokenLosses, token_losses
 from models.interventions.outcome import NoPredictions, Prediction, predictions, readable_tokens
-from pages._shared import cached_model, lecture_mode, show_figure
+from models.interventions.progress import attention_progress
+from pages._shared import Slot, cached_model, cached_run, lecture_mode, progress_bar, show_figure
 from viz.heads_at_work import token_loss_figure
 from viz.labels import display_token, markdown_literal
 from viz.predictions import topk_table
@@ -64,21 +66,45 @@ def changed_model(spec: str, change: Change) -> Iterator[LoadedModel]:
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)  # shared read-only, as cached_run's; [layers, heads, n, n] each
+def _changed_run_slot(spec: str, change: Change, text: str, text_b: str) -> Slot:
+    return Slot()
+
+
+def _changed_run(spec: str, change: Change, text: str, text_b: str, progress) -> AttentionRun:
+    with changed_model(spec, change) as loaded:
+        return run_attention(loaded, text, text_b or None, max_chars=settings_from_env().max_text_chars,
+                             progress=progress)
+
+
 def cached_changed_run(spec: str, change: Change, text: str, text_b: str) -> AttentionRun:
-    with changed_model(spec, change) as loaded:
-        return run_attention(loaded, text, text_b or None, max_chars=settings_from_env().max_text_chars)
+    """The run with the change, a long one in row tiles with a progress bar a rerun stops (nothing kept)."""
+    if change is None:
+        return cached_run(spec, text, text_b)  # the intact model's: the sidebar's run
+    with progress_bar("Running the model with the change: layer") as progress:
+        return _changed_run_slot(spec, change, text, text_b).get(
+            lambda: _changed_run(spec, change, text, text_b, progress))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def cached_predictions(spec: str, change: Change, text: str) -> list[Prediction]:
-    with changed_model(spec, change) as loaded:
-        return predictions(loaded, text, TOP_K, settings_from_env().max_text_chars)
+@st.cache_resource(max_entries=64, show_spinner=False)  # shared read-only
+def _outcome_slot(what: str, spec: str, change: Change, text: str) -> Slot:
+    return Slot()
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def cached_losses(spec: str, change: Change, text: str) -> TokenLosses:
-    with changed_model(spec, change) as loaded:
-        return token_losses(loaded, text, settings_from_env().max_text_chars)
+def cached_predictions(spec: str, change: Change, text: str, progress: Progress | None = None) -> list[Prediction]:
+    """The predictions with the change; `progress(done, total)` after each attention layer (progress_bar:
+    a rerun stops the pass, nothing kept)."""
+    def compute() -> list[Prediction]:
+        with changed_model(spec, change) as loaded, attention_progress(loaded, progress):
+            return predictions(loaded, text, TOP_K, settings_from_env().max_text_chars)
+    return _outcome_slot("predictions", spec, change, text).get(compute)
+
+
+def cached_losses(spec: str, change: Change, text: str, progress: Progress | None = None) -> TokenLosses:
+    """The loss per token with the change; `progress` after each attention layer of each pass."""
+    def compute() -> TokenLosses:
+        with changed_model(spec, change) as loaded, attention_progress(loaded, progress):
+            return token_losses(loaded, text, settings_from_env().max_text_chars)
+    return _outcome_slot("losses", spec, change, text).get(compute)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -144,8 +170,10 @@ def losses_view(labels: list[str], intact: TokenLosses, changed: TokenLosses, na
 def outcome_section(spec: str, intact: Change, changed: Change, text: str, names: tuple[str, str]) -> None:
     """What the model predicts on `text` with each change (None: intact), and its loss per token."""
     try:
-        with st.spinner("Predicting…"):
-            before, after = cached_predictions(spec, intact, text), cached_predictions(spec, changed, text)
+        with progress_bar(f"Predicting, {names[0]}: layer") as progress:
+            before = cached_predictions(spec, intact, text, progress)
+        with progress_bar(f"Predicting, {names[1]}: layer") as progress:
+            after = cached_predictions(spec, changed, text, progress)
     except NoMaskError as missing:
         st.info(f"{missing} Then the page shows the fill-mask predictions of {names[0]} and {names[1]}.")
     except NoPredictions as none:
@@ -156,8 +184,10 @@ def outcome_section(spec: str, intact: Change, changed: Change, text: str, names
     else:
         predictions_view(before, after, names)
     try:
-        with st.spinner("Scoring every token…"):
-            before, after = cached_losses(spec, intact, text), cached_losses(spec, changed, text)
+        with progress_bar(f"Scoring every token, {names[0]}: layer") as progress:
+            before = cached_losses(spec, intact, text, progress)
+        with progress_bar(f"Scoring every token, {names[1]}: layer") as progress:
+            after = cached_losses(spec, changed, text, progress)
     except LossError as none:
         st.caption(f"No loss per token: {none}")
         return

@@ -41,8 +41,8 @@ from viz.adaptive_span import (
     span_heatmap,
     spans_over_steps_figure,
 )
-from viz.heatmap import attention_heatmap
-from viz.labels import markdown_literal
+from viz.heatmap import WINDOW_KEY_TICKS, attention_heatmap
+from viz.labels import MAX_TICK_LABELS, markdown_literal
 from viz.theme import file_stem, head_color
 
 MAX_SPANS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
@@ -176,14 +176,16 @@ def applied_section(z: int, ramp: int) -> None:
         effect = apply_span(before, z, ramp, run.causal)
     top = float(max(before.max(), effect.after.max()))
     stem = file_stem("span", current_spec(), f"L{layer}", f"H{head}", f"z{z}", f"R{ramp}")
-    left, right = st.columns(2)
+    long = run.attentions is None  # up to MAX_WINDOW tokens a side: each heatmap across the page, one above the other
+    left, right = (st.container(), st.container()) if long else st.columns(2)
+    ticks = WINDOW_KEY_TICKS if long else MAX_TICK_LABELS
     with left:
         show_figure(attention_heatmap(before, labels, labels, f"Before: layer {layer}, head {head}",
-                                      causal=run.causal, zmax=top), f"{stem}_before")
+                                      causal=run.causal, zmax=top, key_ticks=ticks), f"{stem}_before")
     with right:
-        show_figure(span_heatmap(effect.after, effect.mask, labels,
-                                 f"After the span mask (z = {z}, R = {ramp})", run.causal, top), f"{stem}_after")
-    st.caption("Grey cells on the right: keys the span cuts off (mask 0)" +
+        show_figure(span_heatmap(effect.after, effect.mask, labels, f"After the span mask (z = {z}, R = {ramp})",
+                                 run.causal, top, ticks), f"{stem}_after")
+    st.caption(f"Grey cells {'just above' if long else 'on the right'}: keys the span cuts off (mask 0)" +
                (", and the future a causal model never sees." if run.causal else "."))
     columns = st.columns(3)
     columns[0].metric("Cells set to zero", f"{effect.zeroed_share:.0%}",

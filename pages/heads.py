@@ -66,7 +66,7 @@ from viz.bertviz_offline import (
     neuron_view_html,
     self_attention_entries,
 )
-from viz.heatmap import attention_heatmap
+from viz.heatmap import WINDOW_KEY_TICKS, attention_heatmap
 from viz.labels import display_token
 from viz.overview import ThumbnailGrid, heads_overview, thumbnail_cell, thumbnail_grid
 from viz.pooled import pooled_heatmap
@@ -398,10 +398,11 @@ def long_focused_section(key: tuple, stack, how: Aggregation, layer: int, head: 
     row_block, col_block = block_size(q, POOLED_SIZE), block_size(k, POOLED_SIZE)
     if kv_note:
         st.caption(kv_note.removeprefix(" · ").capitalize())
-    whole, zoomed = st.columns(2)  # the whole head beside the window it zooms into
+    whole, note = st.columns(2)  # the whole head, and below it across the page the window it zooms into
     with whole:
         show(pooled_heatmap(image, row_block, col_block, f"{title}: all {q:,} × {k:,} tokens", value_name,
                             stack.causal, window), name + "_pooled")
+    with note:
         if not lecture_mode():
             st.caption(f"The whole {'rollout' if rollout else 'head'} at a glance: each pixel is the {value_name} of "
                        f"a block of {row_block} queries × {col_block} keys"
@@ -409,16 +410,16 @@ def long_focused_section(key: tuple, stack, how: Aggregation, layer: int, head: 
                        "of blocks, so an attention sink doesn't wash out the rest. "
                        + ("Exact rollout values cost a whole rollout per query: the text view below shows one "
                           "token's row." if rollout else
-                          "The red box is the zoom window, shown beside it: exact weights, with hover.")
+                          "The red box is the zoom window, shown below: exact weights, with hover.")
                        + (" Grey: the masked future." if stack.causal else ""))
     if rollout:
         return None, [], []
     matrix = tiles.window(stack.weights, layer, head if how == Aggregation.HEAD else None, rows, cols)
     query_labels, key_labels = stack.query_labels[rows], stack.key_labels[cols]
-    with zoomed:
-        show(attention_heatmap(matrix, query_labels, key_labels, causal=stack.causal, first_query=rows.start,
-                               first_key=cols.start, title=f"{title}: queries {rows.start}–{rows.stop - 1} × keys "
-                               f"{cols.start}–{cols.stop - 1}, exact"), name + "_window")
+    show(attention_heatmap(matrix, query_labels, key_labels, causal=stack.causal, first_query=rows.start,
+                           first_key=cols.start, key_ticks=WINDOW_KEY_TICKS,
+                           title=f"{title}: queries {rows.start}–{rows.stop - 1} × keys {cols.start}–{cols.stop - 1}, "
+                                 "exact"), name + "_window")
     return matrix, query_labels, key_labels
 
 

@@ -12,6 +12,7 @@ import streamlit as st
 from models import ModelLoadError, RunError, attention_stacks
 from models.compare.divergence import js_divergence, query_divergence, run_divergence
 from models.core import tiles
+from models.core.run import first_tokens, full_weights_tokens
 from models.core.tiles import MAX_WINDOW
 from models.interventions.ablation import Head, ablation_notice, attention_layers
 from models.interventions.importance import CORPUS, SEEDS, PruningCurve, curve_runs, head_importance, pruning_curve
@@ -19,6 +20,7 @@ from models.interventions.loss import LossError, token_losses
 from models.interventions.selection import heads_text, parse_heads, ranked_heads, toggled
 from pages._changed import Change, cached_changed_run, heads_off, outcome_section
 from pages._shared import (
+    Slot,
     bound,
     cached_model,
     cached_run,
@@ -28,6 +30,7 @@ from pages._shared import (
     duration,
     lecture_mode,
     link_value_explained,
+    progress_bar,
     run_app_instead,
     safe_callback,
     show_figure,
@@ -48,6 +51,7 @@ OFF_KEYS = {"self-attention": "off", "encoder": "off", "decoder": "off_decoder",
 PICK_METRIC_KEY, PICK_END_KEY, PICK_K_KEY = "pick_metric", "pick_end", "pick_k"
 IMPORTANCE_KEY, CURVE_KEY, SOURCE_KEY = "importance", "curve", "importance_on"
 GRID_KEY, MATRIX_KEY, IMPORTANCE_MAP_KEY = "hw_grid", "hw_divergence", "hw_importance_map"
+PICK_KEY = "pick_open"  # the folded picker of a long text
 EXPLAINED_KEY = "_heads_off_explained"  # {box key: its text, already said to hold what isn't a head}
 ZERO, MEAN = "zero", "mean"
 HIGHEST, LOWEST = "highest", "lowest"
@@ -58,9 +62,16 @@ STACK_NAMES = {"self-attention": "Heads", "encoder": "Encoder heads", "decoder":
 
 # --- cached computations, keyed by (model, text, ...); the heads off as a change (pages._changed) ---
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _divergence_slot(spec: str, text: str, text_b: str, change: Change) -> Slot:
+    return Slot()
+
+
 def cached_divergence(spec: str, text: str, text_b: str, change: Change) -> dict[str, np.ndarray]:
-    return run_divergence(cached_run(spec, text, text_b), cached_changed_run(spec, change, text, text_b))
+    """{stack: [layers, heads]} heads off vs intact; a long run's in row tiles, with a progress bar."""
+    intact, changed = cached_run(spec, text, text_b), cached_changed_run(spec, change, text, text_b)
+    with progress_bar("Comparing every head's attention: layer") as progress:
+        return _divergence_slot(spec, text, text_b, change).get(lambda: run_divergence(intact, changed, progress))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -72,9 +83,16 @@ def cached_query_divergence(spec: str, text: str, text_b: str, change: Change, s
     return query_divergence(intact, changed, layer, head)
 
 
+def _first_tokens_model(spec: str):
+    """The model as head importance and the pruning curve read a text: its first full_weights_tokens
+    tokens (a backward pass keeps every weight of every head; the curve's passes are many)."""
+    loaded = cached_model(spec)
+    return first_tokens(loaded, full_weights_tokens(loaded))
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
 def cached_importance(spec: str, texts: tuple[str, ...], stack: str) -> np.ndarray:
-    return head_importance(cached_model(spec), texts, stack)
+    return head_importance(_first_tokens_model(spec), texts, stack)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -82,14 +100,14 @@ def cached_pass_seconds(spec: str, texts: tuple[str, ...]) -> float:
     """Seconds of one loss pass over the texts: what each step of the pruning curve costs."""
     start = time.perf_counter()
     for text in texts:
-        token_losses(cached_model(spec), text)
+        token_losses(_first_tokens_model(spec), text)
     return time.perf_counter() - start
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def cached_curve(spec: str, texts: tuple[str, ...], stack: str, _progress) -> PruningCurve:
     """`_progress(done, total)` is called while computing (not on a cache hit; not part of the key)."""
-    return pruning_curve(cached_model(spec), cached_importance(spec, texts, stack), texts, stack, progress=_progress)
+    return pruning_curve(_first_tokens_model(spec), cached_importance(spec, texts, stack), texts, stack, progress=_progress)
 
 
 # --- widgets: each returns what it read ---
@@ -220,6 +238,17 @@ def gated_run():
     return current_run()
 
 
+def long_text_notice(n: int, limit: int) -> str:
+    """What the page does with a text too long to keep every head's n x n weights."""
+    return (f"A long text: {n:,} tokens, more than the {limit:,} whose every weight a run keeps. The model runs on "
+            "the whole text in row tiles, holding no head's n × n weights at once, so each computation below takes "
+            "longer and shows a progress bar (changing the text stops it): the grid shows each head pooled; "
+            "predictions, the loss per token and each head's divergence read every token, with and without the "
+            f"heads off; the focused head's heatmaps show the first {MAX_WINDOW} queries × {MAX_WINDOW} keys; head "
+            f"importance and the pruning curve read the first {limit:,} tokens (a backward pass keeps every weight); "
+            "head statistics to pick heads by are computed only when you open that section.")
+
+
 def status_section(loaded, off: dict[str, list[Head]], how: str) -> None:
     if not any(off.values()):
         st.info("No head is switched off: every output below is the intact model's, bit for bit (the gate passes "
@@ -247,8 +276,7 @@ def grid_section(key: tuple[str, str, str], stack, off: list[Head], counts: tupl
 
 def divergence_section(key: tuple[str, str, str], stack, change: Change, off: list[Head],
                        names: tuple[str, str]) -> None:
-    with st.spinner("Running the model with the heads off…"):
-        divergences = cached_divergence(*key, change)
+    divergences = cached_divergence(*key, change)
     layers, heads = stack.weights.shape[:2]
     fig = divergence_figure(divergences[stack.name], _focus_state(layers, heads), off,
                             f"JS divergence of each head's attention ({stack.name}) from the intact model's (nats): "
@@ -387,9 +415,19 @@ def render() -> None:
     stack = stacks[stack_ui(list(stacks), STACK_KEY)]
     st.caption(f"{loaded.spec}: {loaded.kind} ({loaded.config.model_type}), {_shape(counts[stack.name])} "
                f"({stack.name}). Switch heads off and see, on the same text, what the model does without them.")
+    long = stack.attentions is None
+    if long:
+        st.info(long_text_notice(len(stack.query_labels), full_weights_tokens(loaded)))
     off, how = heads_off_ui(counts)
-    pick_ui(key, stack.name, off[stack.name])
-    change = heads_off(tuple((name, tuple(heads)) for name, heads in off.items() if heads), how)
+    if long:  # head statistics of a long text take a pass over every head in tiles: only when asked for
+        box = lazy_section("Pick heads by a statistic (computed in row tiles over the whole text)", PICK_KEY)
+        if box.open:
+            with box:
+                pick_ui(key, stack.name, off[stack.name])
+    else:
+        pick_ui(key, stack.name, off[stack.name])
+    ablation = tuple((name, tuple(heads)) for name, heads in off.items() if heads)
+    change = heads_off(ablation, how) if ablation else None  # none off: the intact model's outputs, computed once
     status_section(loaded, off, how)
     grid_section(key, stack, off[stack.name], counts[stack.name])
     names = ("intact", changed_name(off, how))

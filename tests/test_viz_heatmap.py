@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from viz.adaptive_span import span_heatmap
 from viz.bars import token_bars
-from viz.heatmap import attention_heatmap
+from viz.heatmap import WINDOW_KEY_TICKS, attention_heatmap
 from viz.labels import axis_labels, display_token, escape, tick_labels
 from viz.overview import (
     GAP,
@@ -176,3 +177,15 @@ def test_export_names_are_file_safe():
     config = plotly_config("heads minilm")
     assert config["toImageButtonOptions"] == {"format": "png", "filename": "heads-minilm", "scale": 3}
     json.dumps(config)
+
+
+def test_a_long_texts_window_labels_at_most_window_key_ticks_keys():
+    keys = [f"k{i}" for i in range(256)]
+    queries = [f"q{i}" for i in range(256)]
+    window = attention_heatmap(np.ones((256, 256), dtype=np.float32), queries, keys, "t", first_query=1500,
+                               first_key=1400, key_ticks=WINDOW_KEY_TICKS)
+    ticks = list(window.layout.xaxis.tickvals)
+    assert ticks == axis_labels(keys, 1400)[::8] and len(ticks) <= WINDOW_KEY_TICKS  # 8 = ceil(256 / 32)
+    assert list(window.layout.yaxis.tickvals) == axis_labels(queries, 1500)[::4]  # queries: MAX_TICK_LABELS
+    after = span_heatmap(np.ones((256, 256)), np.ones((256, 256)), keys, "t", False, 1.0, WINDOW_KEY_TICKS)
+    assert list(after.layout.xaxis.tickvals) == axis_labels(keys)[::8]

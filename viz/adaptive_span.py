@@ -7,7 +7,7 @@ from plotly.subplots import make_subplots
 
 from viz.bars import token_bars
 from viz.heatmap import attention_heatmap
-from viz.labels import escape
+from viz.labels import MAX_TICK_LABELS, escape
 from viz.theme import HIGHLIGHT_COLOR, MASKED_COLOR, head_color, style
 
 LAYER_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
@@ -48,10 +48,11 @@ def mask_curves_figure(curves: list[Curve], max_span: int, unit: str, title: str
 
 
 def span_heatmap(after: np.ndarray, mask: np.ndarray, tokens: list[str], title: str, causal: bool,
-                 zmax: float) -> go.Figure:
-    """The masked attention [n, n] with the cells whose mask is 0 drawn grey, like a causal future."""
+                 zmax: float, key_ticks: int = MAX_TICK_LABELS) -> go.Figure:
+    """The masked attention [n, n] with the cells whose mask is 0 drawn grey, like a causal future;
+    at most `key_ticks` key labels (attention_heatmap)."""
     shown = np.where(mask > 0, after, np.nan)
-    fig = attention_heatmap(shown, tokens, tokens, title, causal=causal, zmax=zmax)
+    fig = attention_heatmap(shown, tokens, tokens, title, causal=causal, zmax=zmax, key_ticks=key_ticks)
     return fig.update_layout(plot_bgcolor=MASKED_COLOR)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from models.analysis.numerics import entropy
 from models.core.run import AttentionRun, attention_stacks
-from models.core.tiles import StackWeights, row_tiles
+from models.core.tiles import Progress, StackWeights, row_tiles
 
 MATCH_QUERIES = 64  # head matching compares every pair of heads: on longer texts it reads this many queries
 
@@ -43,8 +43,9 @@ def _rows(weights: StackWeights, layer: int, heads: slice, rows: slice) -> np.nd
     return weights.block(layer, heads, rows, slice(0, weights.shape[3])).numpy()  # [h, r, k]
 
 
-def tiled_head_divergence(a: StackWeights, b: StackWeights) -> np.ndarray:
-    """head_divergence of two stacks kept whole or recomputed (long runs), in row tiles: [layers, heads] nats."""
+def tiled_head_divergence(a: StackWeights, b: StackWeights, progress: Progress | None = None) -> np.ndarray:
+    """head_divergence of two stacks kept whole or recomputed (long runs), in row tiles: [layers, heads] nats.
+    `progress(done, total)` after each layer; what it raises stops the computation."""
     if a.shape != b.shape:
         raise ValueError(f"head-by-head divergence needs equal shapes, got {a.shape} and {b.shape}")
     layers, heads, q, _ = a.shape
@@ -53,6 +54,8 @@ def tiled_head_divergence(a: StackWeights, b: StackWeights) -> np.ndarray:
         for rows in row_tiles(a, heads):
             every = slice(0, heads)
             total[layer] += js_divergence(_rows(a, layer, every, rows), _rows(b, layer, every, rows)).sum(-1)
+        if progress is not None:
+            progress(layer + 1, layers)
     return (total / q).astype(np.float32)
 
 
@@ -110,12 +113,15 @@ def match_heads(a: np.ndarray, b: np.ndarray, max_queries: int = MATCH_QUERIES) 
     return HeadMatching(divergences, best_layer, best_head, np.take_along_axis(flat, best[..., None], -1)[..., 0])
 
 
-def run_divergence(a: AttentionRun, b: AttentionRun) -> dict[str, np.ndarray]:
+def run_divergence(a: AttentionRun, b: AttentionRun, progress: Progress | None = None) -> dict[str, np.ndarray]:
     """head_divergence of every stack (attention_stacks) of two runs on the same tokens, e.g. of the
-    intact model and the model with heads switched off or compressed: name -> [layers, heads] nats."""
+    intact model and the model with heads switched off or compressed: name -> [layers, heads] nats.
+    `progress(done, total)` after each layer of a long run's stack (tiled_head_divergence)."""
     if a.tokens != b.tokens or a.decoder_tokens != b.decoder_tokens:
         raise ValueError("run_divergence compares runs on the same tokens; align runs of different tokenizers first")
+    if a is b:  # the same run (no head switched off): nothing to read
+        return {name: np.zeros(stack.weights.shape[:2], np.float32) for name, stack in attention_stacks(a).items()}
     stacks_b = attention_stacks(b)
-    return {name: tiled_head_divergence(stack.weights, stacks_b[name].weights) if stack.attentions is None
+    return {name: tiled_head_divergence(stack.weights, stacks_b[name].weights, progress) if stack.attentions is None
             else head_divergence(stack.attentions, stacks_b[name].attentions)
             for name, stack in attention_stacks(a).items()}

@@ -8,6 +8,7 @@
 An encoder without a language-model head (minilm) has no loss: LossError.
 Causal and masked LMs also take token ids instead of a text (a random-token induction probe).
 """
+import contextlib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -15,8 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.core import long_run
 from models.core.loading import LoadedModel
-from models.core.run import RunError, decoder_target_ids, encode, encode_ids, model_inputs
+from models.core.run import RunError, decoder_target_ids, encode, encode_ids, keeps_full_weights, model_inputs
 
 MASK_EVERY = 7  # 1/7 = 14% of the tokens masked per pass
 Text = str | Sequence[int]  # a text, or token ids for a causal or masked LM (e.g. an induction probe)
@@ -57,7 +59,12 @@ def _causal(loaded: LoadedModel, inputs: dict[str, torch.Tensor]) -> LossTerms:
     ids = inputs["input_ids"][0]  # [n]
     if len(ids) < 2:
         raise LossError("The text is a single token: a next-token loss needs at least two.")
-    logits = loaded.model(**inputs, use_cache=False).logits[0, :-1]  # [n - 1, vocab]: token i+1 from tokens <= i
+    with contextlib.ExitStack() as lean:
+        # a long text without gradients (token_losses): attend in row tiles, holding no n x n weights
+        if not torch.is_grad_enabled() and not keeps_full_weights(loaded, len(ids)):
+            with contextlib.suppress(long_run.NotRecomputable):  # a model the tiles can't reproduce: eagerly
+                lean.enter_context(long_run.lean_attention(loaded, inputs))
+        logits = loaded.model(**inputs, use_cache=False).logits[0, :-1]  # [n - 1, vocab]: token i+1 from <= i
     return LossTerms(loaded.tokenizer.convert_ids_to_tokens(ids.tolist()), torch.arange(1, len(ids)), logits, ids[1:])
 
 

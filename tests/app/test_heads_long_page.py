@@ -108,6 +108,7 @@ def test_focused_head_is_pooled_whole_and_zoomed_exactly(folders):
     expected = run.head(1, 4)[600:664, 500:564]
     shown = array(window["data"][0]["z"])
     assert shown.shape == (64, 64) and window["data"][0]["y"][0].startswith("600 ")
+    assert window["layout"]["xaxis"]["tickvals"] == window["data"][0]["x"][::2]  # WINDOW_KEY_TICKS: 32 of 64 keys
     np.testing.assert_allclose(np.nan_to_num(shown), np.tril(expected, 100), atol=1e-6)  # causal: future masked
     at.segmented_control(key="pool").set_value("max").run()
     assert np.allclose(np.nan_to_num(array(figure(at, "Layer 1, head 4")["data"][0]["z"])), maxima)

@@ -2,6 +2,7 @@
 to be long runs (FULL_WEIGHTS_BYTES = 0; AppTest runs the app in this process). Where a page works
 from recomputed heads or tiles, what it shows equals the same computation on the run kept whole;
 where it limits itself to the text's first tokens, it says so."""
+import contextlib
 import re
 
 import numpy as np
@@ -138,3 +139,54 @@ def test_checkpoints_attention_reads_the_first_tokens_saying_so(tmp_path):
         in messages(at)
     heatmap = figure(at, "step 10: layer 0, head 0")["data"][0]["z"]
     assert array(heatmap).shape == (SHOWN, SHOWN)
+
+
+def test_heads_at_work_on_a_long_text_says_so_reports_progress_and_follows_the_text(llama, monkeypatch):
+    import pages._changed
+    import pages.heads
+    import pages.heads_at_work
+    from models.core.predictions import next_token_predictions
+    from models.interventions.loss import loss_terms
+
+    seen, statistics = [], []
+    real_bar, real_statistics = pages._changed.progress_bar, pages.heads.tiles.head_statistics
+
+    @contextlib.contextmanager
+    def recorded(what):
+        with real_bar(what) as report:
+            yield lambda done, total: (seen.append((what, done, total)), report(done, total))
+
+    monkeypatch.setattr(pages._changed, "progress_bar", recorded)
+    monkeypatch.setattr(pages.heads_at_work, "progress_bar", recorded)
+    monkeypatch.setattr(pages.heads.tiles, "head_statistics", lambda *a, **k: statistics.append(1) or real_statistics(*a, **k))
+    loaded = load_model(str(llama))
+
+    def reference(text: str):
+        """The next token intact and with head 1.3 off, and the loss per token with it off, every weight kept
+        (no tiles)."""
+        monkeypatch.setattr(core_run, "FULL_WEIGHTS_BYTES", 1 << 40)
+        intact = next_token_predictions(loaded, text).top[0]
+        with ablated_stacks(loaded, {"self-attention": [(1, 3)]}, "zero"):
+            after = next_token_predictions(loaded, text)
+            terms = loss_terms(loaded, text)  # with gradients: never the lean pass
+            losses = terms.losses().detach().numpy()
+        monkeypatch.setattr(core_run, "FULL_WEIGHTS_BYTES", 0)
+        return f"{intact.probability:.1%} → {after.probabilities[intact.token_id]:.1%}", terms.positions.numpy(), losses
+
+    for text in (TEXT, TEXT.replace("cat", "bird")):  # a new text: nothing of the first left
+        seen.clear()
+        at = _open("pages/heads_at_work.py", llama, text=text, off="1.3")
+        n = len(loaded.tokenizer(text)["input_ids"])
+        notice = next(str(i.value) for i in at.info if str(i.value).startswith("A long text"))
+        assert f"{n:,} tokens" in notice and f"first {SHOWN} queries × {SHOWN} keys" in notice
+        assert not statistics and "Pick heads by" not in [s.label for s in at.selectbox]  # folded until opened
+        shift, positions, losses = reference(text)
+        changed = array(figure(at, "Loss per token")["data"][1]["y"])
+        assert len(changed) == n
+        np.testing.assert_allclose(changed[positions], losses, rtol=1e-4, atol=1e-5)
+        assert [m.value for m in at.metric if "(next token): intact → 1 head off" in m.label] == [shift]
+        for what in ("Predicting, 1 head off: layer", "Scoring every token, 1 head off: layer",
+                     "Running the model with the change: layer", "Comparing every head's attention: layer"):
+            assert [(done, total) for w, done, total in seen if w == what] == [(1, 2), (2, 2)], (what, seen)
+    set_state(at, pick_open=True)
+    assert statistics and "Pick heads by" in [s.label for s in at.selectbox]

@@ -72,6 +72,7 @@ def test_compare_on_a_long_text(browser_page):
 def test_heads_at_work_on_a_long_text(browser_page):
     bp, page = browser_page, browser_page.page
     _open(bp, "heads_at_work", "Where it changed", off="3.1")
+    expect(page.get_by_text(re.compile(r"A long text: \d,\d{3} tokens, more than the \d{3}"))).to_be_visible()
     expect(chart_titles(page, "All heads (self-attention)")).to_be_visible()
     expect(chart_titles(page, "JS divergence of each head")).to_be_visible()
     expect(page.get_by_text(re.compile(r"The heatmaps show the first 512 queries × 512 keys of this text's "
