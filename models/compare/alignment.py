@@ -241,8 +241,9 @@ def shared_start(models: Sequence[LoadedModel], text: str, limit: int) -> str:
     def fits(end: int) -> bool:
         return all(encode(loaded, text[:end])[1] <= limit for loaded in models)
 
-    if fits(len(text)) or len({tuple(encode(loaded, text)[0]["input_ids"][0, :limit].tolist())
-                               for loaded in models}) == 1:
+    whole = [encode(loaded, text) for loaded in models]  # (encoding, untruncated count) of each
+    if all(count <= limit for _, count in whole) or len({tuple(encoding["input_ids"][0, :limit].tolist())
+                                                          for encoding, _ in whole}) == 1:
         return text
     ends = [match.start() for match in re.finditer(r"\s+", text) if match.start()]  # where words end
     fitting = 0  # binary search: the starts ending at ends[:fitting] fit
