@@ -52,6 +52,7 @@ from viz.compare import (
     shared_zmax,
 )
 from viz.heatmap import attention_heatmap
+from viz.labels import markdown_literal
 from viz.theme import file_stem
 
 VIEW_KEY, SERIES_KEY, A_KEY, B_KEY = "compare_view", "series", "model_a", "model_b"
@@ -236,8 +237,8 @@ def load_pair(spec_a: str, spec_b: str, text: str, text_b: str,
         with st.spinner("Running both models…"):
             if not text_b and (start := cached_start(spec_a, spec_b, text, change_b)) != text:
                 st.info(f"Comparing A and B head by head keeps every weight of every head, so it runs on the start "
-                        f"of this text both models read whole: its first {len(start.split()):,} of "
-                        f"{len(text.split()):,} words.")
+                        f"of this text both models read whole: its first {len(start):,} of {len(text):,} characters, "
+                        f"up to “{markdown_literal(start.split()[-1])}”.")
             elif limit := cached_limit(spec_a, spec_b, text, text_b, change_b):
                 st.info(first_tokens_notice("Comparing A and B head by head", *limit))
             aligned = cached_alignment(spec_a, spec_b, text, text_b, change_b)

@@ -131,7 +131,8 @@ def test_a_text_too_long_for_either_model_is_compared_on_the_start_both_read(tin
     _healthy(at)
     start = shared_start((load_model(spec_a), load_model(spec_b)), text, 512)
     words = len(start.split())
-    assert f"its first {words:,} of 700 words" in messages(at) and at.session_state["text"] == text
+    assert f"its first {len(start):,} of {len(text):,} characters, up to “{start.split()[-1]}”" in messages(at)
+    assert at.session_state["text"] == text
     def longest(part: str) -> int:
         return max(len(load_model(spec).tokenizer(part)["input_ids"]) for spec in (spec_a, spec_b))
     assert longest(start) <= 512 < longest(text[:text.index(" ", len(start) + 1)])  # the longest start, to a word
